@@ -1,0 +1,71 @@
+# Everyday commands. `make demo` and `make test` work on a fresh machine with Rust and Python 3:
+# `make setup` installs everything else they need into the project (idempotent).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV         ?= .venv
+MOTO_VERSION := 5.2.5
+TOOLS_VENV   ?= .venv-tools
+CARGO_LAMBDA_VERSION := 1.9.2
+FUNCTIONS    := webhook scale-up scale-down syncer
+
+# Reuse compiled dependencies across clones on this machine (CI does the same).
+ifneq ($(shell command -v sccache 2>/dev/null),)
+export RUSTC_WRAPPER ?= sccache
+export CARGO_INCREMENTAL ?= 0
+export SCCACHE_DIR ?= $(HOME)/.cache/sccache
+endif
+
+.PHONY: help setup test lint fmt build demo bench bench-webhook clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(VENV)/.moto-$(MOTO_VERSION) ## Install what the tests need (moto server in a project virtualenv)
+
+$(VENV)/.moto-$(MOTO_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+test: setup ## Run every test (unit, end to end against moto and the fake GitHub)
+	cargo test --workspace
+
+lint: ## Formatting and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+demo: setup ## Run the system locally against moto and the fake GitHub
+	cargo build -p tests --bins
+	target/debug/demo-webhook
+
+bench: bench-webhook ## Run the benchmarks (release builds: slow the first time)
+
+bench-webhook: setup ## Webhook cold start, per-event CPU and memory
+	cargo bench -p tests --bench webhook
+
+$(TOOLS_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION):
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+	touch $@
+
+build: $(TOOLS_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION) ## Release Lambda zips: target/lambda/<arch>/<function>/bootstrap.zip
+	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" cargo lambda build --release --x86-64 --output-format zip \
+	  --lambda-dir target/lambda/x86_64 $(addprefix -p ,$(FUNCTIONS))
+	@if rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu \
+	    || rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then \
+	  PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+	    --lambda-dir target/lambda/arm64 $(addprefix -p ,$(FUNCTIONS)); \
+	else \
+	  echo "arm64 zips NOT built: the aarch64-unknown-linux-gnu Rust target cannot be added on this machine"; \
+	  echo "(run 'rustup target add aarch64-unknown-linux-gnu' where rustup can download, or deploy with lambda_architecture = \"x86_64\")"; \
+	fi
+	@ls -l target/lambda/*/*/bootstrap.zip
+
+clean: ## Remove build outputs and virtualenvs
+	cargo clean
+	rm -rf $(VENV) $(TOOLS_VENV)

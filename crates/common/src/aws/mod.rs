@@ -1,0 +1,101 @@
+//! AWS adapters: the only code that knows the AWS SDK.
+//!
+//! Clients are built from `aws-config`'s standard chain, so the standard `AWS_ENDPOINT_URL`
+//! reaches moto in tests and the local stack without any test-only code path.
+
+pub mod sqs;
+pub mod ssm;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{AWS_THROTTLING_CODES, AWS_TRANSIENT_CODES, AwsError, AwsErrorKind};
+
+pub use aws_config::SdkConfig;
+
+/// Loads the shared SDK configuration. `attempt_timeout` bounds each HTTP attempt so that a
+/// hung connection cannot eat the invocation's deadline; the SDK retries throttling and
+/// transient errors up to `max_attempts` times with jittered backoff.
+pub async fn load_sdk_config(attempt_timeout: Duration, max_attempts: u32) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await
+}
+
+/// Converts an SDK error into a classified [`AwsError`].
+pub fn aws_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let kind = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            AwsErrorKind::Transient
+        }
+        SdkError::ConstructionFailure(_) => AwsErrorKind::Client,
+        _ => classify(code.as_deref(), status),
+    };
+    let message = match (&err, err.message()) {
+        (SdkError::ServiceError(_), Some(m)) => m.to_string(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    AwsError::new(operation, kind, code, message)
+}
+
+/// Classifies a service error by its code and HTTP status.
+pub fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
+    match (code, status) {
+        (Some(c), _) if AWS_THROTTLING_CODES.contains(&c) => AwsErrorKind::Throttled,
+        (_, Some(429)) => AwsErrorKind::Throttled,
+        (Some(c), _) if AWS_TRANSIENT_CODES.contains(&c) => AwsErrorKind::Transient,
+        (_, Some(s)) if s >= 500 => AwsErrorKind::Transient,
+        (Some(c), _)
+            if c.ends_with("NotFound")
+                || c.ends_with("NotFoundException")
+                || c == "NoSuchKey"
+                || c == "NoSuchBucket" =>
+        {
+            AwsErrorKind::NotFound
+        }
+        _ => AwsErrorKind::Client,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            (Some("RequestLimitExceeded"), Some(503), AwsErrorKind::Throttled),
+            (Some("ThrottlingException"), Some(400), AwsErrorKind::Throttled),
+            (None, Some(429), AwsErrorKind::Throttled),
+            (Some("InternalError"), Some(500), AwsErrorKind::Transient),
+            (None, Some(502), AwsErrorKind::Transient),
+            (Some("ParameterNotFound"), Some(400), AwsErrorKind::NotFound),
+            (Some("InvalidInstanceID.NotFound"), Some(400), AwsErrorKind::NotFound),
+            (Some("AccessDeniedException"), Some(400), AwsErrorKind::Client),
+            (Some("InsufficientInstanceCapacity"), Some(500), AwsErrorKind::Transient),
+            (Some("InsufficientInstanceCapacity"), Some(400), AwsErrorKind::Client),
+        ];
+        for (code, status, kind) in cases {
+            assert_eq!(classify(code, status), kind, "{code:?} {status:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! SSM Parameter Store adapter.
+//!
+//! Reads decrypt, go in batches of 10 names (GetParameters' limit) and are cached for the
+//! container's life: configuration parameters change only with a deployment, which starts new
+//! containers (Terraform also changes a version variable to force it). A failed read is not
+//! cached, so the next invocation tries again.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_ssm::Client;
+
+use super::{SdkConfig, aws_error};
+use crate::config::Secret;
+use crate::error::{AwsError, AwsErrorKind};
+use crate::ports::ParameterStore;
+
+/// GetParameters accepts at most this many names.
+pub const GET_PARAMETERS_BATCH: usize = 10;
+
+pub struct SsmParameterStore {
+    client: Client,
+    cache: Mutex<BTreeMap<String, Secret<String>>>,
+}
+
+impl SsmParameterStore {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self { client: Client::new(config), cache: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn cached(&self, name: &str) -> Option<Secret<String>> {
+        self.cache.lock().ok()?.get(name).cloned()
+    }
+}
+
+#[async_trait]
+impl ParameterStore for SsmParameterStore {
+    async fn get_parameters(&self, names: &[String]) -> Result<BTreeMap<String, Secret<String>>, AwsError> {
+        let mut found = BTreeMap::new();
+        let mut to_fetch: Vec<String> = Vec::new();
+        for name in names {
+            match self.cached(name) {
+                Some(v) => {
+                    found.insert(name.clone(), v);
+                }
+                None if !to_fetch.contains(name) => to_fetch.push(name.clone()),
+                None => {}
+            }
+        }
+        let mut missing = Vec::new();
+        for batch in to_fetch.chunks(GET_PARAMETERS_BATCH) {
+            let out = self
+                .client
+                .get_parameters()
+                .set_names(Some(batch.to_vec()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| aws_error("ssm:GetParameters", e))?;
+            missing.extend(out.invalid_parameters().iter().cloned());
+            for p in out.parameters() {
+                if let (Some(name), Some(value)) = (p.name(), p.value()) {
+                    found.insert(name.to_string(), Secret::new(value.to_string()));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(AwsError::new(
+                "ssm:GetParameters",
+                AwsErrorKind::NotFound,
+                Some("ParameterNotFound".into()),
+                format!("parameters not found: {}", missing.join(", ")),
+            ));
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            for name in &to_fetch {
+                if let Some(v) = found.get(name) {
+                    cache.insert(name.clone(), v.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+}

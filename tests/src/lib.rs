@@ -1,0 +1,17 @@
+//! The test world shared by every end-to-end test, benchmark and the local demo:
+//!
+//! - [`moto`]: the AWS emulator in server mode, one per test process;
+//! - [`fake_github`]: a stateful fake of the GitHub REST API;
+//! - [`lambda_emulator`]: the Lambda Runtime API, driving the real function binaries;
+//! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers.
+//!
+//! The function binaries themselves are `[[bin]]` targets of this crate (`lambda-webhook`...),
+//! so `cargo test` builds them once, in the test profile, and the tests find them through
+//! `CARGO_BIN_EXE_*`.
+
+pub mod apps;
+pub mod aws;
+pub mod fake_github;
+pub mod fixtures;
+pub mod lambda_emulator;
+pub mod moto;

@@ -1,0 +1,114 @@
+//! moto (the AWS emulator) in server mode, one per test process.
+//!
+//! Started on first use from the project virtualenv that `make setup` creates, on a free
+//! loopback port that moto binds itself (no port race). It stops when the test process ends:
+//! it reads its stdin until EOF, and this process holds the pipe's other end.
+//!
+//! A missing virtualenv is a test failure with instructions, never a skip (decisions.md #20).
+//! Tests that share the server use unique resource names ([`unique`]) and never reset it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::config::{Credentials, Region};
+
+pub const REGION: &str = "eu-west-1";
+pub const ACCOUNT: &str = "123456789012";
+
+pub struct Moto {
+    pub endpoint: String,
+    _child: Mutex<Child>,
+    _stdin: Mutex<ChildStdin>,
+    /// Time from spawning moto to its first answer.
+    pub startup: Duration,
+}
+
+/// The project root (the workspace folder).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The Python of the project virtualenv (or `MOTO_PYTHON`).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("MOTO_PYTHON") {
+        return PathBuf::from(p);
+    }
+    project_root().join(".venv/bin/python")
+}
+
+impl Moto {
+    /// The shared server of this test process.
+    pub fn shared() -> &'static Moto {
+        static MOTO: OnceLock<Moto> = OnceLock::new();
+        MOTO.get_or_init(Moto::start)
+    }
+
+    fn start() -> Moto {
+        let python = python();
+        assert!(
+            python.exists(),
+            "moto is not installed: `{}` does not exist. Run `make setup` (it creates the project virtualenv with moto[server]).",
+            python.display()
+        );
+        let script = project_root().join("tests/scripts/moto_server.py");
+        let started = Instant::now();
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto with {}: {e}", python.display()));
+        let stdout = child.stdout.take().expect("moto stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read moto's port");
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("moto did not start (it printed {line:?}); run `make setup`"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let stdin = child.stdin.take().expect("moto stdin");
+        Moto { endpoint, _child: Mutex::new(child), _stdin: Mutex::new(stdin), startup: started.elapsed() }
+    }
+
+    /// SDK configuration for test-side clients (no retries: unsupported calls fail fast).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await
+    }
+
+    /// The environment that points a function binary at moto, exactly as Lambda would provide
+    /// credentials and region, plus the standard `AWS_ENDPOINT_URL`.
+    pub fn lambda_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_DEFAULT_REGION".into(), REGION.into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+
+    /// Warms the EC2 backend (its first call takes seconds while moto loads AMIs).
+    pub async fn warm_ec2(&self) {
+        let ec2 = aws_sdk_ec2::Client::new(&self.sdk_config().await);
+        let _ = ec2.describe_instances().send().await;
+    }
+}
+
+/// A name no other test uses: `<prefix>-<counter>-<random>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{:04x}", N.fetch_add(1, Ordering::SeqCst), fastrand::u16(..))
+}

@@ -1,0 +1,7 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! End-to-end tests: the real function binaries under the Lambda runtime emulator, against
+//! moto and the fake GitHub. One test binary (one moto server) for all of them.
+
+mod github_client;
+mod support;
+mod webhook;
