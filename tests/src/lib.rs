@@ -3,6 +3,9 @@
 //! - [`moto`]: the AWS emulator in server mode, one per test process;
 //! - [`fake_github`]: a stateful fake of the GitHub REST API;
 //! - [`lambda_emulator`]: the Lambda Runtime API, driving the real function binaries;
+//! - [`aws_proxy`]: AWS faults moto cannot produce (throttling, capacity, partial fleets);
+//! - [`event_source`]: Lambda's SQS event source mapping;
+//! - [`stack`]: a runner configuration set up as Terraform would, and each function's environment;
 //! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers.
 //!
 //! The function binaries themselves are `[[bin]]` targets of this crate (`lambda-webhook`...),
@@ -11,7 +14,10 @@
 
 pub mod apps;
 pub mod aws;
+pub mod aws_proxy;
+pub mod event_source;
 pub mod fake_github;
 pub mod fixtures;
 pub mod lambda_emulator;
 pub mod moto;
+pub mod stack;

@@ -8,13 +8,37 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::config::Secret;
-use crate::error::AwsError;
+use crate::deadline::Deadline;
+use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner};
+use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
+use crate::error::{AwsError, GithubError};
 
 /// SSM Parameter Store, read side.
 #[async_trait]
 pub trait ParameterStore: Send + Sync {
-    /// The decrypted values of `names`. Fails, naming them, when any does not exist.
+    /// The decrypted values of `names`, cached for the container's life. Fails, naming them,
+    /// when any does not exist.
     async fn get_parameters(&self, names: &[String]) -> Result<BTreeMap<String, Secret<String>>, AwsError>;
+
+    /// One parameter read now (not cached); `None` when it does not exist.
+    async fn get_parameter_fresh(&self, name: &str) -> Result<Option<Secret<String>>, AwsError>;
+}
+
+/// A parameter to write.
+#[derive(Debug, Clone)]
+pub struct NewParameter {
+    pub name: String,
+    pub value: Secret<String>,
+    /// SecureString (encrypted) or String.
+    pub secure: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+/// SSM Parameter Store, write side.
+#[async_trait]
+pub trait ParameterWriter: Send + Sync {
+    /// Writes (overwrites) a parameter; the tier follows the value's size (decisions.md #6).
+    async fn put_parameter(&self, parameter: &NewParameter) -> Result<(), AwsError>;
 }
 
 /// A job queue (SQS), send side.
@@ -23,4 +47,89 @@ pub trait JobQueue: Send + Sync {
     /// Sends `body` to the queue at `queue_url`. FIFO queues need `fifo_group`, which is also
     /// used as the deduplication id so that a redelivered webhook is not queued twice.
     async fn send(&self, queue_url: &str, body: &str, fifo_group: Option<&str>) -> Result<(), AwsError>;
+}
+
+/// EC2, for runner instances.
+#[async_trait]
+pub trait RunnerInstances: Send + Sync {
+    /// Every instance matching the filter (all pages).
+    async fn list(&self, filter: &InstanceFilter) -> Result<Vec<RunnerInstance>, AwsError>;
+    /// Launches instances (CreateFleet `instant`, or RunInstances for dedicated hosts).
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, AwsError>;
+    async fn tag(&self, instance_ids: &[String], tags: &[(String, String)]) -> Result<(), AwsError>;
+    async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError>;
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError>;
+}
+
+/// A self-hosted runner as GitHub reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRunner {
+    pub id: u64,
+    pub name: String,
+    /// `online` or `offline`.
+    pub status: String,
+    pub busy: bool,
+    pub labels: Vec<String>,
+}
+
+/// A just-in-time runner configuration.
+#[derive(Debug, Clone)]
+pub struct JitConfig {
+    pub runner_id: u64,
+    pub encoded: Secret<String>,
+}
+
+/// What deleting a runner did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerRemoval {
+    /// 204.
+    Deleted,
+    /// 404: it was already gone.
+    NotFound,
+    /// 422: GitHub says it is running a job.
+    Busy,
+}
+
+/// GitHub for one owner, through one App installation, within one invocation's deadline.
+#[async_trait]
+pub trait GithubOwner: Send + Sync {
+    fn owner(&self) -> &RunnerOwner;
+    /// The App used (its GitHub App id).
+    fn app_id(&self) -> u64;
+    /// The status of a workflow job (`queued`, `in_progress`...), `None` when not found.
+    async fn job_status(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<Option<String>, GithubError>;
+    /// The id of an organization runner group by name.
+    async fn runner_group_id(&self, name: &str) -> Result<Option<u64>, GithubError>;
+    async fn create_jit_config(
+        &self,
+        name: &str,
+        runner_group_id: u64,
+        labels: &[String],
+    ) -> Result<JitConfig, GithubError>;
+    async fn registration_token(&self) -> Result<Secret<String>, GithubError>;
+    /// Every runner of the owner (all pages).
+    async fn list_runners(&self) -> Result<Vec<GithubRunner>, GithubError>;
+    async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError>;
+    async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError>;
+}
+
+/// GitHub through the configured Apps.
+#[async_trait]
+pub trait GithubApi: Send + Sync {
+    /// The App to use for this invocation (index into the configured Apps).
+    fn choose_app(&self) -> usize;
+    fn app_id(&self, app: usize) -> u64;
+    /// Requests left in the App's primary rate limit, as last seen.
+    fn rate_limit_remaining(&self, app: usize) -> Option<u64>;
+    /// The web base URL (`https://github.com` or the GHES URL), for `config.sh --url`.
+    fn web_url(&self) -> String;
+    /// The owner's installation, ready to call (token minted or cached). `installation_hint` is
+    /// the id from the webhook payload, if any.
+    async fn for_owner(
+        &self,
+        app: usize,
+        owner: &RunnerOwner,
+        installation_hint: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<Box<dyn GithubOwner + '_>, GithubError>;
 }

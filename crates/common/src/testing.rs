@@ -1,15 +1,23 @@
 //! In-memory fakes of the ports, for unit tests of handlers. Not for production: they keep
-//! everything in memory and can be told to fail.
+//! everything in memory, record every call and can be told to fail.
+//!
+//! End-to-end tests use the real thing instead: moto and the fake GitHub server in `tests/`.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::config::Secret;
-use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::{JobQueue, ParameterStore};
+use crate::deadline::Deadline;
+use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
+use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
+use crate::error::{AwsError, AwsErrorKind, GithubError};
+use crate::ports::{
+    GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, NewParameter, ParameterStore, ParameterWriter,
+    RunnerInstances, RunnerRemoval,
+};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -22,7 +30,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct MemoryParameterStore {
     values: Mutex<BTreeMap<String, String>>,
+    written: Mutex<Vec<NewParameter>>,
     failure: Mutex<Option<AwsError>>,
+    put_failures: Mutex<VecDeque<AwsError>>,
     pub calls: AtomicUsize,
 }
 
@@ -39,9 +49,23 @@ impl MemoryParameterStore {
         lock(&self.values).insert(name.to_string(), value.to_string());
     }
 
+    pub fn value(&self, name: &str) -> Option<String> {
+        lock(&self.values).get(name).cloned()
+    }
+
+    /// Every parameter written through [`ParameterWriter`].
+    pub fn written(&self) -> Vec<NewParameter> {
+        lock(&self.written).clone()
+    }
+
     /// Makes every following read fail with `error` (None to heal).
     pub fn fail_with(&self, error: Option<AwsError>) {
         *lock(&self.failure) = error;
+    }
+
+    /// Makes the next writes fail, one error each.
+    pub fn fail_next_puts(&self, errors: Vec<AwsError>) {
+        lock(&self.put_failures).extend(errors);
     }
 }
 
@@ -63,6 +87,26 @@ impl ParameterStore for MemoryParameterStore {
             ));
         }
         Ok(names.iter().map(|n| (n.clone(), Secret::new(values[n].clone()))).collect())
+    }
+
+    async fn get_parameter_fresh(&self, name: &str) -> Result<Option<Secret<String>>, AwsError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        Ok(lock(&self.values).get(name).map(|v| Secret::new(v.clone())))
+    }
+}
+
+#[async_trait]
+impl ParameterWriter for MemoryParameterStore {
+    async fn put_parameter(&self, parameter: &NewParameter) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.put_failures).pop_front() {
+            return Err(e);
+        }
+        lock(&self.values).insert(parameter.name.clone(), parameter.value.expose().clone());
+        lock(&self.written).push(parameter.clone());
+        Ok(())
     }
 }
 
@@ -103,5 +147,341 @@ impl JobQueue for MemoryJobQueue {
             fifo_group: fifo_group.map(str::to_string),
         });
         Ok(())
+    }
+}
+
+/// How the next launch answers.
+#[derive(Debug, Clone)]
+pub enum ScriptedLaunch {
+    /// Launch at most `fulfil` instances and report `errors`.
+    Partial { fulfil: usize, errors: Vec<crate::domain::scale_up::FleetError> },
+    /// The call itself fails.
+    Fail(AwsError),
+}
+
+/// One CreateTags call: the instances and the tags.
+pub type TagCall = (Vec<String>, Vec<(String, String)>);
+
+/// EC2 in memory: launched instances get the request's tags plus the environment tag the launch
+/// template would add.
+pub struct MemoryRunnerInstances {
+    pub environment: String,
+    instances: Mutex<Vec<RunnerInstance>>,
+    launches: Mutex<Vec<LaunchRequest>>,
+    script: Mutex<VecDeque<ScriptedLaunch>>,
+    list_failure: Mutex<Option<AwsError>>,
+    terminated: Mutex<Vec<String>>,
+    tagged: Mutex<Vec<TagCall>>,
+    next: AtomicUsize,
+}
+
+impl MemoryRunnerInstances {
+    pub fn new(environment: &str) -> Self {
+        Self {
+            environment: environment.to_string(),
+            instances: Mutex::new(Vec::new()),
+            launches: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            list_failure: Mutex::new(None),
+            terminated: Mutex::new(Vec::new()),
+            tagged: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(1),
+        }
+    }
+
+    /// Scripts the next launches, in order; unscripted launches fulfil everything.
+    pub fn script(&self, launches: Vec<ScriptedLaunch>) {
+        lock(&self.script).extend(launches);
+    }
+
+    pub fn fail_listing(&self, error: Option<AwsError>) {
+        *lock(&self.list_failure) = error;
+    }
+
+    /// Adds an existing instance.
+    pub fn add(&self, instance: RunnerInstance) {
+        lock(&self.instances).push(instance);
+    }
+
+    pub fn instances(&self) -> Vec<RunnerInstance> {
+        lock(&self.instances).clone()
+    }
+
+    pub fn live(&self) -> Vec<RunnerInstance> {
+        lock(&self.instances).iter().filter(|i| i.state == "running" || i.state == "pending").cloned().collect()
+    }
+
+    pub fn launches(&self) -> Vec<LaunchRequest> {
+        lock(&self.launches).clone()
+    }
+
+    pub fn terminated(&self) -> Vec<String> {
+        lock(&self.terminated).clone()
+    }
+
+    pub fn tagged(&self) -> Vec<TagCall> {
+        lock(&self.tagged).clone()
+    }
+
+    fn new_instance(&self, request: &LaunchRequest) -> RunnerInstance {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut tags: BTreeMap<String, String> = request.tags.iter().cloned().collect();
+        tags.insert(tags::ENVIRONMENT.into(), self.environment.clone());
+        RunnerInstance {
+            id: format!("i-{n:017x}"),
+            launch_time: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0),
+            state: "pending".into(),
+            tags,
+        }
+    }
+}
+
+fn matches(instance: &RunnerInstance, f: &InstanceFilter) -> bool {
+    f.states.contains(&instance.state)
+        && instance.tag(tags::ENVIRONMENT) == Some(f.environment.as_str())
+        && instance.tag(tags::APPLICATION) == Some(tags::APPLICATION_VALUE)
+        && f.owner.as_ref().is_none_or(|o| {
+            instance.tag(tags::TYPE) == Some(o.runner_type().as_str())
+                && instance.tag(tags::OWNER) == Some(o.tag_value().as_str())
+        })
+        && (!f.orphan_only || instance.is_orphan())
+}
+
+#[async_trait]
+impl RunnerInstances for MemoryRunnerInstances {
+    async fn list(&self, filter: &InstanceFilter) -> Result<Vec<RunnerInstance>, AwsError> {
+        if let Some(e) = lock(&self.list_failure).clone() {
+            return Err(e);
+        }
+        Ok(lock(&self.instances).iter().filter(|i| matches(i, filter)).cloned().collect())
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchOutcome, AwsError> {
+        lock(&self.launches).push(request.clone());
+        let (fulfil, errors) = match lock(&self.script).pop_front() {
+            None => (request.count, Vec::new()),
+            Some(ScriptedLaunch::Partial { fulfil, errors }) => (fulfil.min(request.count), errors),
+            Some(ScriptedLaunch::Fail(e)) => return Err(e),
+        };
+        let created: Vec<RunnerInstance> = (0..fulfil).map(|_| self.new_instance(request)).collect();
+        let ids = created.iter().map(|i| i.id.clone()).collect();
+        lock(&self.instances).extend(created);
+        Ok(LaunchOutcome { instance_ids: ids, errors })
+    }
+
+    async fn tag(&self, instance_ids: &[String], new_tags: &[(String, String)]) -> Result<(), AwsError> {
+        lock(&self.tagged).push((instance_ids.to_vec(), new_tags.to_vec()));
+        for i in lock(&self.instances).iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            for (k, v) in new_tags {
+                i.tags.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError> {
+        for i in lock(&self.instances).iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            for k in keys {
+                i.tags.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        lock(&self.terminated).extend(instance_ids.iter().cloned());
+        for i in lock(&self.instances).iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            i.state = "shutting-down".into();
+        }
+        Ok(())
+    }
+}
+
+/// One call made to [`MemoryGithub`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubCall {
+    pub owner: String,
+    pub operation: &'static str,
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct GithubState {
+    job_status: HashMap<u64, String>,
+    groups: HashMap<String, u64>,
+    runners: BTreeMap<String, Vec<GithubRunner>>,
+    busy_on_delete: Vec<u64>,
+    failures: HashMap<&'static str, VecDeque<GithubError>>,
+    installation_failures: HashMap<String, GithubError>,
+    calls: Vec<GithubCall>,
+    next_runner: u64,
+}
+
+/// GitHub in memory: one App, jobs with a status, runner groups, runners per owner.
+#[derive(Clone, Default)]
+pub struct MemoryGithub {
+    state: Arc<Mutex<GithubState>>,
+}
+
+impl MemoryGithub {
+    pub fn set_job_status(&self, job_id: u64, status: &str) {
+        lock(&self.state).job_status.insert(job_id, status.to_string());
+    }
+
+    pub fn add_group(&self, name: &str, id: u64) {
+        lock(&self.state).groups.insert(name.to_string(), id);
+    }
+
+    pub fn add_runner(&self, owner: &RunnerOwner, runner: GithubRunner) {
+        lock(&self.state).runners.entry(owner.to_string()).or_default().push(runner);
+    }
+
+    pub fn runners(&self, owner: &RunnerOwner) -> Vec<GithubRunner> {
+        lock(&self.state).runners.get(&owner.to_string()).cloned().unwrap_or_default()
+    }
+
+    /// DELETE of this runner answers 422.
+    pub fn busy_on_delete(&self, runner_id: u64) {
+        lock(&self.state).busy_on_delete.push(runner_id);
+    }
+
+    /// The next calls of `operation` fail, one error each.
+    pub fn fail(&self, operation: &'static str, errors: Vec<GithubError>) {
+        lock(&self.state).failures.entry(operation).or_default().extend(errors);
+    }
+
+    pub fn fail_installation(&self, owner: &RunnerOwner, error: GithubError) {
+        lock(&self.state).installation_failures.insert(owner.to_string(), error);
+    }
+
+    pub fn calls(&self) -> Vec<GithubCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        lock(&self.state).calls.iter().filter(|c| c.operation == operation).count()
+    }
+
+    fn record(&self, owner: &RunnerOwner, operation: &'static str, detail: String) -> Result<(), GithubError> {
+        let mut s = lock(&self.state);
+        s.calls.push(GithubCall { owner: owner.to_string(), operation, detail });
+        match s.failures.get_mut(operation).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+struct MemoryGithubOwner {
+    github: MemoryGithub,
+    owner: RunnerOwner,
+}
+
+#[async_trait]
+impl GithubOwner for MemoryGithubOwner {
+    fn owner(&self) -> &RunnerOwner {
+        &self.owner
+    }
+
+    fn app_id(&self) -> u64 {
+        1
+    }
+
+    async fn job_status(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<Option<String>, GithubError> {
+        self.github.record(&self.owner, "job_status", format!("{repo_owner}/{repo}#{job_id}"))?;
+        Ok(Some(lock(&self.github.state).job_status.get(&job_id).cloned().unwrap_or_else(|| "queued".into())))
+    }
+
+    async fn runner_group_id(&self, name: &str) -> Result<Option<u64>, GithubError> {
+        self.github.record(&self.owner, "runner_group_id", name.to_string())?;
+        Ok(lock(&self.github.state).groups.get(name).copied())
+    }
+
+    async fn create_jit_config(
+        &self,
+        name: &str,
+        runner_group_id: u64,
+        labels: &[String],
+    ) -> Result<JitConfig, GithubError> {
+        self.github.record(
+            &self.owner,
+            "create_jit_config",
+            format!("{name} group={runner_group_id} labels={}", labels.join(",")),
+        )?;
+        let mut s = lock(&self.github.state);
+        s.next_runner += 1;
+        let id = s.next_runner;
+        s.runners.entry(self.owner.to_string()).or_default().push(GithubRunner {
+            id,
+            name: name.to_string(),
+            status: "offline".into(),
+            busy: false,
+            labels: labels.to_vec(),
+        });
+        Ok(JitConfig { runner_id: id, encoded: Secret::new(format!("jit-config-for-{name}")) })
+    }
+
+    async fn registration_token(&self) -> Result<Secret<String>, GithubError> {
+        self.github.record(&self.owner, "registration_token", String::new())?;
+        Ok(Secret::new("REGISTRATION-TOKEN".into()))
+    }
+
+    async fn list_runners(&self) -> Result<Vec<GithubRunner>, GithubError> {
+        self.github.record(&self.owner, "list_runners", String::new())?;
+        Ok(self.github.runners(&self.owner))
+    }
+
+    async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError> {
+        self.github.record(&self.owner, "get_runner", id.to_string())?;
+        Ok(self.github.runners(&self.owner).into_iter().find(|r| r.id == id))
+    }
+
+    async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError> {
+        self.github.record(&self.owner, "delete_runner", id.to_string())?;
+        let mut s = lock(&self.github.state);
+        if s.busy_on_delete.contains(&id) {
+            return Ok(RunnerRemoval::Busy);
+        }
+        let list = s.runners.entry(self.owner.to_string()).or_default();
+        let before = list.len();
+        list.retain(|r| r.id != id);
+        Ok(if list.len() < before { RunnerRemoval::Deleted } else { RunnerRemoval::NotFound })
+    }
+}
+
+#[async_trait]
+impl GithubApi for MemoryGithub {
+    fn choose_app(&self) -> usize {
+        0
+    }
+
+    fn app_id(&self, _app: usize) -> u64 {
+        1
+    }
+
+    fn rate_limit_remaining(&self, _app: usize) -> Option<u64> {
+        Some(4999)
+    }
+
+    fn web_url(&self) -> String {
+        "https://github.com".into()
+    }
+
+    async fn for_owner(
+        &self,
+        _app: usize,
+        owner: &RunnerOwner,
+        _installation_hint: Option<u64>,
+        _deadline: Deadline,
+    ) -> Result<Box<dyn GithubOwner + '_>, GithubError> {
+        let failure = {
+            let mut s = lock(&self.state);
+            s.calls.push(GithubCall { owner: owner.to_string(), operation: "installation", detail: String::new() });
+            s.installation_failures.get(&owner.to_string()).cloned()
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(Box::new(MemoryGithubOwner { github: self.clone(), owner: owner.clone() }))
     }
 }

@@ -1,9 +1,573 @@
-//! The scale-up function. Not built yet: the binary starts, says so and exits with an error
-//! (decisions.md #28); it is wired into neither Terraform nor the demo.
+//! The scale-up function: queued jobs in, EC2 instances with registered runners out.
+//!
+//! - **Trigger**: SQS (the runner configuration's build queue), batches of up to 10, with
+//!   `ReportBatchItemFailures`.
+//! - **Per batch**: messages are grouped by owner (organization, or `owner/repo`). For each
+//!   owner: one installation token (cached across invocations), the optional job-queued check,
+//!   the maximum runner count, **one** `CreateFleet` (spot, with on-demand failover for the
+//!   configured error codes), a JIT config (or `config.sh` arguments with a registration token)
+//!   per instance stored as SecureString `<SSM_TOKEN_PATH>/<instance-id>`.
+//! - **Answer**: `batchItemFailures` names exactly the messages whose runner was not created and
+//!   that should come back (decisions.md #13). A message is acknowledged without a runner only
+//!   for a reason that needs none: malformed, duplicate in the batch, job no longer queued,
+//!   user-owned repository with organization runners, over the maximum for reusable runners
+//!   (an existing runner will take it). Every message gets one log line saying which.
+//! - **The maximum under concurrency**: after launching, an invocation lists the owner's
+//!   instances again, ranks them by launch time, and terminates its own instances ranked beyond
+//!   `RUNNERS_MAXIMUM_COUNT` before any of them is registered. Concurrent invocations rank the
+//!   same instances the same way, so the count settles at or below the maximum; it can exceed
+//!   it only for the seconds between a launch and that recount (see ARCHITECTURE.md).
+//! - **Environment**: upstream §1.4/§1.5 names, see [`Config`].
+//! - **IAM**: `ec2:CreateFleet`, `ec2:RunInstances`, `ec2:DescribeInstances`, `ec2:CreateTags`,
+//!   `ec2:TerminateInstances` (tag-conditioned), `iam:PassRole` (runner role), `ssm:PutParameter`
+//!   / `ssm:AddTagsToResource` on the token and runner-group paths, `ssm:GetParameter(s)` on the
+//!   App and config parameters.
 
-/// Exits with a clear "not implemented yet" error.
+pub mod config;
+mod launch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use common::config::Secret;
+use common::deadline::Deadline;
+use common::domain::runner::{InstanceFilter, RunnerOwner, runner_name, tags};
+use common::domain::scale_up::{RegistrationArgs, beyond_maximum, runners_to_create};
+use common::domain::webhook::QueuedJobMessage;
+use common::error::{GithubError, Retryable};
+use common::ports::{GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances};
+use common::telemetry::Metrics;
+use common::telemetry::metrics::{
+    GITHUB_APP_RATE_LIMIT_REMAINING, JOBS_RECEIVED, JOBS_RETRIED, JOBS_SKIPPED, MALFORMED_MESSAGES, RUNNERS_CREATED,
+    RUNNERS_FAILED, RUNNERS_REQUESTED,
+};
+use futures::StreamExt;
+
+pub use config::Config;
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// A runner instance was launched and configured for it.
+    Created { instance_id: String },
+    /// Back to SQS: no runner yet.
+    Retry { reason: &'static str, detail: String },
+    /// Acknowledged: it needs no runner.
+    Skipped { reason: &'static str },
+}
+
+impl Fate {
+    fn retry(reason: &'static str, detail: impl Into<String>) -> Self {
+        Fate::Retry { reason, detail: detail.into() }
+    }
+}
+
+/// Why a runner was not configured: the reason (a metric dimension) and the detail.
+type Failure = (&'static str, String);
+
+#[derive(Debug, Clone)]
+struct Job {
+    message_id: String,
+    message: QueuedJobMessage,
+}
+
+/// The scale-up handler and its clients.
+pub struct ScaleUp {
+    config: Config,
+    github: Arc<dyn GithubApi>,
+    ec2: Arc<dyn RunnerInstances>,
+    parameters: Arc<dyn ParameterStore>,
+    writer: Arc<dyn ParameterWriter>,
+    metrics: Metrics,
+    /// Runner group ids by organization and group name, for the container's life.
+    group_ids: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// Owners handled at once within a batch.
+const OWNER_CONCURRENCY: usize = 4;
+/// Runner configurations created at once (the write pacer sets the real rate).
+const RUNNER_CONCURRENCY: usize = 8;
+/// Job lookups at once.
+const LOOKUP_CONCURRENCY: usize = 8;
+
+impl ScaleUp {
+    pub fn new(
+        config: Config,
+        github: Arc<dyn GithubApi>,
+        ec2: Arc<dyn RunnerInstances>,
+        parameters: Arc<dyn ParameterStore>,
+        writer: Arc<dyn ParameterWriter>,
+        metrics: Metrics,
+    ) -> Self {
+        Self { config, github, ec2, parameters, writer, metrics, group_ids: Mutex::new(HashMap::new()) }
+    }
+
+    /// Handles one SQS batch; the answer names the messages to retry.
+    pub async fn handle(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let fates = self.process(event, deadline).await;
+        self.report(&fates);
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = fates
+            .into_iter()
+            .filter(|(_, f)| matches!(f, Fate::Retry { .. }))
+            .map(|(id, _)| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        response
+    }
+
+    /// Every message id of the batch with its fate.
+    pub async fn process(&self, event: &SqsEvent, deadline: Deadline) -> Vec<(String, Fate)> {
+        let mut fates: Vec<(String, Fate)> = Vec::new();
+        let mut jobs = Vec::new();
+        for record in &event.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            if let Some(source) = record.event_source.as_deref()
+                && source != "aws:sqs"
+            {
+                tracing::warn!(message_id, source, "ignoring a record that does not come from SQS");
+                continue;
+            }
+            match record.body.as_deref().map(serde_json::from_str::<QueuedJobMessage>) {
+                Some(Ok(message)) => jobs.push(Job { message_id, message }),
+                Some(Err(e)) => {
+                    tracing::error!(message_id, error = %e, "malformed message: acknowledged, it can never succeed");
+                    fates.push((message_id, Fate::Skipped { reason: "malformed" }));
+                }
+                None => fates.push((message_id, Fate::Skipped { reason: "malformed" })),
+            }
+        }
+        // Retries of earlier batches first (upstream).
+        jobs.sort_by_key(|j| j.message.retry_counter.unwrap_or(0));
+
+        let mut seen = HashSet::new();
+        let mut groups: BTreeMap<RunnerOwner, Vec<Job>> = BTreeMap::new();
+        for job in jobs {
+            let m = &job.message;
+            let skip = if m.event_type != "workflow_job" && (self.config.ephemeral || self.config.job_queued_check) {
+                Some("unsupported_event")
+            } else if self.config.organization_runners && m.repo_owner_type != "Organization" {
+                Some("user_owned_repository")
+            } else if !seen.insert((m.queue_id.clone(), m.id)) {
+                Some("duplicate")
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                fates.push((job.message_id, Fate::Skipped { reason }));
+                continue;
+            }
+            let owner = if self.config.organization_runners {
+                RunnerOwner::Org(m.repository_owner.clone())
+            } else {
+                RunnerOwner::Repo { owner: m.repository_owner.clone(), repo: m.repository_name.clone() }
+            };
+            groups.entry(owner).or_default().push(job);
+        }
+
+        let app = self.github.choose_app();
+        let per_owner: Vec<Vec<(String, Fate)>> = futures::stream::iter(groups)
+            .map(|(owner, jobs)| self.scale_owner(app, owner, jobs, deadline))
+            .buffer_unordered(OWNER_CONCURRENCY)
+            .collect()
+            .await;
+        fates.extend(per_owner.into_iter().flatten());
+        if self.config.rate_limit_metric
+            && let Some(remaining) = self.github.rate_limit_remaining(app)
+        {
+            let app_id = self.github.app_id(app).to_string();
+            self.metrics.count(&GITHUB_APP_RATE_LIMIT_REMAINING, remaining as usize, &[("AppId", &app_id)]);
+        }
+        fates
+    }
+
+    async fn scale_owner(
+        &self,
+        app: usize,
+        owner: RunnerOwner,
+        jobs: Vec<Job>,
+        deadline: Deadline,
+    ) -> Vec<(String, Fate)> {
+        let all_retry = |jobs: &[Job], reason: &'static str, detail: String| -> Vec<(String, Fate)> {
+            jobs.iter().map(|j| (j.message_id.clone(), Fate::retry(reason, detail.clone()))).collect()
+        };
+        let hint = jobs.iter().map(|j| j.message.installation_id).find(|id| *id != 0);
+        let github = match self.github.for_owner(app, &owner, hint, deadline).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(owner = %owner, error = %e, retryable = e.is_retryable(), "cannot reach the owner's installation");
+                return all_retry(&jobs, "installation", e.to_string());
+            }
+        };
+        let mut fates = Vec::new();
+
+        // 1. Only jobs still queued need a runner (fail open on errors, as upstream).
+        let jobs = if self.config.job_queued_check {
+            let checks: Vec<(Job, Option<String>)> = futures::stream::iter(jobs)
+                .map(|job| {
+                    let github = &github;
+                    async move {
+                        let m = &job.message;
+                        let status = match github.job_status(&m.repository_owner, &m.repository_name, m.id).await {
+                            Ok(status) => status,
+                            Err(e) => {
+                                tracing::warn!(job_id = m.id, error = %e, "job lookup failed, assuming it is queued");
+                                None
+                            }
+                        };
+                        (job, status)
+                    }
+                })
+                .buffered(LOOKUP_CONCURRENCY)
+                .collect()
+                .await;
+            let mut queued = Vec::new();
+            for (job, status) in checks {
+                match status.as_deref() {
+                    Some(s) if s != "queued" => fates.push((job.message_id, Fate::Skipped { reason: "not_queued" })),
+                    _ => queued.push(job),
+                }
+            }
+            queued
+        } else {
+            jobs
+        };
+        if jobs.is_empty() {
+            return fates;
+        }
+
+        // 2. The maximum.
+        let live = InstanceFilter::live(&self.config.environment).owned_by(&owner);
+        let wanted = if self.config.maximum >= 0 {
+            match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
+                Ok(current) => runners_to_create(jobs.len(), current.len(), self.config.maximum),
+                Err(e) => {
+                    tracing::error!(owner = %owner, error = %e, "cannot count the owner's runners");
+                    fates.extend(all_retry(&jobs, "ec2", e.to_string()));
+                    return fates;
+                }
+            }
+        } else {
+            jobs.len()
+        };
+        let (mut to_launch, over) = {
+            let mut jobs = jobs;
+            let over = jobs.split_off(wanted);
+            (jobs, over)
+        };
+        for job in over {
+            fates.push((job.message_id, self.over_maximum()));
+        }
+        if to_launch.is_empty() {
+            return fates;
+        }
+        if deadline.remaining() < Duration::from_secs(3) {
+            fates.extend(all_retry(&to_launch, "deadline", "too little time left to launch".into()));
+            return fates;
+        }
+
+        // 3. Launch: one fleet for the owner.
+        self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
+        let launched = launch::launch(self, &owner, to_launch.len(), deadline).await;
+        let unlaunched = to_launch.split_off(launched.instance_ids.len().min(to_launch.len()));
+        if let Some(failure) = &launched.failure {
+            fates.extend(all_retry(&unlaunched, "ec2", failure.clone()));
+        }
+        let mut pairs: Vec<(Job, String)> = to_launch.into_iter().zip(launched.instance_ids).collect();
+
+        // 4. Recount: terminate our own instances beyond the maximum before registering them.
+        if self.config.maximum >= 0 && !pairs.is_empty() {
+            match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
+                Ok(all) => {
+                    let mine: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
+                    let surplus = beyond_maximum(&all, &mine, self.config.maximum);
+                    if !surplus.is_empty() {
+                        tracing::warn!(owner = %owner, surplus = ?surplus, "over the maximum after a concurrent launch, terminating our surplus");
+                        self.terminate(&surplus).await;
+                        let (gone, kept): (Vec<_>, Vec<_>) =
+                            pairs.into_iter().partition(|(_, id)| surplus.contains(id));
+                        pairs = kept;
+                        for (job, _) in gone {
+                            fates.push((job.message_id, self.over_maximum()));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(owner = %owner, error = %e, "recount failed, keeping the launched instances"),
+            }
+        }
+        if pairs.is_empty() {
+            return fates;
+        }
+
+        // 5. Register the runners.
+        fates.extend(self.configure_runners(github.as_ref(), pairs, deadline).await);
+        fates
+    }
+
+    fn over_maximum(&self) -> Fate {
+        if self.config.ephemeral {
+            Fate::retry("maximum_reached", "the maximum number of runners is reached")
+        } else {
+            // A reusable runner will pick the job up once it is free (upstream, decisions.md #12).
+            Fate::Skipped { reason: "maximum_reached" }
+        }
+    }
+
+    async fn terminate(&self, ids: &[String]) {
+        if let Err(e) = self.ec2.terminate(ids).await {
+            tracing::error!(instances = ?ids, error = %e, "terminating instances failed; scale-down will remove them as orphans");
+        }
+    }
+
+    async fn configure_runners(
+        &self,
+        github: &dyn GithubOwner,
+        pairs: Vec<(Job, String)>,
+        deadline: Deadline,
+    ) -> Vec<(String, Fate)> {
+        enum Shared {
+            Jit(u64),
+            Token(Secret<String>),
+        }
+        let shared = if self.config.jit {
+            self.runner_group_id(github).await.map(Shared::Jit)
+        } else {
+            github.registration_token().await.map(Shared::Token)
+        };
+        let shared = match shared {
+            Ok(s) => s,
+            Err(e) => {
+                let ids: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
+                tracing::error!(owner = %github.owner(), error = %e, "cannot prepare runner registration, terminating the instances");
+                self.terminate(&ids).await;
+                return pairs
+                    .into_iter()
+                    .map(|(job, _)| (job.message_id, Fate::retry("github", e.to_string())))
+                    .collect();
+            }
+        };
+        let web_url = self.github.web_url();
+        let results: Vec<(Job, String, Result<(), Failure>)> = futures::stream::iter(pairs)
+            .map(|(job, instance_id)| {
+                let shared = &shared;
+                let web_url = &web_url;
+                async move {
+                    if deadline.is_past() {
+                        return (job, instance_id, Err(("deadline", "no time left".to_string())));
+                    }
+                    let result = match shared {
+                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id).await,
+                        Shared::Token(token) => self.configure_with_token(github, token, web_url, &instance_id).await,
+                    };
+                    (job, instance_id, result)
+                }
+            })
+            .buffer_unordered(RUNNER_CONCURRENCY)
+            .collect()
+            .await;
+        let failed: Vec<String> = results.iter().filter(|(_, _, r)| r.is_err()).map(|(_, id, _)| id.clone()).collect();
+        if !failed.is_empty() {
+            self.terminate(&failed).await;
+        }
+        results
+            .into_iter()
+            .map(|(job, instance_id, result)| match result {
+                Ok(()) => (job.message_id, Fate::Created { instance_id }),
+                Err((reason, detail)) => (job.message_id, Fate::retry(reason, detail)),
+            })
+            .collect()
+    }
+
+    async fn configure_jit(&self, github: &dyn GithubOwner, group: u64, instance_id: &str) -> Result<(), Failure> {
+        let name = runner_name(&self.config.name_prefix, instance_id);
+        let jit =
+            github.create_jit_config(&name, group, &self.config.labels).await.map_err(|e| ("github", e.to_string()))?;
+        let tag = [(tags::GITHUB_RUNNER_ID.to_string(), jit.runner_id.to_string())];
+        if let Err(e) = self.ec2.tag(&[instance_id.to_string()], &tag).await {
+            tracing::warn!(instance_id, error = %e, "tagging the runner id failed");
+        }
+        if let Err(e) = self.store_token(instance_id, jit.encoded).await {
+            // The registration is useless without its config: remove it now, or scale-down
+            // removes it later as a ghost.
+            if let Err(d) = github.delete_runner(jit.runner_id).await {
+                tracing::warn!(runner_id = jit.runner_id, error = %d, "removing the unused JIT runner failed");
+            }
+            return Err(("ssm", e));
+        }
+        Ok(())
+    }
+
+    async fn configure_with_token(
+        &self,
+        github: &dyn GithubOwner,
+        token: &Secret<String>,
+        web_url: &str,
+        instance_id: &str,
+    ) -> Result<(), Failure> {
+        let args = RegistrationArgs {
+            web_url,
+            owner: github.owner(),
+            token: token.expose(),
+            labels: &self.config.labels,
+            disable_update: self.config.disable_update,
+            runner_group: &self.config.runner_group,
+            ephemeral: self.config.ephemeral,
+        }
+        .render();
+        self.store_token(instance_id, Secret::new(args)).await.map_err(|e| ("ssm", e))
+    }
+
+    async fn store_token(&self, instance_id: &str, value: Secret<String>) -> Result<(), String> {
+        let mut tags = vec![("InstanceId".to_string(), instance_id.to_string())];
+        tags.extend(self.config.parameter_tags.iter().cloned());
+        let parameter =
+            NewParameter { name: format!("{}/{instance_id}", self.config.token_path), value, secure: true, tags };
+        self.writer.put_parameter(&parameter).await.map_err(|e| e.to_string())
+    }
+
+    /// The runner group id: cached in memory, then in SSM (`<SSM_CONFIG_PATH>/runner-group/<name>`),
+    /// then looked up and stored.
+    async fn runner_group_id(&self, github: &dyn GithubOwner) -> Result<u64, GithubError> {
+        let RunnerOwner::Org(org) = github.owner() else {
+            return Ok(1);
+        };
+        let key = (org.clone(), self.config.runner_group.clone());
+        if let Some(id) = self.group_ids.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return Ok(id);
+        }
+        let parameter = format!("{}/runner-group/{}", self.config.config_path, self.config.runner_group);
+        if let Ok(Some(value)) = self.parameters.get_parameter_fresh(&parameter).await
+            && let Ok(id) = value.expose().trim().parse::<u64>()
+        {
+            if let Ok(mut m) = self.group_ids.lock() {
+                m.insert(key, id);
+            }
+            return Ok(id);
+        }
+        let id = github.runner_group_id(&self.config.runner_group).await?.ok_or_else(|| GithubError::Status {
+            endpoint: format!("GET /orgs/{org}/actions/runner-groups"),
+            status: 404,
+            message: format!("runner group `{}` not found", self.config.runner_group),
+        })?;
+        let cache = NewParameter {
+            name: parameter,
+            value: Secret::new(id.to_string()),
+            secure: false,
+            tags: self.config.parameter_tags.clone(),
+        };
+        if let Err(e) = self.writer.put_parameter(&cache).await {
+            tracing::warn!(error = %e, "caching the runner group id in SSM failed");
+        }
+        if let Ok(mut m) = self.group_ids.lock() {
+            m.insert(key, id);
+        }
+        Ok(id)
+    }
+
+    /// One log line per message, and the batch's metrics.
+    fn report(&self, fates: &[(String, Fate)]) {
+        let mut created = 0;
+        let mut retried = 0;
+        let mut malformed = 0;
+        let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut failed: BTreeMap<&str, usize> = BTreeMap::new();
+        for (message_id, fate) in fates {
+            match fate {
+                Fate::Created { instance_id } => {
+                    created += 1;
+                    tracing::info!(message_id, instance_id, outcome = "created", "job message");
+                }
+                Fate::Retry { reason, detail } => {
+                    retried += 1;
+                    if *reason != "maximum_reached" {
+                        *failed.entry(reason).or_default() += 1;
+                    }
+                    tracing::warn!(message_id, outcome = "retry", reason, detail, "job message");
+                }
+                Fate::Skipped { reason } => {
+                    if *reason == "malformed" {
+                        malformed += 1;
+                    } else {
+                        *skipped.entry(reason).or_default() += 1;
+                    }
+                    tracing::info!(message_id, outcome = "skipped", reason, "job message");
+                }
+            }
+        }
+        self.metrics.count(&JOBS_RECEIVED, fates.len() - malformed, &[]);
+        if malformed > 0 {
+            self.metrics.count(&MALFORMED_MESSAGES, malformed, &[]);
+        }
+        self.metrics.count(&RUNNERS_CREATED, created, &[]);
+        self.metrics.count(&JOBS_RETRIED, retried, &[]);
+        for (reason, n) in skipped {
+            self.metrics.count(&JOBS_SKIPPED, n, &[("Reason", reason)]);
+        }
+        for (reason, n) in failed {
+            self.metrics.count(&RUNNERS_FAILED, n, &[("Reason", reason)]);
+        }
+    }
+}
+
+/// Starts the function: reads its configuration, then serves SQS batches.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
-    tracing::error!("the scale-up function is not implemented yet");
-    Err("the scale-up function is not implemented yet".into())
+    let config = Config::from_lookup(&common::lambda::process_env)
+        .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let sdk = common::aws::load_sdk_config(Duration::from_secs(5), 3).await;
+    let store = Arc::new(common::aws::ssm::SsmParameterStore::new(&sdk));
+    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(&sdk));
+    let metrics = Metrics::stdout(&config.telemetry);
+    // The App credentials are loaded on first use: a failure fails that batch (retried by SQS),
+    // not the container.
+    let handler: tokio::sync::OnceCell<ScaleUp> = tokio::sync::OnceCell::new();
+    let build = || async {
+        let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
+        let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
+        let mut settings = common::github::client::ClientSettings::new(urls);
+        settings.verify_tls = config.github_tls_verify;
+        settings.user_agent = config.user_agent.clone();
+        let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+        Ok::<_, String>(ScaleUp::new(
+            config.clone(),
+            Arc::new(github),
+            ec2.clone(),
+            store.clone(),
+            store.clone(),
+            metrics.clone(),
+        ))
+    };
+    let handler = &handler;
+    let build = &build;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+        let deadline = common::lambda::deadline_of(&event.context);
+        match handler.get_or_try_init(build).await {
+            Ok(scale_up) => Ok::<_, lambda_runtime::Error>(scale_up.handle(&event.payload, deadline).await),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start scale-up; every message will be retried");
+                let mut response = SqsBatchResponse::default();
+                response.batch_item_failures = event
+                    .payload
+                    .records
+                    .iter()
+                    .filter_map(|r| r.message_id.clone())
+                    .map(|id| {
+                        let mut f = BatchItemFailure::default();
+                        f.item_identifier = id;
+                        f
+                    })
+                    .collect();
+                Ok(response)
+            }
+        }
+    }))
+    .await
 }
+
+#[cfg(test)]
+mod tests;

@@ -320,6 +320,8 @@ pub struct FakeGithubOptions {
     pub secondary_limits: bool,
     /// Length of the `encoded_jit_config` strings (GitHub's are a few KB).
     pub jit_config_size: usize,
+    /// Serve HTTPS with a self-signed certificate (a GHES with a private CA).
+    pub tls: bool,
 }
 
 impl Default for FakeGithubOptions {
@@ -329,6 +331,7 @@ impl Default for FakeGithubOptions {
             primary_limit: 5000,
             secondary_limits: true,
             jit_config_size: 2200,
+            tls: false,
         }
     }
 }
@@ -354,7 +357,8 @@ impl FakeGithub {
 
     pub async fn start_with(options: FakeGithubOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let scheme = if options.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().expect("local address"));
         let state = Arc::new(Mutex::new(State {
             base_url: url.clone(),
             apps: HashMap::new(),
@@ -377,9 +381,13 @@ impl FakeGithub {
             jit_config_size: options.jit_config_size,
         }));
         let app = routes::router(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = if options.tls {
+            tokio::spawn(serve_tls(listener, app))
+        } else {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })
+        };
         Self { url, state, server }
     }
 
@@ -689,6 +697,37 @@ impl FakeGithub {
     pub fn decode_jit_config(encoded: &str) -> Option<Value> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Serves `app` over TLS with the test certificate for 127.0.0.1.
+async fn serve_tls(listener: tokio::net::TcpListener, app: axum::Router) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/keys");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("ghes-tls-cert.pem"))
+        .expect("test certificate")
+        .filter_map(Result::ok)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("ghes-tls-key.pem")).expect("test key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    while let Ok((stream, _)) = listener.accept().await {
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Ok(tls) = acceptor.accept(stream).await {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            }
+        });
     }
 }
 

@@ -222,6 +222,7 @@ async fn the_fake_enforces_secondary_rate_limits_and_busy_lag() {
     fake.add_installation(app.id, "acme", "Organization");
     let mut settings = ClientSettings::new(GithubUrls::new(None, Some(&fake.url)).unwrap());
     settings.max_rate_limit_waits = 0;
+    settings.write_burst = 10_000; // no pacing: this test probes the fake's own limit
     let client =
         GithubClient::new(settings, vec![GithubApp::new(0, app.id, &app.key_base64(), None).unwrap()]).unwrap();
     let inst = client.for_owner(0, &RunnerOwner::Org("acme".into()), None, deadline(30)).await.unwrap();

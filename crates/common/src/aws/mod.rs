@@ -3,6 +3,7 @@
 //! Clients are built from `aws-config`'s standard chain, so the standard `AWS_ENDPOINT_URL`
 //! reaches moto in tests and the local stack without any test-only code path.
 
+pub mod ec2;
 pub mod sqs;
 pub mod ssm;
 

@@ -11,10 +11,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 
+use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
+
 use super::{SdkConfig, aws_error};
 use crate::config::Secret;
+use crate::domain::scale_up::needs_advanced_tier;
 use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::ParameterStore;
+use crate::ports::{NewParameter, ParameterStore, ParameterWriter};
 
 /// GetParameters accepts at most this many names.
 pub const GET_PARAMETERS_BATCH: usize = 10;
@@ -85,5 +88,38 @@ impl ParameterStore for SsmParameterStore {
             }
         }
         Ok(found)
+    }
+
+    async fn get_parameter_fresh(&self, name: &str) -> Result<Option<Secret<String>>, AwsError> {
+        match self.client.get_parameter().name(name).with_decryption(true).send().await {
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(|v| Secret::new(v.to_string()))),
+            Err(e) => {
+                let err = aws_error("ssm:GetParameter", e);
+                if err.kind == AwsErrorKind::NotFound { Ok(None) } else { Err(err) }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ParameterWriter for SsmParameterStore {
+    async fn put_parameter(&self, parameter: &NewParameter) -> Result<(), AwsError> {
+        let value = parameter.value.expose();
+        let tier = if needs_advanced_tier(value) { ParameterTier::Advanced } else { ParameterTier::Standard };
+        let kind = if parameter.secure { ParameterType::SecureString } else { ParameterType::String };
+        let tags: Vec<Tag> =
+            parameter.tags.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
+        // Tags cannot be sent with Overwrite; new per-instance parameters never need it.
+        self.client
+            .put_parameter()
+            .name(&parameter.name)
+            .value(value)
+            .r#type(kind)
+            .tier(tier)
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .map_err(|e| aws_error("ssm:PutParameter", e))?;
+        Ok(())
     }
 }

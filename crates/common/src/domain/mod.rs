@@ -5,4 +5,5 @@
 
 pub mod labels;
 pub mod runner;
+pub mod scale_up;
 pub mod webhook;

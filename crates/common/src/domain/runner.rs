@@ -1,6 +1,105 @@
-//! Runners and who owns them: an organization, or one repository.
+//! Runners and who owns them, runner instances and their EC2 tags.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+/// The EC2 tags of runner instances (upstream §2.9): names and fixed values.
+pub mod tags {
+    pub const APPLICATION: &str = "ghr:Application";
+    pub const APPLICATION_VALUE: &str = "github-action-runner";
+    pub const ENVIRONMENT: &str = "ghr:environment";
+    pub const TYPE: &str = "ghr:Type";
+    pub const OWNER: &str = "ghr:Owner";
+    pub const CREATED_BY: &str = "ghr:created_by";
+    pub const CREATED_BY_SCALE_UP: &str = "scale-up-lambda";
+    pub const GITHUB_RUNNER_ID: &str = "ghr:github_runner_id";
+    pub const RUNNER_LABELS: &str = "ghr:runner_labels";
+    pub const ORPHAN: &str = "ghr:orphan";
+    pub const BYPASS_REMOVAL: &str = "ghr:bypass-removal";
+    pub const SSM_CONFIG_PATH: &str = "ghr:ssm_config_path";
+    pub const RUNNER_NAME_PREFIX: &str = "ghr:runner_name_prefix";
+    /// Legacy owner tags, read only.
+    pub const LEGACY_ORG: &str = "ghr:Org";
+    pub const LEGACY_REPO: &str = "ghr:Repo";
+}
+
+/// The runner name of an instance: one rule everywhere (contract "do better" #4).
+pub fn runner_name(prefix: &str, instance_id: &str) -> String {
+    format!("{prefix}{instance_id}")
+}
+
+/// A runner instance as EC2 describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerInstance {
+    pub id: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    /// `pending`, `running`...
+    pub state: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl RunnerInstance {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The owner from `ghr:Type` + `ghr:Owner` (legacy `ghr:Org` / `ghr:Repo` as fallback).
+    pub fn owner(&self) -> Option<RunnerOwner> {
+        if let (Some(kind), Some(owner)) = (self.tag(tags::TYPE), self.tag(tags::OWNER)) {
+            return RunnerOwner::from_tags(kind, owner);
+        }
+        match (self.tag(tags::LEGACY_ORG), self.tag(tags::LEGACY_REPO)) {
+            (Some(org), _) => RunnerOwner::from_tags("Org", org),
+            (None, Some(repo)) => RunnerOwner::from_tags("Repo", repo),
+            _ => None,
+        }
+    }
+
+    pub fn is_orphan(&self) -> bool {
+        self.tag(tags::ORPHAN).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn bypass_removal(&self) -> bool {
+        self.tag(tags::BYPASS_REMOVAL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn github_runner_id(&self) -> Option<u64> {
+        self.tag(tags::GITHUB_RUNNER_ID).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// Which runner instances to list (upstream `listEC2Runners` filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFilter {
+    pub environment: String,
+    pub owner: Option<RunnerOwner>,
+    pub orphan_only: bool,
+    pub states: Vec<String>,
+}
+
+impl InstanceFilter {
+    /// Live (`running` or `pending`) runners of an environment.
+    pub fn live(environment: &str) -> Self {
+        Self {
+            environment: environment.to_string(),
+            owner: None,
+            orphan_only: false,
+            states: vec!["running".into(), "pending".into()],
+        }
+    }
+
+    pub fn owned_by(mut self, owner: &RunnerOwner) -> Self {
+        self.owner = Some(owner.clone());
+        self
+    }
+
+    pub fn orphans(mut self) -> Self {
+        self.orphan_only = true;
+        self
+    }
+}
 
 /// `ghr:Type` of a runner: registered on an organization or on one repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,6 +171,33 @@ impl fmt::Display for RunnerOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn instance(tags: &[(&str, &str)]) -> RunnerInstance {
+        RunnerInstance {
+            id: "i-1".into(),
+            launch_time: None,
+            state: "running".into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn instance_tags() {
+        let i = instance(&[
+            ("ghr:Type", "Repo"),
+            ("ghr:Owner", "a/b"),
+            ("ghr:orphan", "true"),
+            ("ghr:github_runner_id", "42"),
+        ]);
+        assert_eq!(i.owner(), Some(RunnerOwner::Repo { owner: "a".into(), repo: "b".into() }));
+        assert!(i.is_orphan());
+        assert!(!i.bypass_removal());
+        assert_eq!(i.github_runner_id(), Some(42));
+        assert_eq!(instance(&[("ghr:Org", "acme")]).owner(), Some(RunnerOwner::Org("acme".into())));
+        assert_eq!(instance(&[("ghr:bypass-removal", "TRUE")]).owner(), None);
+        assert!(instance(&[("ghr:bypass-removal", "TRUE")]).bypass_removal());
+        assert_eq!(runner_name("ci-", "i-0abc"), "ci-i-0abc");
+    }
 
     #[test]
     fn owner_tags_round_trip() {

@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use super::GithubUrls;
 use super::app::GithubApp;
 use super::owner_path;
+use super::pacing::{WritePacer, endpoint_template};
 use crate::config::Secret;
 use crate::deadline::{Deadline, backoff};
 use crate::domain::runner::RunnerOwner;
@@ -50,6 +51,9 @@ pub struct ClientSettings {
     pub max_rate_limit_waits: u32,
     /// Requests in flight at once (GitHub's secondary limit is 100 per App).
     pub max_concurrency: usize,
+    /// Writes per endpoint per App: burst and sustained rate (see `pacing`).
+    pub write_burst: u32,
+    pub writes_per_second: f64,
 }
 
 impl ClientSettings {
@@ -62,6 +66,8 @@ impl ClientSettings {
             max_retries: 3,
             max_rate_limit_waits: 2,
             max_concurrency: 50,
+            write_burst: 12,
+            writes_per_second: 2.8,
         }
     }
 }
@@ -150,6 +156,7 @@ pub struct GithubClient {
     rate_limits: Mutex<HashMap<usize, RateLimit>>,
     stats: Mutex<RequestStats>,
     in_flight: Arc<Semaphore>,
+    pacer: WritePacer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -165,6 +172,7 @@ impl GithubClient {
         Ok(Self {
             http,
             in_flight: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            pacer: WritePacer::new(settings.write_burst, settings.writes_per_second),
             settings,
             apps,
             jwts: Mutex::new(HashMap::new()),
@@ -326,6 +334,22 @@ impl GithubClient {
         deadline: Deadline,
     ) -> Result<ApiResponse, GithubError> {
         let endpoint = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        if method != Method::GET
+            && let Auth::App(app) | Auth::Installation { app, .. } = auth
+        {
+            let template = format!("{method} {}", endpoint_template(path));
+            let wait = self.pacer.reserve(app, &template);
+            if !wait.is_zero() {
+                if !deadline.allows(wait, Duration::from_secs(1)) {
+                    self.pacer.refund(app, &template);
+                    return Err(GithubError::Deadline {
+                        endpoint,
+                        message: format!("the write pace needs {} ms more than is left", wait.as_millis()),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
         let mut retries = 0u32;
         let mut rate_limit_waits = 0u32;
         let mut reauthenticated = false;

@@ -4,6 +4,8 @@
 
 pub mod app;
 pub mod client;
+pub mod owner;
+pub mod pacing;
 pub mod signature;
 
 use crate::domain::runner::RunnerOwner;

@@ -1,0 +1,139 @@
+//! Launching instances: the AMI override, one fleet per owner, on-demand failover, and EC2
+//! retries bounded by the invocation's deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use common::deadline::{Deadline, backoff};
+use common::domain::runner::{RunnerOwner, tags};
+use common::domain::scale_up::{
+    CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, is_retryable_ec2_code, runner_label_tags,
+    sanitize_allocation_strategy, should_fail_over,
+};
+use common::error::{AwsError, Retryable};
+
+use crate::{Config, ScaleUp};
+
+/// What a launch produced.
+pub(crate) struct Launched {
+    pub instance_ids: Vec<String>,
+    /// Why fewer instances than asked were launched.
+    pub failure: Option<String>,
+}
+
+impl Launched {
+    fn failed(message: impl Into<String>) -> Self {
+        Self { instance_ids: Vec::new(), failure: Some(message.into()) }
+    }
+}
+
+/// EC2 calls are retried here, not in the SDK, so that no retry passes the deadline: at most
+/// three more attempts, jittered backoff, only for retryable errors (throttling, server faults,
+/// `SCALE_ERRORS` codes).
+pub(crate) async fn with_retries<T, F, Fut>(config: &Config, deadline: Deadline, op: F) -> Result<T, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let retryable = e.is_retryable()
+                    || e.code.as_deref().is_some_and(|c| is_retryable_ec2_code(c, &config.scale_errors));
+                let wait = backoff(attempt, Duration::from_millis(200), Duration::from_secs(2));
+                if retryable && attempt < 3 && deadline.allows(wait, Duration::from_secs(3)) {
+                    attempt += 1;
+                    tracing::warn!(
+                        operation = e.operation,
+                        code = e.code.as_deref().unwrap_or(""),
+                        attempt,
+                        "EC2 call failed, retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn launch_tags(config: &Config, owner: &RunnerOwner) -> Vec<(String, String)> {
+    let mut t = vec![
+        (tags::APPLICATION.to_string(), tags::APPLICATION_VALUE.to_string()),
+        (tags::CREATED_BY.to_string(), tags::CREATED_BY_SCALE_UP.to_string()),
+        (tags::TYPE.to_string(), owner.runner_type().as_str().to_string()),
+        (tags::OWNER.to_string(), owner.tag_value()),
+    ];
+    t.extend(runner_label_tags(&config.labels));
+    t
+}
+
+/// Launches `count` instances for `owner`.
+pub(crate) async fn launch(scale_up: &ScaleUp, owner: &RunnerOwner, count: usize, deadline: Deadline) -> Launched {
+    let config = &scale_up.config;
+    if config.dedicated_host && config.capacity_type == CapacityType::Spot {
+        return Launched::failed("spot capacity is not supported on dedicated hosts");
+    }
+    let image_id = match &config.ami_parameter {
+        None => None,
+        Some(name) => match scale_up.parameters.get_parameter_fresh(name).await {
+            Ok(Some(v)) => Some(v.expose().trim().to_string()),
+            Ok(None) => return Launched::failed(format!("the AMI parameter `{name}` does not exist")),
+            Err(e) => return Launched::failed(e.to_string()),
+        },
+    };
+    let mut request = LaunchRequest {
+        count,
+        capacity_type: config.capacity_type,
+        launch_template: config.launch_template.clone(),
+        subnets: config.subnets.clone(),
+        instance_types: config.instance_types.clone(),
+        allocation_strategy: sanitize_allocation_strategy(&config.allocation_strategy, config.capacity_type)
+            .to_string(),
+        priorities: config.instance_type_priorities.clone(),
+        max_spot_price: config.max_spot_price.clone(),
+        image_id,
+        tags: launch_tags(config, owner),
+        dedicated_host: config.dedicated_host,
+    };
+    let outcome = match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {
+        Ok(o) => o,
+        Err(e) => return Launched::failed(e.to_string()),
+    };
+    let mut ids = outcome.instance_ids;
+    let mut errors: Vec<FleetError> = outcome.errors;
+    if ids.len() < count && should_fail_over(config.capacity_type, &errors, &config.failover_errors) {
+        let missing = count - ids.len();
+        tracing::info!(owner = %owner, missing, codes = ?errors.iter().map(|e| &e.code).collect::<Vec<_>>(), "spot capacity missing, failing over to on-demand");
+        request.count = missing;
+        request.capacity_type = CapacityType::OnDemand;
+        request.allocation_strategy =
+            sanitize_allocation_strategy(&config.allocation_strategy, CapacityType::OnDemand).to_string();
+        match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {
+            Ok(o) => {
+                ids.extend(o.instance_ids);
+                errors.extend(o.errors);
+            }
+            Err(e) => {
+                errors.push(FleetError { code: e.code.clone().unwrap_or_else(|| "Error".into()), message: e.message })
+            }
+        }
+    }
+    ids.truncate(count);
+    let failure = (ids.len() < count).then(|| {
+        let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+        format!(
+            "EC2 launched {} of {count} instances ({}; {})",
+            ids.len(),
+            if codes.is_empty() { "no error reported".to_string() } else { codes.join(", ") },
+            if fleet_errors_retryable(&errors, &config.scale_errors) { "retryable" } else { "not retryable" }
+        )
+    });
+    if let Some(f) = &failure {
+        tracing::warn!(owner = %owner, failure = %f, "instances missing");
+    }
+    Launched { instance_ids: ids, failure }
+}

@@ -1,0 +1,316 @@
+//! A fault-injecting proxy between the AWS SDK and moto (decisions.md #22).
+//!
+//! moto cannot throttle, run out of capacity or fail partially. This proxy forwards everything
+//! to moto and, for the calls a test names, answers the way AWS does instead: EC2 error XML
+//! (`RequestLimitExceeded`, `InsufficientInstanceCapacity`...), AWS JSON errors for SSM/SQS
+//! (`ThrottlingException`), or a CreateFleet that launches fewer instances than asked with a real
+//! `errorSet`. So the SDK's parsing and the project's classification are what the tests exercise.
+//!
+//! Point a function at it with `AWS_ENDPOINT_URL=<proxy url>`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// What to do with matching calls.
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// Answer with an AWS error.
+    Error { status: u16, code: String, message: String },
+    /// CreateFleet launches only `fulfil` instances and reports `code` for the rest.
+    FleetShortfall { fulfil: usize, code: String },
+    /// Forward after a delay.
+    Delay(Duration),
+}
+
+/// A fault for calls to `action` (`ec2:CreateFleet`, `ssm:PutParameter`, `sqs:SendMessage`...).
+#[derive(Debug, Clone)]
+pub struct AwsFault {
+    pub action: String,
+    pub kind: FaultKind,
+    /// How many calls it applies to; `None` for all.
+    pub times: Option<u32>,
+}
+
+impl AwsFault {
+    pub fn error(action: &str, status: u16, code: &str) -> Self {
+        Self {
+            action: action.into(),
+            kind: FaultKind::Error { status, code: code.into(), message: format!("injected {code}") },
+            times: None,
+        }
+    }
+
+    /// EC2's throttling answer (HTTP 503, `RequestLimitExceeded`).
+    pub fn ec2_throttled(action: &str) -> Self {
+        Self::error(action, 503, "RequestLimitExceeded")
+    }
+
+    pub fn fleet_shortfall(fulfil: usize, code: &str) -> Self {
+        Self {
+            action: "ec2:CreateFleet".into(),
+            kind: FaultKind::FleetShortfall { fulfil, code: code.into() },
+            times: None,
+        }
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct ProxyState {
+    faults: Vec<AwsFault>,
+    /// (action, status) of every call.
+    calls: Vec<(String, u16)>,
+    /// Request bodies of EC2 calls (query protocol), by action.
+    ec2_requests: Vec<(String, String)>,
+}
+
+struct Shared {
+    upstream: String,
+    state: Mutex<ProxyState>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A running proxy.
+pub struct AwsProxy {
+    pub url: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn lock(m: &Mutex<ProxyState>) -> std::sync::MutexGuard<'_, ProxyState> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl AwsProxy {
+    /// Starts a proxy in front of `upstream` (moto's endpoint).
+    pub async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            state: Mutex::new(ProxyState::default()),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        });
+        let app = Router::new().fallback(proxy).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, shared, server }
+    }
+
+    pub fn inject(&self, fault: AwsFault) {
+        lock(&self.shared.state).faults.push(fault);
+    }
+
+    pub fn clear(&self) {
+        lock(&self.shared.state).faults.clear();
+    }
+
+    /// Calls seen for `action`, and how many of them were answered with an error.
+    pub fn count(&self, action: &str) -> usize {
+        lock(&self.shared.state).calls.iter().filter(|(a, _)| a == action).count()
+    }
+
+    /// Every call seen: (action, status).
+    pub fn calls(&self) -> Vec<(String, u16)> {
+        lock(&self.shared.state).calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        lock(&self.shared.state).calls.clear();
+    }
+
+    /// The form parameters of every EC2 request for `action` (e.g. `ec2:CreateFleet`).
+    pub fn ec2_requests(&self, action: &str) -> Vec<Vec<(String, String)>> {
+        lock(&self.shared.state)
+            .ec2_requests
+            .iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, body)| {
+                body.split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (url_decode(k), url_decode(v)))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 2;
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `ec2:CreateFleet` for EC2's query protocol, `ssm:PutParameter` for the JSON protocols.
+fn action_of(headers: &HeaderMap, body: &[u8]) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let (service, operation) = target.split_once('.').unwrap_or(("", target));
+        let service = match service {
+            s if s.starts_with("AmazonSSM") => "ssm",
+            s if s.starts_with("AmazonSQS") => "sqs",
+            other => other,
+        };
+        return format!("{service}:{operation}");
+    }
+    let text = String::from_utf8_lossy(body);
+    for pair in text.split('&') {
+        if let Some(action) = pair.strip_prefix("Action=") {
+            return format!("ec2:{action}");
+        }
+    }
+    "other".to_string()
+}
+
+fn error_response(action: &str, status: u16, code: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    if action.starts_with("ec2:") {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{:08x}-proxy</RequestID></Response>",
+            fastrand::u32(..)
+        );
+        (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
+    } else {
+        let body = serde_json::json!({"__type": code, "message": message}).to_string();
+        let mut r = (status, [("content-type", "application/x-amz-json-1.1")], body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("{code}:Sender")) {
+            r.headers_mut().insert("x-amzn-query-error", v);
+        }
+        r
+    }
+}
+
+fn fleet_error_set(code: &str) -> String {
+    format!(
+        "<errorSet><item><errorCode>{code}</errorCode><errorMessage>There is no Spot capacity available that matches your request.</errorMessage><lifecycle>spot</lifecycle></item></errorSet>"
+    )
+}
+
+async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return (StatusCode::BAD_REQUEST, "unreadable body").into_response();
+    };
+    let action = action_of(&parts.headers, &body);
+    if action.starts_with("ec2:") {
+        lock(&shared.state).ec2_requests.push((action.clone(), String::from_utf8_lossy(&body).into_owned()));
+    }
+    let fault = {
+        let mut s = lock(&shared.state);
+        let mut chosen = None;
+        for f in s.faults.iter_mut() {
+            if f.action == action && f.times.is_none_or(|t| t > 0) {
+                if let Some(t) = f.times.as_mut() {
+                    *t -= 1;
+                }
+                chosen = Some(f.kind.clone());
+                break;
+            }
+        }
+        chosen
+    };
+    let mut body = body;
+    let mut shortfall_code = None;
+    match &fault {
+        Some(FaultKind::Error { status, code, message }) => {
+            lock(&shared.state).calls.push((action.clone(), *status));
+            return error_response(&action, *status, code, message);
+        }
+        Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::FleetShortfall { fulfil, code }) => {
+            if *fulfil == 0 {
+                lock(&shared.state).calls.push((action.clone(), 200));
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CreateFleetResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{:08x}-proxy</requestId><fleetId>fleet-{:08x}</fleetId>{}<fleetInstanceSet/></CreateFleetResponse>",
+                    fastrand::u32(..),
+                    fastrand::u32(..),
+                    fleet_error_set(code)
+                );
+                return (StatusCode::OK, [("content-type", "text/xml;charset=UTF-8")], xml).into_response();
+            }
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let rewritten: Vec<String> = text
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("TargetCapacitySpecification.TotalTargetCapacity", n)) => {
+                        let asked: usize = n.parse().unwrap_or(0);
+                        format!("TargetCapacitySpecification.TotalTargetCapacity={}", asked.min(*fulfil))
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            body = Bytes::from(rewritten.join("&"));
+            shortfall_code = Some(code.clone());
+        }
+        None => {}
+    }
+    let uri = format!("{}{}", shared.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut forward = hyper::Request::builder().method(parts.method.clone()).uri(&uri);
+    for (k, v) in &parts.headers {
+        if k != "host" && k != "content-length" {
+            forward = forward.header(k, v);
+        }
+    }
+    let Ok(forward) = forward.body(Full::new(body)) else {
+        return (StatusCode::BAD_GATEWAY, "bad request").into_response();
+    };
+    let response = match shared.client.request(forward).await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let (rparts, rbody) = response.into_parts();
+    let mut bytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if let Some(code) = shortfall_code {
+        let xml = String::from_utf8_lossy(&bytes).into_owned();
+        bytes = Bytes::from(xml.replacen(
+            "<fleetInstanceSet>",
+            &format!("{}<fleetInstanceSet>", fleet_error_set(&code)),
+            1,
+        ));
+    }
+    lock(&shared.state).calls.push((action, rparts.status.as_u16()));
+    let mut out = Response::builder().status(rparts.status);
+    for (k, v) in &rparts.headers {
+        if k != "content-length" && k != "transfer-encoding" {
+            out = out.header(k, v);
+        }
+    }
+    out.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
