@@ -20,4 +20,5 @@ pub mod fake_github;
 pub mod fixtures;
 pub mod lambda_emulator;
 pub mod moto;
+pub mod simulation;
 pub mod stack;

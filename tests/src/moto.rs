@@ -56,12 +56,15 @@ impl Moto {
             python.display()
         );
         let script = project_root().join("tests/scripts/moto_server.py");
+        // moto's own errors (tracebacks behind its 500 answers) go to a log beside the build.
+        let log_path = project_root().join("target").join(format!("moto-{}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log_path).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
         let started = Instant::now();
         let mut child = Command::new(&python)
             .arg(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto with {}: {e}", python.display()));
         let stdout = child.stdout.take().expect("moto stdout");
@@ -76,13 +79,14 @@ impl Moto {
         Moto { endpoint, _child: Mutex::new(child), _stdin: Mutex::new(stdin), startup: started.elapsed() }
     }
 
-    /// SDK configuration for test-side clients (no retries: unsupported calls fail fast).
+    /// SDK configuration for test-side clients. Standard retries ride over moto's rare 500s
+    /// under concurrent tests; the functions under test keep their own retry policy.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
-            .retry_config(RetryConfig::disabled())
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
             .load()
             .await
     }

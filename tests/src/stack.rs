@@ -119,6 +119,73 @@ impl RunnerStack {
         }
     }
 
+    /// Launches `count` runner instances for `owner` the way scale-up does (launch template,
+    /// runner tags), returning their ids.
+    pub async fn launch_instances(
+        &self,
+        aws: &Aws,
+        owner: &common::domain::runner::RunnerOwner,
+        count: usize,
+    ) -> Vec<String> {
+        use common::domain::runner::tags;
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let out = aws
+            .ec2
+            .run_instances()
+            .launch_template(
+                aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
+                    .launch_template_name(&self.launch_template)
+                    .version("$Default")
+                    .build(),
+            )
+            .min_count(count as i32)
+            .max_count(count as i32)
+            .subnet_id(&self.subnets[0])
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(tag(tags::APPLICATION, tags::APPLICATION_VALUE))
+                    .tags(tag(tags::CREATED_BY, tags::CREATED_BY_SCALE_UP))
+                    .tags(tag(tags::TYPE, owner.runner_type().as_str()))
+                    .tags(tag(tags::OWNER, &owner.tag_value()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("run instances");
+        out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+    }
+
+    /// Scale-down's environment as Terraform sets it; `overrides` as for [`Self::scale_up_env`].
+    pub fn scale_down_env(
+        &self,
+        github_api: &str,
+        clock_file: &str,
+        overrides: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = vec![
+            ("ENVIRONMENT".into(), self.prefix.clone()),
+            ("SCALE_DOWN_CONFIG".into(), "[]".into()),
+            ("MINIMUM_RUNNING_TIME_IN_MINUTES".into(), "5".into()),
+            ("RUNNER_BOOT_TIME_IN_MINUTES".into(), "5".into()),
+            ("RUNNER_NAME_PREFIX".into(), String::new()),
+            ("RUNNER_JOB_START_GRACE_SECONDS".into(), "2".into()),
+            ("PARAMETER_GITHUB_APP_ID_NAME".into(), self.app_id_parameters.clone()),
+            ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME".into(), self.app_key_parameters.clone()),
+            ("LOG_LEVEL".into(), "info".into()),
+            ("POWERTOOLS_METRICS_NAMESPACE".into(), "GitHub Runners".into()),
+            (common::config::test_overrides::GITHUB_API_URL.into(), github_api.into()),
+            (common::config::test_overrides::CLOCK_FILE.into(), clock_file.into()),
+        ];
+        for (k, v) in overrides {
+            vars.retain(|(name, _)| name != k);
+            if !v.is_empty() {
+                vars.push((k.to_string(), v.to_string()));
+            }
+        }
+        vars
+    }
+
     pub fn token_path(&self) -> String {
         format!("{}/runners/tokens", self.ssm_root)
     }

@@ -10,6 +10,7 @@
 //! - `testing` (feature `test-util`): in-memory fakes of the ports.
 
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod domain;

@@ -59,18 +59,11 @@ pub trait RunnerInstances: Send + Sync {
     async fn tag(&self, instance_ids: &[String], tags: &[(String, String)]) -> Result<(), AwsError>;
     async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError>;
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError>;
+    /// The instances with these ids, in any state and environment (to confirm one is gone).
+    async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError>;
 }
 
-/// A self-hosted runner as GitHub reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GithubRunner {
-    pub id: u64,
-    pub name: String,
-    /// `online` or `offline`.
-    pub status: String,
-    pub busy: bool,
-    pub labels: Vec<String>,
-}
+pub use crate::domain::runner::GithubRunner;
 
 /// A just-in-time runner configuration.
 #[derive(Debug, Clone)]

@@ -110,6 +110,30 @@ impl ParameterWriter for MemoryParameterStore {
     }
 }
 
+/// A clock the test sets.
+pub struct ManualClock(Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(Mutex::new(t))
+    }
+
+    pub fn set(&self, t: chrono::DateTime<chrono::Utc>) {
+        *lock(&self.0) = t;
+    }
+
+    pub fn advance(&self, d: chrono::Duration) {
+        let mut t = lock(&self.0);
+        *t += d;
+    }
+}
+
+impl crate::clock::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *lock(&self.0)
+    }
+}
+
 /// One message sent to a [`MemoryJobQueue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
@@ -170,6 +194,7 @@ pub struct MemoryRunnerInstances {
     launches: Mutex<Vec<LaunchRequest>>,
     script: Mutex<VecDeque<ScriptedLaunch>>,
     list_failure: Mutex<Option<AwsError>>,
+    terminate_failure: Mutex<Option<AwsError>>,
     terminated: Mutex<Vec<String>>,
     tagged: Mutex<Vec<TagCall>>,
     next: AtomicUsize,
@@ -183,6 +208,7 @@ impl MemoryRunnerInstances {
             launches: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
             list_failure: Mutex::new(None),
+            terminate_failure: Mutex::new(None),
             terminated: Mutex::new(Vec::new()),
             tagged: Mutex::new(Vec::new()),
             next: AtomicUsize::new(1),
@@ -196,6 +222,10 @@ impl MemoryRunnerInstances {
 
     pub fn fail_listing(&self, error: Option<AwsError>) {
         *lock(&self.list_failure) = error;
+    }
+
+    pub fn fail_terminating(&self, error: Option<AwsError>) {
+        *lock(&self.terminate_failure) = error;
     }
 
     /// Adds an existing instance.
@@ -288,7 +318,17 @@ impl RunnerInstances for MemoryRunnerInstances {
         Ok(())
     }
 
+    async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError> {
+        if let Some(e) = lock(&self.list_failure).clone() {
+            return Err(e);
+        }
+        Ok(lock(&self.instances).iter().filter(|i| instance_ids.contains(&i.id)).cloned().collect())
+    }
+
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.terminate_failure).clone() {
+            return Err(e);
+        }
         lock(&self.terminated).extend(instance_ids.iter().cloned());
         for i in lock(&self.instances).iter_mut().filter(|i| instance_ids.contains(&i.id)) {
             i.state = "shutting-down".into();

@@ -1,9 +1,443 @@
-//! The scale-down function. Not built yet: the binary starts, says so and exits with an error
-//! (decisions.md #28); it is wired into neither Terraform nor the demo.
+//! The scale-down function: remove idle, orphaned and ghost runners, never a busy one.
+//!
+//! - **Trigger**: EventBridge schedule (default every 5 minutes); the event is ignored.
+//! - **Per run**: lists the environment's live runner instances once, then per owner: one
+//!   paginated list of the owner's GitHub runners, then the decisions of
+//!   `common::domain::scale_down::plan_owner`. Idle runners past their minimum running time and
+//!   beyond the idle config's count are deregistered; only when GitHub answered 204 (or 404) is
+//!   the instance terminated. Instances whose runner never registered within the boot time are
+//!   tagged `ghr:orphan` and terminated on a later run after a last-chance check. Offline runners
+//!   whose instance EC2 shows terminated are deregistered (ghosts).
+//! - **A busy runner is never killed**: a runner GitHub reports busy is kept; so is one whose
+//!   instance carries a job-started marker newer than its job-completed marker (written by the
+//!   runner's hooks, because GitHub's `busy` flag lags by up to a minute); a DELETE answered 422
+//!   keeps it; and after the deletes, the run waits `RUNNER_JOB_START_GRACE_SECONDS` and reads
+//!   the markers again, so a job GitHub handed to a runner just before its deregistration is
+//!   not killed either (upstream #5085). See ARCHITECTURE.md.
+//! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
+//!   owner in this run; the other owners are still handled, and the error is counted.
+//! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
+//!   `RUNNER_BOOT_TIME_IN_MINUTES`, `RUNNER_NAME_PREFIX`, `RUNNER_JOB_START_GRACE_SECONDS`, the App
+//!   parameters, `GHES_URL`, see [`Config`].
+//! - **IAM**: `ec2:DescribeInstances`; `ec2:TerminateInstances`, `ec2:CreateTags`,
+//!   `ec2:DeleteTags` conditioned on the runner tags; `ssm:GetParameters` on the App parameters.
 
-/// Exits with a clear "not implemented yet" error.
+pub mod config;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::Clock;
+use common::deadline::Deadline;
+use common::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
+use common::domain::scale_down::{
+    Decision, OrphanDecision, Policy, expected_runner_name, ghost_candidates, job_in_flight, orphan_confirmed,
+    orphan_decision, plan_owner,
+};
+use common::ports::{GithubApi, RunnerInstances, RunnerRemoval};
+use common::telemetry::Metrics;
+use common::telemetry::metrics::{
+    GITHUB_APP_RATE_LIMIT_REMAINING, RUNNERS_IDLE_KEPT, RUNNERS_SEEN, RUNNERS_SKIPPED, RUNNERS_TERMINATED,
+    SCALE_DOWN_ERRORS,
+};
+
+pub use config::Config;
+
+/// Behaviour switches that are not configuration: the Lambda always runs with the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Wait after deregistering and re-read the job markers before terminating. Only the busy
+    /// runner simulation turns it off, to show that without it busy runners get killed.
+    pub recheck_markers: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { recheck_markers: true }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub seen: usize,
+    pub idle_kept: usize,
+    /// Terminated instance ids by reason (`idle`, `orphan`), and deregistered ghost runners.
+    pub terminated: BTreeMap<&'static str, Vec<String>>,
+    pub ghosts_removed: Vec<u64>,
+    pub marked_orphan: Vec<String>,
+    pub orphans_cleared: Vec<String>,
+    pub skipped_busy: Vec<String>,
+    pub skipped_unknown: Vec<String>,
+    pub errors: usize,
+}
+
+pub struct ScaleDown {
+    config: Config,
+    github: Arc<dyn GithubApi>,
+    ec2: Arc<dyn RunnerInstances>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    options: Options,
+}
+
+/// An owner's instances: tagged orphans and the others.
+#[derive(Default)]
+struct OwnerInstances {
+    orphans: Vec<RunnerInstance>,
+    regular: Vec<RunnerInstance>,
+}
+
+impl ScaleDown {
+    pub fn new(
+        config: Config,
+        github: Arc<dyn GithubApi>,
+        ec2: Arc<dyn RunnerInstances>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        options: Options,
+    ) -> Self {
+        Self { config, github, ec2, clock, metrics, options }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            minimum_running_time: chrono::Duration::minutes(self.config.minimum_running_minutes),
+            boot_time: chrono::Duration::minutes(self.config.boot_time_minutes),
+            name_prefix: self.config.name_prefix.clone(),
+        }
+    }
+
+    /// One scheduled run.
+    pub async fn run_once(&self, deadline: Deadline) -> Summary {
+        let mut summary = Summary::default();
+        let now = self.clock.now();
+        let live = InstanceFilter::live(&self.config.environment);
+        let instances = match common::aws::with_retries(deadline, &[], || self.ec2.list(&live)).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the runner instances; nothing is removed this run");
+                summary.errors += 1;
+                self.report(&summary);
+                return summary;
+            }
+        };
+        summary.seen = instances.len();
+        let live_ids: HashSet<String> = instances.iter().map(|i| i.id.clone()).collect();
+        let mut owners: BTreeMap<RunnerOwner, OwnerInstances> = BTreeMap::new();
+        for instance in instances {
+            match instance.owner() {
+                Some(owner) => {
+                    let entry = owners.entry(owner).or_default();
+                    if instance.is_orphan() { entry.orphans.push(instance) } else { entry.regular.push(instance) }
+                }
+                None => {
+                    tracing::warn!(instance_id = %instance.id, "runner instance without ghr:Type/ghr:Owner tags, left alone")
+                }
+            }
+        }
+        let (idle_count, strategy) = self.config.idle.at(now);
+        let mut idle_left = idle_count;
+        let app = self.github.choose_app();
+        let mut deregistered: Vec<String> = Vec::new();
+        let mut orphans_to_terminate: Vec<String> = Vec::new();
+        for (owner, group) in &owners {
+            if deadline.remaining() < Duration::from_secs(5) {
+                tracing::warn!(owner = %owner, "no time left; the remaining owners wait for the next run");
+                break;
+            }
+            let outcome = self
+                .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, deadline, &mut summary)
+                .await;
+            deregistered.extend(outcome.0);
+            orphans_to_terminate.extend(outcome.1);
+        }
+        if !orphans_to_terminate.is_empty() {
+            self.terminate(&orphans_to_terminate, "orphan", &mut summary).await;
+        }
+        if !deregistered.is_empty() {
+            self.terminate_deregistered(deregistered, deadline, &mut summary).await;
+        }
+        if self.config.rate_limit_metric
+            && let Some(remaining) = self.github.rate_limit_remaining(app)
+        {
+            let app_id = self.github.app_id(app).to_string();
+            self.metrics.count(&GITHUB_APP_RATE_LIMIT_REMAINING, remaining as usize, &[("AppId", &app_id)]);
+        }
+        self.report(&summary);
+        summary
+    }
+
+    /// Handles one owner; returns (deregistered instances to terminate, orphans to terminate).
+    #[allow(clippy::too_many_arguments)]
+    async fn scale_owner(
+        &self,
+        app: usize,
+        owner: &RunnerOwner,
+        group: &OwnerInstances,
+        live_ids: &HashSet<String>,
+        now: chrono::DateTime<chrono::Utc>,
+        strategy: common::domain::scale_down::EvictionStrategy,
+        idle_left: &mut usize,
+        deadline: Deadline,
+        summary: &mut Summary,
+    ) -> (Vec<String>, Vec<String>) {
+        let all_ids = || group.orphans.iter().chain(&group.regular).map(|i| i.id.clone()).collect::<Vec<_>>();
+        let github = match self.github.for_owner(app, owner, None, deadline).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(owner = %owner, error = %e, "cannot reach the owner's installation; its runners are left alone");
+                summary.errors += 1;
+                summary.skipped_unknown.extend(all_ids());
+                return (Vec::new(), Vec::new());
+            }
+        };
+        let runners = match github.list_runners().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(owner = %owner, error = %e, "cannot list the owner's runners; its runners are left alone");
+                summary.errors += 1;
+                summary.skipped_unknown.extend(all_ids());
+                return (Vec::new(), Vec::new());
+            }
+        };
+
+        // Orphans tagged on an earlier run.
+        let mut orphans = Vec::new();
+        let mut cleared = Vec::new();
+        for instance in &group.orphans {
+            match orphan_decision(instance, now) {
+                OrphanDecision::Bypass => {}
+                OrphanDecision::JobInFlight => summary.skipped_busy.push(instance.id.clone()),
+                OrphanDecision::Terminate => {
+                    // No runner id tag, but the runner may have registered late under its name.
+                    let name = expected_runner_name(instance, &self.config.name_prefix);
+                    match runners.iter().find(|r| r.name == name) {
+                        Some(r) if !orphan_confirmed(Some(r)) => cleared.push(instance.id.clone()),
+                        _ => orphans.push(instance.id.clone()),
+                    }
+                }
+                OrphanDecision::LastChance { runner_id } => {
+                    if orphan_confirmed(runners.iter().find(|r| r.id == runner_id)) {
+                        orphans.push(instance.id.clone());
+                    } else {
+                        cleared.push(instance.id.clone());
+                    }
+                }
+            }
+        }
+        if !cleared.is_empty() {
+            match self.ec2.untag(&cleared, &[tags::ORPHAN.to_string()]).await {
+                Ok(()) => summary.orphans_cleared.extend(cleared),
+                Err(e) => tracing::warn!(owner = %owner, error = %e, "clearing orphan tags failed"),
+            }
+        }
+
+        // Registered and unregistered runners.
+        let mut deregistered = Vec::new();
+        let mut to_mark = Vec::new();
+        let mut stop = false;
+        for (instance_id, decision) in plan_owner(&group.regular, &runners, now, &self.policy(), strategy, idle_left) {
+            match decision {
+                Decision::MarkOrphan => to_mark.push(instance_id),
+                Decision::Busy | Decision::JobInFlight => summary.skipped_busy.push(instance_id),
+                Decision::IdleKept => summary.idle_kept += 1,
+                Decision::Remove { runner_id } if stop => {
+                    let _ = runner_id;
+                    summary.skipped_unknown.push(instance_id);
+                }
+                Decision::Remove { runner_id } => match github.delete_runner(runner_id).await {
+                    Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
+                        tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
+                        deregistered.push(instance_id);
+                    }
+                    Ok(RunnerRemoval::Busy) => {
+                        tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
+                        summary.skipped_busy.push(instance_id);
+                    }
+                    Err(e) => {
+                        tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
+                        summary.errors += 1;
+                        summary.skipped_unknown.push(instance_id);
+                        stop = true;
+                    }
+                },
+                Decision::Bypass | Decision::Booting | Decision::TooYoung => {}
+            }
+        }
+        if !to_mark.is_empty() {
+            match self.ec2.tag(&to_mark, &[(tags::ORPHAN.to_string(), "true".to_string())]).await {
+                Ok(()) => summary.marked_orphan.extend(to_mark),
+                Err(e) => tracing::warn!(owner = %owner, error = %e, "tagging orphans failed; retried next run"),
+            }
+        }
+
+        // Ghosts: offline runners whose instance EC2 shows terminated.
+        let candidates = ghost_candidates(&runners, live_ids, &self.config.name_prefix);
+        if !candidates.is_empty() && !stop {
+            let ids: Vec<String> = candidates.iter().map(|(_, i)| i.clone()).collect();
+            match self.ec2.find(&ids).await {
+                Ok(found) => {
+                    for (runner_id, instance_id) in candidates {
+                        let gone = found.iter().any(|i| {
+                            i.id == instance_id
+                                && i.tag(tags::ENVIRONMENT) == Some(self.config.environment.as_str())
+                                && matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped")
+                        });
+                        if !gone {
+                            continue;
+                        }
+                        match github.delete_runner(runner_id).await {
+                            Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
+                                tracing::info!(owner = %owner, runner_id, instance_id, "ghost runner deregistered");
+                                summary.ghosts_removed.push(runner_id);
+                            }
+                            Ok(RunnerRemoval::Busy) => {}
+                            Err(e) => {
+                                tracing::warn!(owner = %owner, runner_id, error = %e, "ghost deregistration failed");
+                                summary.errors += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(owner = %owner, error = %e, "cannot confirm ghost runners' instances; left for the next run");
+                    summary.errors += 1;
+                }
+            }
+        }
+        (deregistered, orphans)
+    }
+
+    /// Terminates deregistered instances, after the job-start grace period and a fresh look at
+    /// their job markers.
+    async fn terminate_deregistered(&self, deregistered: Vec<String>, deadline: Deadline, summary: &mut Summary) {
+        if !self.options.recheck_markers {
+            self.terminate(&deregistered, "idle", summary).await;
+            return;
+        }
+        let grace = Duration::from_secs(self.config.job_start_grace_seconds);
+        if !deadline.allows(grace, Duration::from_secs(5)) {
+            tracing::warn!(instances = ?deregistered, "no time for the job-start grace period; these instances are terminated as orphans on a later run");
+            return;
+        }
+        tokio::time::sleep(grace).await;
+        let now = self.clock.now();
+        let fresh = match self.ec2.find(&deregistered).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot re-read the job markers; termination waits for the next run");
+                summary.errors += 1;
+                summary.skipped_unknown.extend(deregistered);
+                return;
+            }
+        };
+        let (busy, idle): (Vec<String>, Vec<String>) =
+            deregistered.into_iter().partition(|id| fresh.iter().any(|i| &i.id == id && job_in_flight(i, now)));
+        for id in &busy {
+            tracing::warn!(instance_id = %id, "a job started just before deregistration: the instance is kept until it completes");
+        }
+        summary.skipped_busy.extend(busy);
+        if !idle.is_empty() {
+            self.terminate(&idle, "idle", summary).await;
+        }
+    }
+
+    async fn terminate(&self, ids: &[String], reason: &'static str, summary: &mut Summary) {
+        match self.ec2.terminate(ids).await {
+            Ok(()) => {
+                tracing::info!(instances = ?ids, reason, "terminated");
+                summary.terminated.entry(reason).or_default().extend(ids.iter().cloned());
+            }
+            Err(e) => {
+                // The runners are deregistered or never registered: the next run finds these
+                // instances again (as orphans) and retries.
+                tracing::error!(instances = ?ids, error = %e, "termination failed; retried next run");
+                summary.errors += 1;
+            }
+        }
+    }
+
+    fn report(&self, s: &Summary) {
+        self.metrics.count(&RUNNERS_SEEN, s.seen, &[]);
+        self.metrics.count(&RUNNERS_IDLE_KEPT, s.idle_kept, &[]);
+        for reason in ["idle", "orphan"] {
+            self.metrics.count(
+                &RUNNERS_TERMINATED,
+                s.terminated.get(reason).map_or(0, Vec::len),
+                &[("Reason", reason)],
+            );
+        }
+        self.metrics.count(&RUNNERS_TERMINATED, s.ghosts_removed.len(), &[("Reason", "ghost")]);
+        self.metrics.count(&RUNNERS_SKIPPED, s.skipped_busy.len(), &[("Reason", "busy")]);
+        self.metrics.count(&RUNNERS_SKIPPED, s.skipped_unknown.len(), &[("Reason", "unknown")]);
+        self.metrics.count(&SCALE_DOWN_ERRORS, s.errors, &[]);
+        tracing::info!(
+            seen = s.seen,
+            idle_kept = s.idle_kept,
+            terminated = ?s.terminated,
+            ghosts_removed = s.ghosts_removed.len(),
+            marked_orphan = s.marked_orphan.len(),
+            skipped_busy = s.skipped_busy.len(),
+            skipped_unknown = s.skipped_unknown.len(),
+            errors = s.errors,
+            "scale-down run"
+        );
+    }
+}
+
+/// Starts the function: reads its configuration, then serves scheduled events.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
-    tracing::error!("the scale-down function is not implemented yet");
-    Err("the scale-down function is not implemented yet".into())
+    let config = Config::from_lookup(&common::lambda::process_env)
+        .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let sdk = common::aws::load_sdk_config(Duration::from_secs(5), 3).await;
+    let store = common::aws::ssm::SsmParameterStore::new(&sdk);
+    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(&sdk));
+    let clock: Arc<dyn Clock> = Arc::from(common::clock::from_config(config.clock_file.as_deref()));
+    let metrics = Metrics::stdout(&config.telemetry);
+    let handler: tokio::sync::OnceCell<ScaleDown> = tokio::sync::OnceCell::new();
+    let build = || async {
+        let apps = common::github::app::load_apps(&store, &config.apps).await.map_err(|e| e.to_string())?;
+        let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
+        let mut settings = common::github::client::ClientSettings::new(urls);
+        settings.verify_tls = config.github_tls_verify;
+        settings.user_agent = config.user_agent.clone();
+        let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+        Ok::<_, String>(ScaleDown::new(
+            config.clone(),
+            Arc::new(github),
+            ec2.clone(),
+            clock.clone(),
+            metrics.clone(),
+            Options::default(),
+        ))
+    };
+    let handler = &handler;
+    let build = &build;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            let deadline = common::lambda::deadline_of(&event.context);
+            let scale_down = handler.get_or_try_init(build).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot start scale-down");
+                lambda_runtime::Error::from(e)
+            })?;
+            let summary = scale_down.run_once(deadline).await;
+            Ok::<_, lambda_runtime::Error>(serde_json::json!({
+                "seen": summary.seen,
+                "terminated": summary.terminated,
+                "ghostsRemoved": summary.ghosts_removed.len(),
+                "markedOrphan": summary.marked_orphan.len(),
+                "skippedBusy": summary.skipped_busy.len(),
+                "skippedUnknown": summary.skipped_unknown.len(),
+                "errors": summary.errors,
+            }))
+        },
+    ))
+    .await
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,15 +2,14 @@
 //! retries bounded by the invocation's deadline.
 
 use std::future::Future;
-use std::time::Duration;
 
-use common::deadline::{Deadline, backoff};
+use common::deadline::Deadline;
 use common::domain::runner::{RunnerOwner, tags};
 use common::domain::scale_up::{
-    CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, is_retryable_ec2_code, runner_label_tags,
-    sanitize_allocation_strategy, should_fail_over,
+    CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, runner_label_tags, sanitize_allocation_strategy,
+    should_fail_over,
 };
-use common::error::{AwsError, Retryable};
+use common::error::AwsError;
 
 use crate::{Config, ScaleUp};
 
@@ -27,37 +26,14 @@ impl Launched {
     }
 }
 
-/// EC2 calls are retried here, not in the SDK, so that no retry passes the deadline: at most
-/// three more attempts, jittered backoff, only for retryable errors (throttling, server faults,
-/// `SCALE_ERRORS` codes).
+/// EC2 calls are retried here, not in the SDK, so that no retry passes the deadline; the
+/// `SCALE_ERRORS` codes count as retryable.
 pub(crate) async fn with_retries<T, F, Fut>(config: &Config, deadline: Deadline, op: F) -> Result<T, AwsError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
-    let mut attempt = 0;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let retryable = e.is_retryable()
-                    || e.code.as_deref().is_some_and(|c| is_retryable_ec2_code(c, &config.scale_errors));
-                let wait = backoff(attempt, Duration::from_millis(200), Duration::from_secs(2));
-                if retryable && attempt < 3 && deadline.allows(wait, Duration::from_secs(3)) {
-                    attempt += 1;
-                    tracing::warn!(
-                        operation = e.operation,
-                        code = e.code.as_deref().unwrap_or(""),
-                        attempt,
-                        "EC2 call failed, retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err(e);
-            }
-        }
-    }
+    common::aws::with_retries(deadline, &config.scale_errors, op).await
 }
 
 fn launch_tags(config: &Config, owner: &RunnerOwner) -> Vec<(String, String)> {

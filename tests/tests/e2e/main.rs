@@ -3,6 +3,7 @@
 //! moto and the fake GitHub. One test binary (one moto server) for all of them.
 
 mod github_client;
+mod scale_down;
 mod scale_up;
 mod support;
 mod webhook;

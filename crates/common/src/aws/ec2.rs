@@ -216,6 +216,33 @@ impl RunnerInstances for Ec2RunnerInstances {
         Ok(())
     }
 
+    async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError> {
+        let mut out = Vec::new();
+        // A filter, not InstanceIds: unknown ids are simply absent instead of an error.
+        for chunk in instance_ids.chunks(200) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let mut next: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .describe_instances()
+                    .filters(filter("instance-id", &ids))
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("ec2:DescribeInstances", e))?;
+                for reservation in page.reservations() {
+                    out.extend(reservation.instances().iter().filter_map(to_domain));
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {
         if instance_ids.is_empty() {
             return Ok(());

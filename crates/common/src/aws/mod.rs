@@ -17,7 +17,8 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::error::{AWS_THROTTLING_CODES, AWS_TRANSIENT_CODES, AwsError, AwsErrorKind};
+use crate::deadline::{Deadline, backoff};
+use crate::error::{AWS_THROTTLING_CODES, AWS_TRANSIENT_CODES, AwsError, AwsErrorKind, Retryable};
 
 pub use aws_config::SdkConfig;
 
@@ -35,6 +36,39 @@ pub async fn load_sdk_config(attempt_timeout: Duration, max_attempts: u32) -> Sd
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
         .load()
         .await
+}
+
+/// Runs an AWS call with up to three retries, jittered, only for retryable errors (or error
+/// codes in `extra_retryable`, e.g. `SCALE_ERRORS`) and only while the deadline allows. For
+/// clients built without SDK retries, so that no retry passes the invocation's deadline.
+pub async fn with_retries<T, F, Fut>(deadline: Deadline, extra_retryable: &[String], op: F) -> Result<T, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let retryable =
+                    e.is_retryable() || e.code.as_deref().is_some_and(|c| extra_retryable.iter().any(|x| x == c));
+                let wait = backoff(attempt, Duration::from_millis(200), Duration::from_secs(2));
+                if retryable && attempt < 3 && deadline.allows(wait, Duration::from_secs(3)) {
+                    attempt += 1;
+                    tracing::warn!(
+                        operation = e.operation,
+                        code = e.code.as_deref().unwrap_or(""),
+                        attempt,
+                        "AWS call failed, retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Converts an SDK error into a classified [`AwsError`].

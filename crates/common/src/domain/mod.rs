@@ -3,7 +3,9 @@
 //! Nothing here imports an AWS SDK, Lambda, an HTTP client or tokio; the functions gather data
 //! through ports, ask the domain what to do, and do it.
 
+pub mod cron;
 pub mod labels;
 pub mod runner;
+pub mod scale_down;
 pub mod scale_up;
 pub mod webhook;

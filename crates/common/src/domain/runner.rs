@@ -70,6 +70,17 @@ impl RunnerInstance {
     }
 }
 
+/// A self-hosted runner as GitHub reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRunner {
+    pub id: u64,
+    pub name: String,
+    /// `online` or `offline`.
+    pub status: String,
+    pub busy: bool,
+    pub labels: Vec<String>,
+}
+
 /// Which runner instances to list (upstream `listEC2Runners` filters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceFilter {

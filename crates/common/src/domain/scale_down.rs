@@ -1,0 +1,413 @@
+//! Scale-down rules: which runner instances to keep, mark as orphans, or remove.
+//!
+//! Pure functions over what EC2 and GitHub reported; `scale-down` does the I/O. The safety
+//! rules are the reason this module exists:
+//! - a runner GitHub reports busy is kept, and so is an instance whose job-started marker says a
+//!   job is in flight (the `busy` flag lags a job's start by up to a minute);
+//! - an instance whose state could not be read is never planned at all (the caller stops
+//!   removals for an owner on any error);
+//! - ghost runners are only those whose instance is confirmed gone.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+
+use super::cron::CronExpression;
+use super::runner::{GithubRunner, RunnerInstance, runner_name, tags};
+
+/// Tag written by the runner's job-started hook on its own instance (unix seconds).
+pub const JOB_STARTED_TAG: &str = "ghr:job_started";
+/// Tag written by the runner's job-completed hook (unix seconds).
+pub const JOB_COMPLETED_TAG: &str = "ghr:job_completed";
+/// GitHub stops a self-hosted job after 5 days; an older started marker is stale.
+pub const MAX_JOB_DURATION: Duration = Duration::days(5);
+
+/// Whether the instance's markers say a job is running: started after the last completion, and
+/// not longer ago than any job can run.
+pub fn job_in_flight(instance: &RunnerInstance, now: DateTime<Utc>) -> bool {
+    let stamp = |key: &str| instance.tag(key).and_then(|v| v.trim().parse::<i64>().ok());
+    match stamp(JOB_STARTED_TAG) {
+        None => false,
+        Some(started) => {
+            let completed = stamp(JOB_COMPLETED_TAG).unwrap_or(i64::MIN);
+            started >= completed && now.timestamp() - started < MAX_JOB_DURATION.num_seconds()
+        }
+    }
+}
+
+/// Which idle runners go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionStrategy {
+    /// Keep the newest idle runners, remove the oldest (upstream default).
+    OldestFirst,
+    NewestFirst,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdleConfigEntry {
+    cron: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    idle_count: usize,
+    #[serde(default)]
+    eviction_strategy: Option<String>,
+}
+
+/// `SCALE_DOWN_CONFIG`: when to keep how many idle runners.
+#[derive(Debug, Clone)]
+pub struct IdleSchedule {
+    entries: Vec<(CronExpression, chrono_tz::Tz, usize, EvictionStrategy)>,
+}
+
+impl IdleSchedule {
+    /// Parses the upstream JSON list `[{cron, timeZone, idleCount, evictionStrategy}]`.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let raw: Vec<IdleConfigEntry> =
+            serde_json::from_str(json).map_err(|e| format!("not a valid idle config: {e}"))?;
+        let mut entries = Vec::new();
+        for e in raw {
+            let cron: CronExpression = e.cron.parse()?;
+            let tz: chrono_tz::Tz = e
+                .time_zone
+                .as_deref()
+                .unwrap_or("UTC")
+                .parse()
+                .map_err(|_| format!("`{}` is not a time zone", e.time_zone.unwrap_or_default()))?;
+            let strategy = match e.eviction_strategy.as_deref().unwrap_or("oldest_first") {
+                "oldest_first" => EvictionStrategy::OldestFirst,
+                "newest_first" => EvictionStrategy::NewestFirst,
+                other => return Err(format!("`{other}` is not oldest_first or newest_first")),
+            };
+            entries.push((cron, tz, e.idle_count, strategy));
+        }
+        Ok(Self { entries })
+    }
+
+    /// The idle count and eviction order now: the first active entry, else none kept.
+    pub fn at(&self, now: DateTime<Utc>) -> (usize, EvictionStrategy) {
+        self.entries
+            .iter()
+            .find(|(cron, tz, _, _)| cron.active_at(now, *tz))
+            .map(|(_, _, count, strategy)| (*count, *strategy))
+            .unwrap_or((0, EvictionStrategy::OldestFirst))
+    }
+}
+
+/// Timing rules.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub minimum_running_time: Duration,
+    pub boot_time: Duration,
+    /// `RUNNER_NAME_PREFIX`, for instances without a `ghr:runner_name_prefix` tag.
+    pub name_prefix: String,
+}
+
+/// What to do with one live runner instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// `ghr:bypass-removal=true`.
+    Bypass,
+    /// Not registered yet, still within the boot time.
+    Booting,
+    /// Not registered after the boot time: tag `ghr:orphan`, terminate on a later run.
+    MarkOrphan,
+    /// Within the minimum running time.
+    TooYoung,
+    /// GitHub reports the runner busy.
+    Busy,
+    /// The job-started marker says a job is running (GitHub's flag may lag).
+    JobInFlight,
+    /// Idle, kept by the idle config.
+    IdleKept,
+    /// Idle: deregister the runner, then terminate the instance.
+    Remove { runner_id: u64 },
+}
+
+/// The runner name of an instance: its `ghr:runner_name_prefix` tag (set by the launch
+/// template), else the configured prefix, followed by the instance id.
+pub fn expected_runner_name(instance: &RunnerInstance, default_prefix: &str) -> String {
+    runner_name(instance.tag(tags::RUNNER_NAME_PREFIX).unwrap_or(default_prefix), &instance.id)
+}
+
+fn exceeded(launch: Option<DateTime<Utc>>, period: Duration, now: DateTime<Utc>) -> bool {
+    // A missing launch time never counts as exceeded (upstream).
+    launch.is_some_and(|t| t + period < now)
+}
+
+/// Decides for the live, non-orphan instances of one owner. `idle_left` is the run's idle count,
+/// shared across owners as upstream does; only idle runners use it.
+pub fn plan_owner(
+    instances: &[RunnerInstance],
+    runners: &[GithubRunner],
+    now: DateTime<Utc>,
+    policy: &Policy,
+    strategy: EvictionStrategy,
+    idle_left: &mut usize,
+) -> Vec<(String, Decision)> {
+    let mut sorted: Vec<&RunnerInstance> = instances.iter().collect();
+    // oldest_first keeps the newest: visit the newest first so they take the idle slots.
+    sorted.sort_by(|a, b| match (a.launch_time, b.launch_time) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    if strategy == EvictionStrategy::NewestFirst {
+        let (timed, untimed): (Vec<_>, Vec<_>) = sorted.into_iter().partition(|i| i.launch_time.is_some());
+        sorted = timed.into_iter().rev().chain(untimed).collect();
+    }
+    sorted
+        .into_iter()
+        .map(|instance| {
+            let decision = if instance.bypass_removal() {
+                Decision::Bypass
+            } else {
+                let name = expected_runner_name(instance, &policy.name_prefix);
+                match runners.iter().find(|r| r.name == name) {
+                    None if exceeded(instance.launch_time, policy.boot_time, now) => Decision::MarkOrphan,
+                    None => Decision::Booting,
+                    Some(_) if !exceeded(instance.launch_time, policy.minimum_running_time, now) => Decision::TooYoung,
+                    Some(r) if r.busy => Decision::Busy,
+                    Some(_) if job_in_flight(instance, now) => Decision::JobInFlight,
+                    Some(_) if *idle_left > 0 => {
+                        *idle_left -= 1;
+                        Decision::IdleKept
+                    }
+                    Some(r) => Decision::Remove { runner_id: r.id },
+                }
+            };
+            (instance.id.clone(), decision)
+        })
+        .collect()
+}
+
+/// What to do with an instance tagged `ghr:orphan`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrphanDecision {
+    Bypass,
+    JobInFlight,
+    /// Never registered: terminate.
+    Terminate,
+    /// Registered as this runner: ask GitHub once more before terminating.
+    LastChance {
+        runner_id: u64,
+    },
+}
+
+pub fn orphan_decision(instance: &RunnerInstance, now: DateTime<Utc>) -> OrphanDecision {
+    if instance.bypass_removal() {
+        OrphanDecision::Bypass
+    } else if job_in_flight(instance, now) {
+        OrphanDecision::JobInFlight
+    } else if let Some(runner_id) = instance.github_runner_id() {
+        OrphanDecision::LastChance { runner_id }
+    } else {
+        OrphanDecision::Terminate
+    }
+}
+
+/// The last-chance check (upstream): the orphan is confirmed when GitHub does not know the
+/// runner, or reports it offline and busy; otherwise it is a live runner and loses its tag.
+pub fn orphan_confirmed(runner: Option<&GithubRunner>) -> bool {
+    match runner {
+        None => true,
+        Some(r) => r.status == "offline" && r.busy,
+    }
+}
+
+/// Offline GitHub runners named like this deployment's runners (`<prefix>i-<hex>`) whose
+/// instance is not among `live`: ghost candidates, as (runner id, instance id). They are ghosts
+/// only once EC2 confirms the instance is gone (other deployments may share the owner).
+pub fn ghost_candidates(runners: &[GithubRunner], live: &HashSet<String>, prefix: &str) -> Vec<(u64, String)> {
+    runners
+        .iter()
+        .filter(|r| r.status == "offline" && !r.busy)
+        .filter_map(|r| {
+            let instance = r.name.strip_prefix(prefix)?;
+            let hex = instance.strip_prefix("i-")?;
+            let valid = (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit());
+            (valid && !live.contains(instance)).then(|| (r.id, instance.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn instance(id: &str, launched: i64, extra: &[(&str, &str)]) -> RunnerInstance {
+        let mut tags: std::collections::BTreeMap<String, String> =
+            [("ghr:Type", "Org"), ("ghr:Owner", "acme")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (k, v) in extra {
+            tags.insert(k.to_string(), v.to_string());
+        }
+        RunnerInstance { id: id.into(), launch_time: Some(at(launched)), state: "running".into(), tags }
+    }
+
+    fn runner(id: u64, name: &str, busy: bool) -> GithubRunner {
+        GithubRunner { id, name: name.into(), status: "online".into(), busy, labels: vec![] }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            minimum_running_time: Duration::minutes(5),
+            boot_time: Duration::minutes(5),
+            name_prefix: "ci-".into(),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = at(3600);
+        let instances = vec![
+            instance("i-bypass", 0, &[("ghr:bypass-removal", "true")]),
+            instance("i-booting", 3500, &[]),
+            instance("i-orphan", 0, &[]),
+            instance("i-young", 3500, &[]),
+            instance("i-busy", 0, &[]),
+            instance("i-marker", 0, &[(JOB_STARTED_TAG, &at(3000).timestamp().to_string())]),
+            instance("i-idle", 0, &[]),
+            instance("i-tagged-prefix", 0, &[("ghr:runner_name_prefix", "other-")]),
+        ];
+        let runners = vec![
+            runner(1, "ci-i-young", false),
+            runner(2, "ci-i-busy", true),
+            runner(3, "ci-i-marker", false),
+            runner(4, "ci-i-idle", false),
+            runner(5, "other-i-tagged-prefix", false),
+            runner(6, "i-orphan", false), // not this deployment's name for it
+        ];
+        let mut idle = 0;
+        let plan: std::collections::BTreeMap<String, Decision> =
+            plan_owner(&instances, &runners, now, &policy(), EvictionStrategy::OldestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!(plan["i-bypass"], Decision::Bypass);
+        assert_eq!(plan["i-booting"], Decision::Booting);
+        assert_eq!(plan["i-orphan"], Decision::MarkOrphan);
+        assert_eq!(plan["i-young"], Decision::TooYoung);
+        assert_eq!(plan["i-busy"], Decision::Busy);
+        assert_eq!(plan["i-marker"], Decision::JobInFlight);
+        assert_eq!(plan["i-idle"], Decision::Remove { runner_id: 4 });
+        assert_eq!(plan["i-tagged-prefix"], Decision::Remove { runner_id: 5 });
+    }
+
+    #[test]
+    fn idle_slots_go_by_eviction_strategy_and_are_shared() {
+        let now = at(3600);
+        let instances = vec![instance("i-a", 100, &[]), instance("i-b", 200, &[]), instance("i-c", 300, &[])];
+        let runners = vec![runner(1, "ci-i-a", false), runner(2, "ci-i-b", false), runner(3, "ci-i-c", false)];
+        let mut idle = 2;
+        let plan: std::collections::BTreeMap<_, _> =
+            plan_owner(&instances, &runners, now, &policy(), EvictionStrategy::OldestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!(idle, 0);
+        assert_eq!(
+            (&plan["i-c"], &plan["i-b"], &plan["i-a"]),
+            (&Decision::IdleKept, &Decision::IdleKept, &Decision::Remove { runner_id: 1 })
+        );
+        let mut idle = 1;
+        let plan: std::collections::BTreeMap<_, _> =
+            plan_owner(&instances, &runners, now, &policy(), EvictionStrategy::NewestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!(plan["i-a"], Decision::IdleKept, "newest_first keeps the oldest");
+        assert_eq!(plan["i-c"], Decision::Remove { runner_id: 3 });
+        // A busy runner does not use an idle slot.
+        let busy = vec![runner(1, "ci-i-a", true), runner(2, "ci-i-b", false), runner(3, "ci-i-c", false)];
+        let mut idle = 1;
+        let plan: std::collections::BTreeMap<_, _> =
+            plan_owner(&instances, &busy, now, &policy(), EvictionStrategy::NewestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!((&plan["i-a"], &plan["i-b"]), (&Decision::Busy, &Decision::IdleKept));
+    }
+
+    #[test]
+    fn markers() {
+        let now = at(10_000);
+        let i = |started: Option<i64>, completed: Option<i64>| {
+            let mut t = vec![];
+            let s = started.map(|v| at(v).timestamp().to_string());
+            let c = completed.map(|v| at(v).timestamp().to_string());
+            if let Some(s) = &s {
+                t.push((JOB_STARTED_TAG, s.as_str()));
+            }
+            if let Some(c) = &c {
+                t.push((JOB_COMPLETED_TAG, c.as_str()));
+            }
+            instance("i-x", 0, &t)
+        };
+        assert!(!job_in_flight(&i(None, None), now));
+        assert!(job_in_flight(&i(Some(9000), None), now));
+        assert!(job_in_flight(&i(Some(9000), Some(8000)), now), "a new job after the last one");
+        assert!(!job_in_flight(&i(Some(8000), Some(9000)), now));
+        let stale = DateTime::from_timestamp(at(0).timestamp() + MAX_JOB_DURATION.num_seconds() + 1, 0).unwrap();
+        assert!(!job_in_flight(&i(Some(0), None), stale), "older than any job can run");
+    }
+
+    #[test]
+    fn orphans_and_ghosts() {
+        let now = at(100);
+        assert_eq!(
+            orphan_decision(&instance("i-1", 0, &[("ghr:bypass-removal", "true")]), now),
+            OrphanDecision::Bypass
+        );
+        assert_eq!(orphan_decision(&instance("i-1", 0, &[]), now), OrphanDecision::Terminate);
+        assert_eq!(
+            orphan_decision(&instance("i-1", 0, &[("ghr:github_runner_id", "9")]), now),
+            OrphanDecision::LastChance { runner_id: 9 }
+        );
+        assert_eq!(
+            orphan_decision(&instance("i-1", 0, &[(JOB_STARTED_TAG, &at(50).timestamp().to_string())]), now),
+            OrphanDecision::JobInFlight
+        );
+        assert!(orphan_confirmed(None));
+        assert!(orphan_confirmed(Some(&GithubRunner { status: "offline".into(), busy: true, ..runner(1, "x", true) })));
+        assert!(!orphan_confirmed(Some(&runner(1, "x", false))));
+        assert!(!orphan_confirmed(Some(&GithubRunner { status: "offline".into(), ..runner(1, "x", false) })));
+
+        let offline = |id, name: &str| GithubRunner {
+            id,
+            name: name.into(),
+            status: "offline".into(),
+            busy: false,
+            labels: vec![],
+        };
+        let runners = vec![
+            offline(1, "ci-i-0123456789abcdef0"),
+            offline(2, "ci-i-0aaaaaaaaaaaaaaaa"),
+            runner(3, "ci-i-0bbbbbbbbbbbbbbbb", false),
+            offline(4, "laptop"),
+            offline(5, "other-i-0cccccccccccccccc"),
+        ];
+        let live: HashSet<String> = ["i-0aaaaaaaaaaaaaaaa".to_string()].into();
+        assert_eq!(ghost_candidates(&runners, &live, "ci-"), vec![(1, "i-0123456789abcdef0".to_string())]);
+    }
+
+    #[test]
+    fn idle_schedule() {
+        let s = IdleSchedule::parse(r#"[{"cron":"* * 9-17 * * 1-5","timeZone":"Europe/Amsterdam","idleCount":2},{"cron":"* * * * * *","timeZone":"UTC","idleCount":1,"evictionStrategy":"newest_first"}]"#).unwrap();
+        let friday_ten = DateTime::parse_from_rfc3339("2026-11-27T09:00:00Z").unwrap().with_timezone(&Utc);
+        let saturday = DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(s.at(friday_ten), (2, EvictionStrategy::OldestFirst), "first active entry wins");
+        assert_eq!(s.at(saturday), (1, EvictionStrategy::NewestFirst));
+        assert_eq!(IdleSchedule::parse("[]").unwrap().at(saturday), (0, EvictionStrategy::OldestFirst));
+        for bad in [
+            r#"[{"cron":"x","idleCount":1}]"#,
+            r#"[{"cron":"* * * * * *","timeZone":"Mars/Olympus"}]"#,
+            r#"[{"cron":"* * * * * *","evictionStrategy":"random"}]"#,
+            "{}",
+        ] {
+            assert!(IdleSchedule::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Scale-down configuration, from its environment (upstream §1.6 names and formats).
+
+use common::config::{ConfigError, Env, test_overrides};
+use common::domain::scale_down::IdleSchedule;
+use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
+use common::telemetry::TelemetryConfig;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ENVIRONMENT`: the `ghr:environment` tag value of this deployment's runners.
+    pub environment: String,
+    /// `SCALE_DOWN_CONFIG`: the idle schedule.
+    pub idle: IdleSchedule,
+    pub minimum_running_minutes: i64,
+    pub boot_time_minutes: i64,
+    /// `RUNNER_NAME_PREFIX`, for instances without a `ghr:runner_name_prefix` tag.
+    pub name_prefix: String,
+    /// How long to wait, after deregistering idle runners, for a job handed to one of them just
+    /// before to show up in its job-started marker (see ARCHITECTURE.md).
+    pub job_start_grace_seconds: u64,
+    pub ghes_url: Option<String>,
+    pub github_tls_verify: bool,
+    pub apps: AppParameterNames,
+    pub user_agent: String,
+    pub rate_limit_metric: bool,
+    pub github_api_override: Option<String>,
+    pub clock_file: Option<String>,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let config = Self::load(&mut env);
+        env.finish().map(|()| config)
+    }
+
+    /// Every variable scale-down reads (for the Terraform contract check).
+    pub fn variables() -> Vec<&'static str> {
+        let empty = |_: &str| None;
+        let mut env = Env::new(&empty);
+        Self::load(&mut env);
+        env.names_read()
+    }
+
+    fn load(env: &mut Env<'_>) -> Self {
+        let environment = env.required("ENVIRONMENT");
+        let idle_raw = env.required("SCALE_DOWN_CONFIG");
+        let idle = if idle_raw.is_empty() { IdleSchedule::parse("[]") } else { IdleSchedule::parse(&idle_raw) };
+        let idle = idle.unwrap_or_else(|e| {
+            env.problem("SCALE_DOWN_CONFIG", e);
+            IdleSchedule::parse("[]").unwrap_or_else(|_| unreachable!("an empty schedule parses"))
+        });
+        let provider = env.string_or("COMPUTE_PROVIDER_TYPE", "ec2");
+        if provider.trim().to_lowercase() != "ec2" {
+            env.problem("COMPUTE_PROVIDER_TYPE", format!("`{provider}` is not supported (only `ec2`)"));
+        }
+        let ids = env.required(APP_ID_NAME);
+        let keys = env.required(APP_KEY_NAME);
+        let installations = env.optional(APP_INSTALLATION_ID_NAME);
+        let empty_apps = AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] };
+        let apps = match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
+            Ok(a) => a,
+            Err(e) if !ids.is_empty() && !keys.is_empty() => {
+                env.problem(APP_ID_NAME, e);
+                empty_apps
+            }
+            Err(_) => empty_apps,
+        };
+        let minimum_running_minutes = env.parse_or("MINIMUM_RUNNING_TIME_IN_MINUTES", 5);
+        let boot_time_minutes = env.parse_or("RUNNER_BOOT_TIME_IN_MINUTES", 5);
+        if minimum_running_minutes < 0 || boot_time_minutes < 0 {
+            env.problem("MINIMUM_RUNNING_TIME_IN_MINUTES", "and RUNNER_BOOT_TIME_IN_MINUTES must not be negative");
+        }
+        Self {
+            environment,
+            idle,
+            minimum_running_minutes,
+            boot_time_minutes,
+            name_prefix: env.string_or("RUNNER_NAME_PREFIX", ""),
+            job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 15),
+            ghes_url: env.optional("GHES_URL"),
+            github_tls_verify: env.string_or("NODE_TLS_REJECT_UNAUTHORIZED", "1").trim() != "0",
+            apps,
+            user_agent: env.string_or("USER_AGENT", "github-aws-runners"),
+            rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
+            github_api_override: env.optional(test_overrides::GITHUB_API_URL),
+            clock_file: env.optional(test_overrides::CLOCK_FILE),
+            telemetry: TelemetryConfig::load(env),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_and_problems() {
+        let c = Config::from_lookup(&lookup(&[
+            ("ENVIRONMENT", "ci"),
+            ("SCALE_DOWN_CONFIG", "[]"),
+            ("PARAMETER_GITHUB_APP_ID_NAME", "/a"),
+            ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", "/k"),
+        ]))
+        .unwrap();
+        assert_eq!((c.minimum_running_minutes, c.boot_time_minutes, c.job_start_grace_seconds), (5, 5, 15));
+        let err = Config::from_lookup(&lookup(&[
+            ("SCALE_DOWN_CONFIG", r#"[{"cron":"bad"}]"#),
+            ("MINIMUM_RUNNING_TIME_IN_MINUTES", "-1"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in
+            ["ENVIRONMENT", "SCALE_DOWN_CONFIG", "PARAMETER_GITHUB_APP_ID_NAME", "MINIMUM_RUNNING_TIME_IN_MINUTES"]
+        {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Handler tests with in-memory ports and a manual clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::deadline::Deadline;
+use common::domain::runner::{GithubRunner, RunnerInstance, RunnerOwner, tags};
+use common::domain::scale_down::{JOB_COMPLETED_TAG, JOB_STARTED_TAG};
+use common::error::{AwsError, AwsErrorKind, GithubError};
+use common::ports::RunnerInstances;
+use common::telemetry::{MemorySink, Metrics};
+use common::testing::{ManualClock, MemoryGithub, MemoryRunnerInstances};
+
+use super::*;
+
+const T0: i64 = 1_800_000_000;
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(T0 + minutes * 60, 0).unwrap()
+}
+
+struct World {
+    scale_down: ScaleDown,
+    ec2: Arc<MemoryRunnerInstances>,
+    github: MemoryGithub,
+    clock: Arc<ManualClock>,
+    metrics: Arc<MemorySink>,
+}
+
+fn world(extra: &[(&str, &str)], options: Options) -> World {
+    let mut vars: HashMap<String, String> = [
+        ("ENVIRONMENT", "ci"),
+        ("SCALE_DOWN_CONFIG", "[]"),
+        ("PARAMETER_GITHUB_APP_ID_NAME", "/a"),
+        ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", "/k"),
+        ("RUNNER_NAME_PREFIX", "ci-"),
+        ("RUNNER_JOB_START_GRACE_SECONDS", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_lookup(&|k| vars.get(k).cloned()).unwrap();
+    let ec2 = Arc::new(MemoryRunnerInstances::new("ci"));
+    let github = MemoryGithub::default();
+    let clock = Arc::new(ManualClock::at(at(60)));
+    let metrics = Arc::new(MemorySink::default());
+    let scale_down = ScaleDown::new(
+        config.clone(),
+        Arc::new(github.clone()),
+        ec2.clone(),
+        clock.clone(),
+        Metrics::new(&config.telemetry, metrics.clone()),
+        options,
+    );
+    World { scale_down, ec2, github, clock, metrics }
+}
+
+fn acme() -> RunnerOwner {
+    RunnerOwner::Org("acme".into())
+}
+
+impl World {
+    /// A runner instance of `owner` launched at minute `launched`, registered unless `runner`
+    /// is None (then `(id, busy)`).
+    fn add(&self, id: &str, owner: &RunnerOwner, launched: i64, runner: Option<(u64, bool)>, extra: &[(&str, &str)]) {
+        let mut t: std::collections::BTreeMap<String, String> = [
+            (tags::ENVIRONMENT, "ci"),
+            (tags::APPLICATION, "github-action-runner"),
+            (tags::TYPE, owner.runner_type().as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        t.insert(tags::OWNER.into(), owner.tag_value());
+        for (k, v) in extra {
+            t.insert(k.to_string(), v.to_string());
+        }
+        self.ec2.add(RunnerInstance {
+            id: id.into(),
+            launch_time: Some(at(launched)),
+            state: "running".into(),
+            tags: t,
+        });
+        if let Some((runner_id, busy)) = runner {
+            self.github.add_runner(
+                owner,
+                GithubRunner { id: runner_id, name: format!("ci-{id}"), status: "online".into(), busy, labels: vec![] },
+            );
+        }
+    }
+
+    async fn run(&self) -> Summary {
+        self.scale_down.run_once(Deadline::after(Duration::from_secs(50))).await
+    }
+
+    fn live(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.ec2.live().into_iter().map(|i| i.id).collect();
+        ids.sort();
+        ids
+    }
+}
+
+#[tokio::test]
+async fn idle_runners_past_the_minimum_running_time_are_removed() {
+    let w = world(&[], Options::default());
+    w.add("i-old", &acme(), 0, Some((1, false)), &[]);
+    w.add("i-young", &acme(), 58, Some((2, false)), &[]);
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-old".to_string()]));
+    assert_eq!(w.live(), vec!["i-young"]);
+    assert_eq!(w.github.runners(&acme()).len(), 1, "the removed runner was deregistered first");
+    // Later the young one is old enough.
+    w.clock.set(at(70));
+    w.run().await;
+    assert!(w.live().is_empty());
+    assert_eq!(w.github.count("list_runners"), 2, "one list per owner per run");
+    assert_eq!(w.github.count("get_runner"), 0, "no per-runner GET");
+}
+
+#[tokio::test]
+async fn busy_runners_are_kept_by_flag_by_422_and_by_marker() {
+    let w = world(&[], Options::default());
+    w.add("i-flag", &acme(), 0, Some((1, true)), &[]);
+    w.add("i-refused", &acme(), 0, Some((2, false)), &[]);
+    w.github.busy_on_delete(2);
+    let started = (T0 + 59 * 60).to_string();
+    w.add("i-marker", &acme(), 0, Some((3, false)), &[(JOB_STARTED_TAG, &started)]);
+    let done = (T0 + 30 * 60).to_string();
+    w.add(
+        "i-done",
+        &acme(),
+        0,
+        Some((4, false)),
+        &[(JOB_STARTED_TAG, &done), (JOB_COMPLETED_TAG, &(T0 + 40 * 60).to_string())],
+    );
+    let s = w.run().await;
+    assert_eq!(w.live(), vec!["i-flag", "i-marker", "i-refused"]);
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-done".to_string()]));
+    let mut busy = s.skipped_busy.clone();
+    busy.sort();
+    assert_eq!(busy, vec!["i-flag", "i-marker", "i-refused"]);
+    assert_eq!(w.github.count("delete_runner"), 2, "no DELETE for runners known busy");
+}
+
+#[tokio::test]
+async fn a_job_started_during_the_grace_period_keeps_its_instance() {
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "1")], Options::default());
+    w.add("i-late", &acme(), 0, Some((1, false)), &[]);
+    w.add("i-idle", &acme(), 0, Some((2, false)), &[]);
+    let ec2 = w.ec2.clone();
+    let marker = tokio::spawn(async move {
+        // The runner got a job just before its deregistration; its hook writes the marker.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ec2.tag(&["i-late".to_string()], &[(JOB_STARTED_TAG.to_string(), (T0 + 60 * 60).to_string())]).await.unwrap();
+    });
+    let s = w.run().await;
+    marker.await.unwrap();
+    assert_eq!(w.live(), vec!["i-late"]);
+    assert_eq!(s.skipped_busy, vec!["i-late"]);
+    // Without the re-check (the negative control) the same situation kills the job.
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "1")], Options { recheck_markers: false });
+    w.add("i-late", &acme(), 0, Some((1, false)), &[]);
+    w.run().await;
+    assert!(w.live().is_empty());
+}
+
+#[tokio::test]
+async fn idle_config_keeps_runners_across_owners() {
+    let config = r#"[{"cron":"* * * * * *","timeZone":"UTC","idleCount":3,"evictionStrategy":"oldest_first"}]"#;
+    let w = world(&[("SCALE_DOWN_CONFIG", config)], Options::default());
+    let other = RunnerOwner::Org("zeta".into());
+    w.add("i-a1", &acme(), 1, Some((1, false)), &[]);
+    w.add("i-a2", &acme(), 2, Some((2, false)), &[]);
+    w.add("i-z1", &other, 1, Some((3, false)), &[]);
+    w.add("i-z2", &other, 2, Some((4, false)), &[]);
+    let s = w.run().await;
+    assert_eq!(s.idle_kept, 3, "one count shared by the owners");
+    // acme is handled first and keeps both; zeta keeps its newest.
+    assert_eq!(w.live(), vec!["i-a1", "i-a2", "i-z2"]);
+}
+
+#[tokio::test]
+async fn orphans_are_tagged_then_terminated_after_a_last_chance() {
+    let w = world(&[], Options::default());
+    w.add("i-never", &acme(), 0, None, &[]);
+    w.add("i-booting", &acme(), 58, None, &[]);
+    w.add("i-bypass", &acme(), 0, None, &[(tags::BYPASS_REMOVAL, "true")]);
+    let s = w.run().await;
+    assert_eq!(s.marked_orphan, vec!["i-never"]);
+    assert_eq!(w.live().len(), 3, "nothing terminated on the first run");
+    // A runner that registered late (with its id tag) is no orphan: the tag is cleared.
+    w.add("i-late", &acme(), 0, None, &[(tags::ORPHAN, "true"), (tags::GITHUB_RUNNER_ID, "77")]);
+    w.github.add_runner(
+        &acme(),
+        GithubRunner { id: 77, name: "ci-i-late".into(), status: "online".into(), busy: false, labels: vec![] },
+    );
+    // An orphan whose id tag points at a runner GitHub no longer has: confirmed.
+    w.add("i-gone", &acme(), 0, None, &[(tags::ORPHAN, "true"), (tags::GITHUB_RUNNER_ID, "78")]);
+    let s = w.run().await;
+    let mut orphans = s.terminated.get("orphan").cloned().unwrap_or_default();
+    orphans.sort();
+    assert_eq!(orphans, vec!["i-gone", "i-never"]);
+    assert_eq!(s.orphans_cleared, vec!["i-late"]);
+    assert!(w.live().contains(&"i-bypass".to_string()));
+}
+
+#[tokio::test]
+async fn an_owner_error_stops_only_that_owner() {
+    let w = world(&[], Options::default());
+    let broken = RunnerOwner::Org("broken".into());
+    w.add("i-a", &acme(), 0, Some((1, false)), &[]);
+    w.add("i-b", &broken, 0, Some((2, false)), &[]);
+    w.add("i-b-orphan", &broken, 0, None, &[(tags::ORPHAN, "true")]);
+    w.github
+        .fail_installation(&broken, GithubError::RateLimited { endpoint: "x".into(), status: 403, retry_after: None });
+    let s = w.run().await;
+    assert_eq!(w.live(), vec!["i-b", "i-b-orphan"], "unknown is never idle");
+    assert_eq!(s.errors, 1);
+    let mut unknown = s.skipped_unknown.clone();
+    unknown.sort();
+    assert_eq!(unknown, vec!["i-b", "i-b-orphan"]);
+    // A failure while listing runners, or while deregistering, stops that owner too.
+    let w = world(&[], Options::default());
+    w.add("i-a", &acme(), 0, Some((1, false)), &[]);
+    w.add("i-b", &acme(), 1, Some((2, false)), &[]);
+    w.github
+        .fail("delete_runner", vec![GithubError::Status { endpoint: "x".into(), status: 502, message: String::new() }]);
+    let s = w.run().await;
+    assert_eq!(w.live().len(), 2, "the first deletion failed: no more removals for the owner");
+    assert_eq!(s.errors, 1);
+    let w = world(&[], Options::default());
+    w.add("i-a", &acme(), 0, Some((1, false)), &[]);
+    w.github.fail("list_runners", vec![GithubError::Transport { endpoint: "x".into(), message: "timeout".into() }]);
+    w.run().await;
+    assert_eq!(w.live(), vec!["i-a"]);
+}
+
+#[tokio::test]
+async fn ec2_failures_leave_everything_for_the_next_run() {
+    let w = world(&[], Options::default());
+    w.add("i-a", &acme(), 0, Some((1, false)), &[]);
+    w.ec2.fail_listing(Some(AwsError::new("ec2:DescribeInstances", AwsErrorKind::Client, None, "denied")));
+    let s = w.run().await;
+    assert_eq!((s.errors, s.seen), (1, 0));
+    assert_eq!(w.github.count("delete_runner"), 0);
+    w.ec2.fail_listing(None);
+    // Terminate fails after deregistration: the next run finds an unregistered instance and
+    // removes it as an orphan.
+    w.ec2.fail_terminating(Some(AwsError::new(
+        "ec2:TerminateInstances",
+        AwsErrorKind::Throttled,
+        Some("RequestLimitExceeded".into()),
+        "slow",
+    )));
+    let s = w.run().await;
+    assert_eq!(s.errors, 1);
+    assert_eq!(w.live(), vec!["i-a"]);
+    w.ec2.fail_terminating(None);
+    let s = w.run().await;
+    assert_eq!(s.marked_orphan, vec!["i-a"]);
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("orphan"), Some(&vec!["i-a".to_string()]));
+    assert!(w.live().is_empty());
+}
+
+#[tokio::test]
+async fn ghost_runners_of_terminated_instances_are_deregistered() {
+    let w = world(&[], Options::default());
+    w.add("i-00000000000000001", &acme(), 0, None, &[]);
+    w.ec2.terminate(&["i-00000000000000001".to_string()]).await.unwrap();
+    let offline =
+        |id, name: &str| GithubRunner { id, name: name.into(), status: "offline".into(), busy: false, labels: vec![] };
+    w.github.add_runner(&acme(), offline(10, "ci-i-00000000000000001"));
+    // Unknown to this environment's EC2 (another region or deployment): left alone.
+    w.github.add_runner(&acme(), offline(11, "ci-i-0000000000000abcd"));
+    w.add("i-00000000000000003", &acme(), 0, Some((12, false)), &[]);
+    let s = w.run().await;
+    assert_eq!(s.ghosts_removed, vec![10]);
+    let names: Vec<String> = w.github.runners(&acme()).into_iter().map(|r| r.name).collect();
+    assert!(names.contains(&"ci-i-0000000000000abcd".to_string()));
+    let metrics = w.metrics.lines.lock().unwrap().join("\n");
+    assert!(metrics.contains(r#""Reason":"ghost""#) && metrics.contains(r#""RunnersTerminated":1.0"#), "{metrics}");
+}
