@@ -17,7 +17,7 @@ export CARGO_INCREMENTAL ?= 0
 export SCCACHE_DIR ?= $(HOME)/.cache/sccache
 endif
 
-.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up clean
+.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up bench-syncer clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -43,13 +43,16 @@ demo: setup ## Run the system locally against moto and the fake GitHub
 	cargo build -p tests --bins
 	target/debug/demo-webhook
 
-bench: bench-webhook bench-scale-up ## Run the benchmarks (release builds: slow the first time)
+bench: bench-webhook bench-scale-up bench-syncer ## Run the benchmarks (release builds: slow the first time)
 
 bench-webhook: setup ## Webhook cold start, per-event CPU and memory
 	cargo bench -p tests --bench webhook
 
 bench-scale-up: setup ## Scale-up API calls per runner and 1,000 jobs through SQS
 	cargo bench -p tests --bench scale_up
+
+bench-syncer: setup ## Syncer: a 200 MB runner tarball to S3, wall time and peak RSS
+	cargo bench -p tests --bench syncer
 
 $(TOOLS_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION):
 	python3 -m venv $(TOOLS_VENV)

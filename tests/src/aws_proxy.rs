@@ -179,8 +179,9 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `ec2:CreateFleet` for EC2's query protocol, `ssm:PutParameter` for the JSON protocols.
-fn action_of(headers: &HeaderMap, body: &[u8]) -> String {
+/// `ec2:CreateFleet` for EC2's query protocol, `ssm:PutParameter` for the JSON protocols,
+/// `s3:UploadPart` for S3's REST protocol.
+fn action_of(method: &axum::http::Method, query: &str, headers: &HeaderMap, body: &[u8]) -> String {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let (service, operation) = target.split_once('.').unwrap_or(("", target));
         let service = match service {
@@ -190,17 +191,42 @@ fn action_of(headers: &HeaderMap, body: &[u8]) -> String {
         };
         return format!("{service}:{operation}");
     }
-    let text = String::from_utf8_lossy(body);
-    for pair in text.split('&') {
-        if let Some(action) = pair.strip_prefix("Action=") {
-            return format!("ec2:{action}");
+    if method == axum::http::Method::POST
+        && (body.starts_with(b"Action=") || String::from_utf8_lossy(body).contains("&Action="))
+    {
+        let text = String::from_utf8_lossy(body);
+        for pair in text.split('&') {
+            if let Some(action) = pair.strip_prefix("Action=") {
+                return format!("ec2:{action}");
+            }
         }
     }
-    "other".to_string()
+    let has = |k: &str| query.split('&').any(|p| p == k || p.starts_with(&format!("{k}=")));
+    let operation = match *method {
+        axum::http::Method::POST if has("uploads") => "CreateMultipartUpload",
+        axum::http::Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        axum::http::Method::PUT if has("partNumber") => "UploadPart",
+        axum::http::Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        axum::http::Method::GET if has("tagging") => "GetObjectTagging",
+        axum::http::Method::PUT if has("tagging") => "PutObjectTagging",
+        axum::http::Method::GET if has("uploads") => "ListMultipartUploads",
+        axum::http::Method::PUT => "PutObject",
+        axum::http::Method::GET => "GetObject",
+        axum::http::Method::HEAD => "HeadObject",
+        _ => "other",
+    };
+    format!("s3:{operation}")
 }
 
 fn error_response(action: &str, status: u16, code: &str, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    if action.starts_with("s3:") {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{:08x}</RequestId></Error>",
+            fastrand::u32(..)
+        );
+        return (status, [("content-type", "application/xml")], body).into_response();
+    }
     if action.starts_with("ec2:") {
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{:08x}-proxy</RequestID></Response>",
@@ -228,7 +254,7 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return (StatusCode::BAD_REQUEST, "unreadable body").into_response();
     };
-    let action = action_of(&parts.headers, &body);
+    let action = action_of(&parts.method, parts.uri.query().unwrap_or(""), &parts.headers, &body);
     if action.starts_with("ec2:") {
         lock(&shared.state).ec2_requests.push((action.clone(), String::from_utf8_lossy(&body).into_owned()));
     }

@@ -126,3 +126,46 @@ pub trait GithubApi: Send + Sync {
         deadline: Deadline,
     ) -> Result<Box<dyn GithubOwner + '_>, GithubError>;
 }
+
+/// Server-side encryption of an S3 object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// The bucket's default.
+    BucketDefault,
+    /// SSE-S3 (`AES256`).
+    S3,
+    /// SSE-KMS with a key (or the account's `aws/s3` key).
+    Kms { key_id: Option<String> },
+}
+
+/// S3, for the runner binaries: a tag lookup and multipart uploads.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The value of an object's tag; `None` when the object or the tag does not exist.
+    async fn tag_value(&self, bucket: &str, key: &str, tag: &str) -> Result<Option<String>, AwsError>;
+    /// Starts a multipart upload; the object gets `tags` and `encryption` when completed.
+    async fn start_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &[(String, String)],
+        encryption: &Encryption,
+    ) -> Result<String, AwsError>;
+    /// Uploads part `number` (from 1); returns its ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: bytes::Bytes,
+    ) -> Result<String, AwsError>;
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), AwsError>;
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), AwsError>;
+}

@@ -196,8 +196,14 @@ impl AssetContent {
             AssetContent::Generated { size, seed } => {
                 let end = (offset + len as u64).min(*size);
                 let mut out = Vec::with_capacity((end - offset) as usize);
-                for i in offset..end {
-                    out.push(generated_byte(*seed, i));
+                let mut i = offset;
+                while i < end {
+                    // One hash gives the 8 bytes of a block.
+                    let word = generated_word(*seed, i / 8).to_le_bytes();
+                    let from = (i % 8) as usize;
+                    let take = (8 - from).min((end - i) as usize);
+                    out.extend_from_slice(&word[from..from + take]);
+                    i += take as u64;
                 }
                 bytes::Bytes::from(out)
             }
@@ -216,13 +222,12 @@ impl AssetContent {
     }
 }
 
-fn generated_byte(seed: u64, i: u64) -> u8 {
-    // splitmix64 of (seed, block) so any offset can be produced independently.
-    let mut z = seed.wrapping_add((i / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+/// splitmix64 of (seed, block): any offset of the content can be produced on its own.
+fn generated_word(seed: u64, block: u64) -> u64 {
+    let mut z = seed.wrapping_add(block.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> ((i % 8) * 8)) as u8
+    z ^ (z >> 31)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -691,6 +696,11 @@ impl FakeGithub {
                 }
             }
         }
+    }
+
+    /// The published releases.
+    pub fn lock_releases(&self) -> Vec<Release> {
+        self.lock().releases.clone()
     }
 
     /// Decodes an `encoded_jit_config` the fake produced.

@@ -6,4 +6,5 @@ mod github_client;
 mod scale_down;
 mod scale_up;
 mod support;
+mod syncer;
 mod webhook;

@@ -8,4 +8,5 @@ pub mod labels;
 pub mod runner;
 pub mod scale_down;
 pub mod scale_up;
+pub mod syncer;
 pub mod webhook;

@@ -148,6 +148,8 @@ pub struct RequestStats {
 
 pub struct GithubClient {
     http: Octocrab,
+    /// For absolute URLs (release downloads): no base path to prefix.
+    downloads: Octocrab,
     settings: ClientSettings,
     apps: Vec<GithubApp>,
     jwts: Mutex<HashMap<usize, (Secret<String>, Instant)>>,
@@ -169,8 +171,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl GithubClient {
     pub fn new(settings: ClientSettings, apps: Vec<GithubApp>) -> Result<Self, GithubError> {
         let http = build_transport(&settings.urls.api, settings.verify_tls)?;
+        let downloads = build_transport("https://github.com", settings.verify_tls)?;
         Ok(Self {
             http,
+            downloads,
             in_flight: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             pacer: WritePacer::new(settings.write_burst, settings.writes_per_second),
             settings,
@@ -462,12 +466,99 @@ impl GithubClient {
         }
     }
 
+    /// Starts downloading an absolute URL without credentials, following redirects (release
+    /// assets redirect from github.com to their storage host).
+    pub async fn download(&self, url: &str, deadline: Deadline) -> Result<Download, GithubError> {
+        let mut url = url.to_string();
+        for _ in 0..5 {
+            let request = http::Request::builder()
+                .method(Method::GET)
+                .uri(&url)
+                .header(USER_AGENT, &self.settings.user_agent)
+                .header(ACCEPT, "application/octet-stream")
+                .body(String::new())
+                .map_err(|e| GithubError::Transport { endpoint: format!("GET {url}"), message: e.to_string() })?;
+            let limit = self.settings.request_timeout.min(deadline.remaining());
+            let response = match tokio::time::timeout(limit, self.downloads.execute(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    return Err(GithubError::Transport {
+                        endpoint: format!("GET {url}"),
+                        message: transport_message(&e),
+                    });
+                }
+                Err(_) => {
+                    return Err(GithubError::Transport { endpoint: format!("GET {url}"), message: "no answer".into() });
+                }
+            };
+            let status = response.status().as_u16();
+            if (300..400).contains(&status)
+                && let Some(location) = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok())
+            {
+                url = location.to_string();
+                continue;
+            }
+            if status != 200 {
+                return Err(GithubError::Status {
+                    endpoint: format!("GET {url}"),
+                    status,
+                    message: "download failed".into(),
+                });
+            }
+            let length = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            return Ok(Download { body: response.into_body(), length, deadline, endpoint: format!("GET {url}") });
+        }
+        Err(GithubError::Transport { endpoint: format!("GET {url}"), message: "too many redirects".into() })
+    }
+
     fn record_rate_limit(&self, app: usize, headers: &HeaderMap) {
         let num = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
         if let (Some(limit), Some(remaining), Some(reset)) =
             (num("x-ratelimit-limit"), num("x-ratelimit-remaining"), num("x-ratelimit-reset"))
         {
             lock(&self.rate_limits).insert(app, RateLimit { limit, remaining, reset });
+        }
+    }
+}
+
+/// A download in progress: the body, read chunk by chunk.
+pub struct Download {
+    body: http_body_util::combinators::BoxBody<Bytes, octocrab::Error>,
+    /// `Content-Length`, when the server sent it.
+    pub length: Option<u64>,
+    deadline: Deadline,
+    endpoint: String,
+}
+
+impl Download {
+    /// The next chunk; `None` at the end. Waits at most 30 s for a chunk, and never past the
+    /// deadline.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, GithubError>> {
+        let limit = Duration::from_secs(30).min(self.deadline.remaining());
+        loop {
+            let frame = match tokio::time::timeout(limit, self.body.frame()).await {
+                Err(_) => {
+                    return Some(Err(GithubError::Transport {
+                        endpoint: self.endpoint.clone(),
+                        message: "the download stalled".into(),
+                    }));
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    return Some(Err(GithubError::Transport {
+                        endpoint: self.endpoint.clone(),
+                        message: transport_message(&e),
+                    }));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                return Some(Ok(data));
+            }
         }
     }
 }
