@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 VENV         ?= .venv
 MOTO_VERSION := 5.2.5
+# The real AWS CLI runs the runner boot scripts against moto in the tests.
+AWSCLI_VERSION := 1.46.3
 TOOLS_VENV   ?= .venv-tools
 CARGO_LAMBDA_VERSION := 1.9.2
 FUNCTIONS    := webhook scale-up scale-down syncer
@@ -17,16 +19,16 @@ export CARGO_INCREMENTAL ?= 0
 export SCCACHE_DIR ?= $(HOME)/.cache/sccache
 endif
 
-.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up bench-syncer clean
+.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up bench-scale-down bench-syncer tf-check tf-docs deploy clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(VENV)/.moto-$(MOTO_VERSION) ## Install what the tests need (moto server in a project virtualenv)
+setup: $(VENV)/.moto-$(MOTO_VERSION)-awscli-$(AWSCLI_VERSION) ## Install what the tests need (moto server and the AWS CLI in a project virtualenv)
 
-$(VENV)/.moto-$(MOTO_VERSION):
+$(VENV)/.moto-$(MOTO_VERSION)-awscli-$(AWSCLI_VERSION):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'awscli==$(AWSCLI_VERSION)'
 	touch $@
 
 test: setup ## Run every test (unit, end to end against moto and the fake GitHub)
@@ -39,11 +41,12 @@ lint: ## Formatting and clippy, warnings are errors
 fmt: ## Format the code
 	cargo fmt --all
 
-demo: setup ## Run the system locally against moto and the fake GitHub
-	cargo build -p tests --bins
-	target/debug/demo-webhook
+DEMO_ARGS ?=
+demo: setup ## Run the whole system locally against moto and a fake GitHub (DEMO_ARGS="--jobs 100 --ephemeral")
+	cargo build -p tests --bin demo
+	target/debug/demo $(DEMO_ARGS)
 
-bench: bench-webhook bench-scale-up bench-syncer ## Run the benchmarks (release builds: slow the first time)
+bench: bench-webhook bench-scale-up bench-scale-down bench-syncer ## Run the benchmarks (release builds: slow the first time)
 
 bench-webhook: setup ## Webhook cold start, per-event CPU and memory
 	cargo bench -p tests --bench webhook
@@ -51,8 +54,22 @@ bench-webhook: setup ## Webhook cold start, per-event CPU and memory
 bench-scale-up: setup ## Scale-up API calls per runner and 1,000 jobs through SQS
 	cargo bench -p tests --bench scale_up
 
+bench-scale-down: setup ## Scale-down: one run over 1,000 runners (900 idle), calls and wall time
+	cargo bench -p tests --bench scale_down
+
 bench-syncer: setup ## Syncer: a 200 MB runner tarball to S3, wall time and peak RSS
 	cargo bench -p tests --bench syncer
+
+tf-check: ## Terraform checks offline: fmt, validate, terraform test, checkov, shellcheck
+	.ci/terraform-check.sh
+
+tf-docs: ## Rewrite the inputs/outputs tables of the Terraform READMEs
+	UPDATE_TF_DOCS=1 cargo test -p tests --test e2e -- terraform::module_readmes_document_every_input_and_output
+
+EXAMPLE ?= default
+deploy: ## Deploy terraform/examples/$(EXAMPLE) (after `make build`; needs AWS credentials and terraform.tfvars)
+	terraform -chdir=terraform/examples/$(EXAMPLE) init
+	terraform -chdir=terraform/examples/$(EXAMPLE) apply
 
 $(TOOLS_VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION):
 	python3 -m venv $(TOOLS_VENV)

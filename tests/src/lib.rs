@@ -6,7 +6,9 @@
 //! - [`aws_proxy`]: AWS faults moto cannot produce (throttling, capacity, partial fleets);
 //! - [`event_source`]: Lambda's SQS event source mapping;
 //! - [`stack`]: a runner configuration set up as Terraform would, and each function's environment;
-//! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers.
+//! - [`imds`]: the EC2 instance metadata service (IMDSv2) for the runner boot script tests;
+//! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers;
+//! - [`demo`]: `make demo`, the whole system on one machine with the instance side simulated.
 //!
 //! The function binaries themselves are `[[bin]]` targets of this crate (`lambda-webhook`...),
 //! so `cargo test` builds them once, in the test profile, and the tests find them through
@@ -15,9 +17,11 @@
 pub mod apps;
 pub mod aws;
 pub mod aws_proxy;
+pub mod demo;
 pub mod event_source;
 pub mod fake_github;
 pub mod fixtures;
+pub mod imds;
 pub mod lambda_emulator;
 pub mod moto;
 pub mod simulation;

@@ -22,13 +22,16 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const METRICS_NAMESPACE: &str = "POWERTOOLS_METRICS_NAMESPACE";
 pub const DEFAULT_NAMESPACE: &str = "GitHub Runners";
 
-/// Starts logging. The level comes from Lambda's `AWS_LAMBDA_LOG_LEVEL`, then `LOG_LEVEL` (the
-/// upstream's names: silly, trace, debug, info, warn, error, fatal), then `RUST_LOG`; the format
-/// from `AWS_LAMBDA_LOG_FORMAT`. Safe to call more than once.
+/// Starts logging. The level comes from `LOG_LEVEL` (the upstream's names: silly, trace, debug,
+/// info, warn, error, fatal), then Lambda's `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`; the format
+/// from `AWS_LAMBDA_LOG_FORMAT`. `LOG_LEVEL` comes first because Terraform keeps Lambda's own
+/// application log level at INFO or below: Lambda counts a line without a `level` as INFO, and
+/// the EMF metric lines have none, so a stricter Lambda level would drop the metrics.
+/// Safe to call more than once.
 pub fn init_logging() {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let level = var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|| var(LOG_LEVEL))
+    let level = var(LOG_LEVEL)
+        .or_else(|| var("AWS_LAMBDA_LOG_LEVEL"))
         .map(|l| tracing_level(&l).to_string())
         .or_else(|| var("RUST_LOG"))
         .unwrap_or_else(|| "info".to_string());

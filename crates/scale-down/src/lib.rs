@@ -14,6 +14,10 @@
 //!   keeps it; and after the deletes, the run waits `RUNNER_JOB_START_GRACE_SECONDS` and reads
 //!   the markers again, so a job GitHub handed to a runner just before its deregistration is
 //!   not killed either (upstream #5085). See ARCHITECTURE.md.
+//! - **Time budget**: deregistrations are paced to GitHub's write limit (about three a second
+//!   per App), so a run starts one only while it still has time for it, the grace period and
+//!   the terminations; the other idle runners are left for the next run (`deferred`, not an
+//!   error).
 //! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
 //!   owner in this run; the other owners are still handled, and the error is counted.
 //! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
@@ -35,6 +39,7 @@ use common::domain::scale_down::{
     Decision, OrphanDecision, Policy, expected_runner_name, ghost_candidates, job_in_flight, orphan_confirmed,
     orphan_decision, plan_owner,
 };
+use common::error::GithubError;
 use common::ports::{GithubApi, RunnerInstances, RunnerRemoval};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
@@ -70,6 +75,9 @@ pub struct Summary {
     pub orphans_cleared: Vec<String>,
     pub skipped_busy: Vec<String>,
     pub skipped_unknown: Vec<String>,
+    /// Idle runners left for the next run because this run's time ran out (GitHub's write pace
+    /// allows about three deregistrations a second per App).
+    pub deferred: Vec<String>,
     pub errors: usize,
 }
 
@@ -234,19 +242,25 @@ impl ScaleDown {
             }
         }
 
-        // Registered and unregistered runners.
+        // Registered and unregistered runners. A deregistration is only started while the run
+        // still has time for it and for the grace period and terminations after it; the rest
+        // wait for the next run (not an error: removals are paced to GitHub's write limit).
         let mut deregistered = Vec::new();
         let mut to_mark = Vec::new();
         let mut stop = false;
+        let mut out_of_time = false;
+        let reserve = self.termination_reserve();
         for (instance_id, decision) in plan_owner(&group.regular, &runners, now, &self.policy(), strategy, idle_left) {
+            if matches!(decision, Decision::Remove { .. }) && !stop && !out_of_time && deadline.remaining() < reserve {
+                out_of_time = true;
+                tracing::info!(owner = %owner, "out of time for more deregistrations this run; the other idle runners are removed on the next run");
+            }
             match decision {
                 Decision::MarkOrphan => to_mark.push(instance_id),
                 Decision::Busy | Decision::JobInFlight => summary.skipped_busy.push(instance_id),
                 Decision::IdleKept => summary.idle_kept += 1,
-                Decision::Remove { runner_id } if stop => {
-                    let _ = runner_id;
-                    summary.skipped_unknown.push(instance_id);
-                }
+                Decision::Remove { .. } if stop => summary.skipped_unknown.push(instance_id),
+                Decision::Remove { .. } if out_of_time => summary.deferred.push(instance_id),
                 Decision::Remove { runner_id } => match github.delete_runner(runner_id).await {
                     Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
                         tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
@@ -255,6 +269,11 @@ impl ScaleDown {
                     Ok(RunnerRemoval::Busy) => {
                         tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
                         summary.skipped_busy.push(instance_id);
+                    }
+                    Err(GithubError::Deadline { .. }) => {
+                        // The write pace would pass the deadline: the runner is untouched.
+                        out_of_time = true;
+                        summary.deferred.push(instance_id);
                     }
                     Err(e) => {
                         tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
@@ -309,6 +328,13 @@ impl ScaleDown {
             }
         }
         (deregistered, orphans)
+    }
+
+    /// Time a run keeps for what follows its last deregistration: the job-start grace period,
+    /// re-reading the markers and the terminations.
+    fn termination_reserve(&self) -> Duration {
+        let grace = if self.options.recheck_markers { self.config.job_start_grace_seconds } else { 0 };
+        Duration::from_secs(grace) + Duration::from_secs(10)
     }
 
     /// Terminates deregistered instances, after the job-start grace period and a fresh look at
@@ -373,6 +399,7 @@ impl ScaleDown {
         self.metrics.count(&RUNNERS_TERMINATED, s.ghosts_removed.len(), &[("Reason", "ghost")]);
         self.metrics.count(&RUNNERS_SKIPPED, s.skipped_busy.len(), &[("Reason", "busy")]);
         self.metrics.count(&RUNNERS_SKIPPED, s.skipped_unknown.len(), &[("Reason", "unknown")]);
+        self.metrics.count(&RUNNERS_SKIPPED, s.deferred.len(), &[("Reason", "deferred")]);
         self.metrics.count(&SCALE_DOWN_ERRORS, s.errors, &[]);
         tracing::info!(
             seen = s.seen,
@@ -382,10 +409,41 @@ impl ScaleDown {
             marked_orphan = s.marked_orphan.len(),
             skipped_busy = s.skipped_busy.len(),
             skipped_unknown = s.skipped_unknown.len(),
+            deferred = s.deferred.len(),
             errors = s.errors,
             "scale-down run"
         );
     }
+}
+
+/// Scale-down with real clients, as Lambda runs it (the App credentials read from SSM, GitHub
+/// through the configured URLs, EC2 through `sdk`). `run()` and the local runner
+/// (`crates/local`) both build it here.
+pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<ScaleDown, String> {
+    let store = common::aws::ssm::SsmParameterStore::new(sdk);
+    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
+    let clock: Arc<dyn Clock> = Arc::from(common::clock::from_config(config.clock_file.as_deref()));
+    let apps = common::github::app::load_apps(&store, &config.apps).await.map_err(|e| e.to_string())?;
+    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
+    let mut settings = common::github::client::ClientSettings::new(urls);
+    settings.verify_tls = config.github_tls_verify;
+    settings.user_agent = config.user_agent.clone();
+    let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+    Ok(ScaleDown::new(config.clone(), Arc::new(github), ec2, clock, metrics, Options::default()))
+}
+
+/// The answer of one run, as the Lambda function returns it.
+pub fn summary_json(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "seen": summary.seen,
+        "terminated": summary.terminated,
+        "ghostsRemoved": summary.ghosts_removed.len(),
+        "markedOrphan": summary.marked_orphan.len(),
+        "skippedBusy": summary.skipped_busy.len(),
+        "skippedUnknown": summary.skipped_unknown.len(),
+        "deferred": summary.deferred.len(),
+        "errors": summary.errors,
+    })
 }
 
 /// Starts the function: reads its configuration, then serves scheduled events.
@@ -394,27 +452,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_lookup(&common::lambda::process_env)
         .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = common::aws::load_sdk_config(Duration::from_secs(5), 3).await;
-    let store = common::aws::ssm::SsmParameterStore::new(&sdk);
-    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(&sdk));
-    let clock: Arc<dyn Clock> = Arc::from(common::clock::from_config(config.clock_file.as_deref()));
     let metrics = Metrics::stdout(&config.telemetry);
     let handler: tokio::sync::OnceCell<ScaleDown> = tokio::sync::OnceCell::new();
-    let build = || async {
-        let apps = common::github::app::load_apps(&store, &config.apps).await.map_err(|e| e.to_string())?;
-        let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-        let mut settings = common::github::client::ClientSettings::new(urls);
-        settings.verify_tls = config.github_tls_verify;
-        settings.user_agent = config.user_agent.clone();
-        let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
-        Ok::<_, String>(ScaleDown::new(
-            config.clone(),
-            Arc::new(github),
-            ec2.clone(),
-            clock.clone(),
-            metrics.clone(),
-            Options::default(),
-        ))
-    };
+    let build = || build(&config, &sdk, metrics.clone());
     let handler = &handler;
     let build = &build;
     lambda_runtime::run(lambda_runtime::service_fn(
@@ -425,15 +465,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
                 lambda_runtime::Error::from(e)
             })?;
             let summary = scale_down.run_once(deadline).await;
-            Ok::<_, lambda_runtime::Error>(serde_json::json!({
-                "seen": summary.seen,
-                "terminated": summary.terminated,
-                "ghostsRemoved": summary.ghosts_removed.len(),
-                "markedOrphan": summary.marked_orphan.len(),
-                "skippedBusy": summary.skipped_busy.len(),
-                "skippedUnknown": summary.skipped_unknown.len(),
-                "errors": summary.errors,
-            }))
+            Ok::<_, lambda_runtime::Error>(summary_json(&summary))
         },
     ))
     .await

@@ -123,6 +123,37 @@ async fn idle_runners_past_the_minimum_running_time_are_removed() {
 }
 
 #[tokio::test]
+async fn a_run_out_of_time_leaves_idle_runners_for_the_next_run_without_an_error() {
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "5")], Options::default());
+    for i in 0..3 {
+        w.add(&format!("i-{i}"), &acme(), 0, Some((i + 1, false)), &[]);
+    }
+    // Less than the grace period plus the termination margin: nothing is started.
+    let s = w.scale_down.run_once(Deadline::after(Duration::from_secs(12))).await;
+    assert_eq!(s.deferred.len(), 3, "{s:?}");
+    assert_eq!(s.errors, 0);
+    assert_eq!(w.github.count("delete_runner"), 0, "no runner deregistered without time to terminate it");
+    assert_eq!(w.live().len(), 3);
+    let metrics = w.metrics.lines.lock().unwrap().join("\n");
+    assert!(metrics.contains(r#""Reason":"deferred""#) && metrics.contains(r#""RunnersSkipped":3.0"#), "{metrics}");
+
+    // GitHub's write pace would pass the deadline: deferred, not failed, the runner untouched.
+    w.github.fail(
+        "delete_runner",
+        vec![GithubError::Deadline { endpoint: "DELETE runner".into(), message: "pace".into() }],
+    );
+    let s = w.run().await;
+    assert_eq!(s.errors, 0, "{s:?}");
+    assert_eq!(s.deferred.len(), 3, "the first deferral stops this run's deregistrations");
+    assert_eq!(w.github.runners(&acme()).len(), 3);
+
+    // The next run with time removes them.
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("idle").map(Vec::len), Some(3), "{s:?}");
+    assert!(w.live().is_empty());
+}
+
+#[tokio::test]
 async fn busy_runners_are_kept_by_flag_by_422_and_by_marker() {
     let w = world(&[], Options::default());
     w.add("i-flag", &acme(), 0, Some((1, true)), &[]);

@@ -515,33 +515,47 @@ impl ScaleUp {
 }
 
 /// Starts the function: reads its configuration, then serves SQS batches.
+/// Scale-up with real clients, as Lambda runs it: the App credentials read from SSM, GitHub
+/// through the configured URLs, EC2 and SSM through `sdk`. `run()` and the local runner
+/// (`crates/local`) both build it here.
+pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<ScaleUp, String> {
+    let store = Arc::new(common::aws::ssm::SsmParameterStore::new(sdk));
+    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
+    let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
+    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
+    let mut settings = common::github::client::ClientSettings::new(urls);
+    settings.verify_tls = config.github_tls_verify;
+    settings.user_agent = config.user_agent.clone();
+    let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+    Ok(ScaleUp::new(config.clone(), Arc::new(github), ec2, store.clone(), store, metrics))
+}
+
+/// Every message of the batch back to SQS (scale-up could not start).
+pub fn retry_all(event: &SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = event
+        .records
+        .iter()
+        .filter_map(|r| r.message_id.clone())
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
+
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)
         .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = common::aws::load_sdk_config(Duration::from_secs(5), 3).await;
-    let store = Arc::new(common::aws::ssm::SsmParameterStore::new(&sdk));
-    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(&sdk));
     let metrics = Metrics::stdout(&config.telemetry);
     // The App credentials are loaded on first use: a failure fails that batch (retried by SQS),
     // not the container.
     let handler: tokio::sync::OnceCell<ScaleUp> = tokio::sync::OnceCell::new();
-    let build = || async {
-        let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
-        let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-        let mut settings = common::github::client::ClientSettings::new(urls);
-        settings.verify_tls = config.github_tls_verify;
-        settings.user_agent = config.user_agent.clone();
-        let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
-        Ok::<_, String>(ScaleUp::new(
-            config.clone(),
-            Arc::new(github),
-            ec2.clone(),
-            store.clone(),
-            store.clone(),
-            metrics.clone(),
-        ))
-    };
+    let build = || build(&config, &sdk, metrics.clone());
     let handler = &handler;
     let build = &build;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
@@ -550,19 +564,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
             Ok(scale_up) => Ok::<_, lambda_runtime::Error>(scale_up.handle(&event.payload, deadline).await),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start scale-up; every message will be retried");
-                let mut response = SqsBatchResponse::default();
-                response.batch_item_failures = event
-                    .payload
-                    .records
-                    .iter()
-                    .filter_map(|r| r.message_id.clone())
-                    .map(|id| {
-                        let mut f = BatchItemFailure::default();
-                        f.item_identifier = id;
-                        f
-                    })
-                    .collect();
-                Ok(response)
+                Ok(retry_all(&event.payload))
             }
         }
     }))

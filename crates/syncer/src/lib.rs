@@ -47,6 +47,18 @@ pub enum Outcome {
     Synced { asset: String, version: String, bytes: u64 },
 }
 
+impl Outcome {
+    /// The answer of one run, as the Lambda function returns it.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Outcome::UpToDate { asset } => serde_json::json!({"result": "up_to_date", "asset": asset}),
+            Outcome::Synced { asset, version, bytes } => {
+                serde_json::json!({"result": "synced", "asset": asset, "version": version, "bytes": bytes})
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -241,29 +253,29 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Starts the function: reads its configuration, then serves scheduled and S3 events.
+/// The syncer with real clients, as Lambda runs it (S3 through `sdk`, GitHub through the
+/// configured URLs). `run()` and the local runner (`crates/local`) both build it here.
+pub fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<Syncer, String> {
+    let store = Arc::new(common::aws::s3::S3ObjectStore::new(sdk));
+    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
+    let mut settings = common::github::client::ClientSettings::new(urls);
+    settings.verify_tls = config.github_tls_verify;
+    settings.user_agent = config.user_agent.clone();
+    let github = GithubClient::new(settings, Vec::new()).map_err(|e| e.to_string())?;
+    Ok(Syncer::new(config.clone(), github, store, metrics))
+}
+
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)
         .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = common::aws::load_sdk_config(Duration::from_secs(30), 3).await;
-    let store = Arc::new(common::aws::s3::S3ObjectStore::new(&sdk));
-    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-    let mut settings = common::github::client::ClientSettings::new(urls);
-    settings.verify_tls = config.github_tls_verify;
-    settings.user_agent = config.user_agent.clone();
-    let github = GithubClient::new(settings, Vec::new())?;
-    let syncer = Syncer::new(config.clone(), github, store, Metrics::stdout(&config.telemetry));
+    let syncer = build(&config, &sdk, Metrics::stdout(&config.telemetry))?;
     let syncer = &syncer;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             let deadline = common::lambda::deadline_of(&event.context);
-            match syncer.run_once(deadline).await {
-                Ok(Outcome::UpToDate { asset }) => Ok(serde_json::json!({"result": "up_to_date", "asset": asset})),
-                Ok(Outcome::Synced { asset, version, bytes }) => {
-                    Ok(serde_json::json!({"result": "synced", "asset": asset, "version": version, "bytes": bytes}))
-                }
-                Err(e) => Err(lambda_runtime::Error::from(e.to_string())),
-            }
+            syncer.run_once(deadline).await.map(|o| o.to_json()).map_err(|e| lambda_runtime::Error::from(e.to_string()))
         },
     ))
     .await

@@ -136,6 +136,11 @@ impl Webhook {
         Self { settings, queue, metrics }
     }
 
+    /// What the webhook loaded at start (the runner configurations and their queues).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Handles one Lambda HTTP event and returns the Lambda HTTP response.
     pub async fn handle_event(&self, event: &serde_json::Value, deadline: Deadline) -> serde_json::Value {
         let response = match parse_event(event) {
@@ -287,6 +292,15 @@ impl Webhook {
 }
 
 /// Starts the function: reads its configuration and parameters, then serves invocations.
+/// The webhook with real AWS clients, as Lambda runs it: its parameters loaded from SSM, jobs
+/// sent to SQS. `run()` and the local runner (`crates/local`) both build it here.
+pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<Webhook, InitError> {
+    let store = common::aws::ssm::SsmParameterStore::new(sdk);
+    let settings = Settings::load(config, &store).await?;
+    let queue = Arc::new(common::aws::sqs::SqsJobQueue::new(sdk));
+    Ok(Webhook::new(settings, queue, metrics))
+}
+
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
     common::telemetry::init_logging();
@@ -302,13 +316,10 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     // SQS answers in milliseconds; keep well inside GitHub's 10 s deadline.
     let sdk = common::aws::load_sdk_config(Duration::from_secs(3), 2).await;
     let sdk_ready = started.elapsed();
-    let store = common::aws::ssm::SsmParameterStore::new(&sdk);
-    let settings = Settings::load(&config, &store)
+    let webhook = build(&config, &sdk, Metrics::stdout(&config.telemetry))
         .await
         .inspect_err(|e| tracing::error!(error = %e, "loading the webhook parameters"))?;
     let parameters_ms = (started.elapsed() - sdk_ready).as_secs_f64() * 1000.0;
-    let queue = Arc::new(common::aws::sqs::SqsJobQueue::new(&sdk));
-    let webhook = Webhook::new(settings, queue, Metrics::stdout(&config.telemetry));
     tracing::info!(
         configurations = webhook.settings.matchers.len(),
         sdk_ms = sdk_ready.as_secs_f64() * 1000.0,

@@ -517,6 +517,11 @@ impl FakeGithub {
         Ok(id)
     }
 
+    /// Registration tokens handed out so far.
+    pub fn registration_tokens(&self) -> Vec<String> {
+        self.lock().registration_tokens.keys().cloned().collect()
+    }
+
     /// `config.sh --token <t> --name <n> --labels <l> [--ephemeral]` then `run.sh`: a runner is
     /// created and goes online. Returns its id.
     pub fn register_with_token(

@@ -2,9 +2,12 @@
 //! End-to-end tests: the real function binaries under the Lambda runtime emulator, against
 //! moto and the fake GitHub. One test binary (one moto server) for all of them.
 
+mod boot_scripts;
+mod demo;
 mod github_client;
 mod scale_down;
 mod scale_up;
 mod support;
 mod syncer;
+mod terraform;
 mod webhook;

@@ -1,0 +1,435 @@
+//! The four functions on one machine, through the same handler code that runs in Lambda.
+//!
+//! - **webhook**: an HTTP server on a local address turns each request into the Lambda function
+//!   URL event (payload 2.0) the deployed function receives, and answers with its response.
+//! - **scale-up**: one poller per runner queue of the webhook's matcher config, behaving like
+//!   Lambda's SQS event source mapping with `ReportBatchItemFailures` and a reserved concurrency
+//!   of one: batches of up to `batch_size`, the successful messages deleted, the failed ones left
+//!   to come back after the queue's visibility timeout. The queue's delivery delay is SQS's own.
+//! - **scale-down**: every `scale_down_every`, like its EventBridge schedule.
+//! - **syncer**: once at start, like the deploy trigger.
+//!
+//! Each function reads its own configuration from its own variables (the ones Terraform sets)
+//! and its own invocation deadline (its Lambda timeout). Where the AWS calls go is `sdk`:
+//! moto and the fake GitHub for `make demo` (see `tests::demo`), or real AWS and a real GitHub
+//! App with `ghr-local`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use base64::Engine;
+use common::deadline::Deadline;
+use common::telemetry::{MetricSink, Metrics};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// A function's environment variables.
+pub type Vars = BTreeMap<String, String>;
+
+/// Each function's environment, as Terraform sets it on the deployed functions.
+#[derive(Debug, Clone, Default)]
+pub struct Environments {
+    pub webhook: Vars,
+    pub scale_up: Vars,
+    pub scale_down: Vars,
+    /// None: no syncer (`enable_runner_binaries_syncer = false`).
+    pub syncer: Option<Vars>,
+}
+
+impl Environments {
+    /// One environment for all four functions: the variables of the process (`ghr-local`).
+    /// The functions' variable names do not clash, so the union of what Terraform sets on each
+    /// deployed function configures all of them; the syncer runs when `S3_BUCKET_NAME` is set.
+    pub fn from_process() -> Self {
+        let all: Vars = std::env::vars().collect();
+        let syncer = all.contains_key("S3_BUCKET_NAME").then(|| all.clone());
+        Self { webhook: all.clone(), scale_up: all.clone(), scale_down: all, syncer }
+    }
+}
+
+/// How the functions are run.
+#[derive(Clone)]
+pub struct Options {
+    /// Where the webhook listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The event source mapping's batch size (Terraform `lambda_event_source_mapping_batch_size`).
+    pub batch_size: i32,
+    /// The functions' timeouts (their invocation deadlines).
+    pub webhook_timeout: Duration,
+    pub scale_up_timeout: Duration,
+    pub scale_down_timeout: Duration,
+    pub syncer_timeout: Duration,
+    /// Time between scale-down runs.
+    pub scale_down_every: Duration,
+    /// Where the EMF metric lines go.
+    pub metrics: Arc<dyn MetricSink>,
+}
+
+impl Options {
+    /// Terraform's defaults for timeouts and batch size, scale-down every 5 minutes.
+    pub fn new(listen: SocketAddr, metrics: Arc<dyn MetricSink>) -> Self {
+        Self {
+            listen,
+            batch_size: 10,
+            webhook_timeout: Duration::from_secs(10),
+            scale_up_timeout: Duration::from_secs(30),
+            scale_down_timeout: Duration::from_secs(60),
+            syncer_timeout: Duration::from_secs(300),
+            scale_down_every: Duration::from_secs(300),
+            metrics,
+        }
+    }
+}
+
+/// What the functions did, for whoever watches (the demo's timeline).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The webhook answered a delivery.
+    Webhook { delivery: String, event: String, status: u16, body: String },
+    /// Scale-up handled a batch: the message bodies, and the ids of those returned for retry.
+    ScaleUp { queue: String, bodies: Vec<String>, retried: usize },
+    /// One scale-down run and its answer.
+    ScaleDown(Value),
+    /// The syncer's answer, or its error.
+    Syncer(Result<Value, String>),
+}
+
+/// The running functions.
+pub struct Local {
+    /// The webhook's URL (`http://<address>/webhook`).
+    pub webhook_url: String,
+    scale_down: Arc<scale_down::ScaleDown>,
+    scale_down_timeout: Duration,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn lookup(vars: &Vars) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| vars.get(name).cloned()
+}
+
+impl Local {
+    /// Reads each function's configuration, runs the syncer once, then serves the webhook and
+    /// starts the queue pollers and the scale-down schedule.
+    pub async fn start(
+        envs: &Environments,
+        sdk: &common::aws::SdkConfig,
+        options: Options,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Self, String> {
+        let metrics = |t: &common::telemetry::TelemetryConfig| Metrics::new(t, options.metrics.clone());
+        let webhook_config =
+            webhook::config::Config::from_lookup(&lookup(&envs.webhook)).map_err(|e| format!("webhook: {e}"))?;
+        let scale_up_config =
+            scale_up::config::Config::from_lookup(&lookup(&envs.scale_up)).map_err(|e| format!("scale-up: {e}"))?;
+        let scale_down_config = scale_down::config::Config::from_lookup(&lookup(&envs.scale_down))
+            .map_err(|e| format!("scale-down: {e}"))?;
+
+        if let Some(vars) = &envs.syncer {
+            let config = syncer::config::Config::from_lookup(&lookup(vars)).map_err(|e| format!("syncer: {e}"))?;
+            let syncer = syncer::build(&config, sdk, metrics(&config.telemetry)).map_err(|e| format!("syncer: {e}"))?;
+            let outcome = syncer.run_once(Deadline::after(options.syncer_timeout)).await;
+            let _ = events.send(Event::Syncer(outcome.map(|o| o.to_json()).map_err(|e| e.to_string())));
+        }
+
+        let webhook = Arc::new(
+            webhook::build(&webhook_config, sdk, metrics(&webhook_config.telemetry))
+                .await
+                .map_err(|e| format!("webhook: {e}"))?,
+        );
+        let scale_up = Arc::new(
+            scale_up::build(&scale_up_config, sdk, metrics(&scale_up_config.telemetry))
+                .await
+                .map_err(|e| format!("scale-up: {e}"))?,
+        );
+        let scale_down = Arc::new(
+            scale_down::build(&scale_down_config, sdk, metrics(&scale_down_config.telemetry))
+                .await
+                .map_err(|e| format!("scale-down: {e}"))?,
+        );
+
+        let (shutdown, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tasks.push(tokio::spawn(serve_webhook(
+            listener,
+            webhook.clone(),
+            options.webhook_timeout,
+            events.clone(),
+            stopped.clone(),
+        )));
+
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut queues: Vec<(String, String)> =
+            webhook.settings().matchers.iter().map(|m| (m.id.clone(), m.arn.clone())).collect();
+        queues.dedup();
+        for (url, arn) in queues {
+            let poller = Poller {
+                sqs: sqs.clone(),
+                url,
+                arn,
+                region: region.clone(),
+                batch_size: options.batch_size,
+                timeout: options.scale_up_timeout,
+            };
+            tasks.push(tokio::spawn(poller.run(scale_up.clone(), events.clone(), stopped.clone())));
+        }
+
+        let every = options.scale_down_every;
+        let timeout = options.scale_down_timeout;
+        let runner = scale_down.clone();
+        let schedule_events = events.clone();
+        let mut schedule_stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {
+                        let summary = runner.run_once(Deadline::after(timeout)).await;
+                        let _ = schedule_events.send(Event::ScaleDown(scale_down::summary_json(&summary)));
+                    }
+                    _ = schedule_stopped.changed() => return,
+                }
+            }
+        }));
+
+        Ok(Self {
+            webhook_url: format!("http://{address}/webhook"),
+            scale_down,
+            scale_down_timeout: timeout,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Runs scale-down once now, outside its schedule.
+    pub async fn scale_down_now(&self) -> Value {
+        scale_down::summary_json(&self.scale_down.run_once(Deadline::after(self.scale_down_timeout)).await)
+    }
+
+    /// Stops serving and polling; work in progress is abandoned (as when Lambda stops).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The webhook endpoint
+// ---------------------------------------------------------------------------------------------
+
+async fn serve_webhook(
+    listener: tokio::net::TcpListener,
+    webhook: Arc<webhook::Webhook>,
+    timeout: Duration,
+    events: mpsc::UnboundedSender<Event>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let webhook = webhook.clone();
+        let events = events.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let webhook = webhook.clone();
+            let events = events.clone();
+            async move { Ok::<_, Infallible>(answer(request, &webhook, timeout, &events).await) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// One delivery, through the function's own event handling (a function URL event).
+async fn answer(
+    request: http::Request<Incoming>,
+    webhook: &webhook::Webhook,
+    timeout: Duration,
+    events: &mpsc::UnboundedSender<Event>,
+) -> http::Response<Full<bytes::Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), Value::String(v.to_string()))))
+        .collect();
+    let header = |name: &str| headers.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (delivery, event_name) = (header("x-github-delivery"), header("x-github-event"));
+    let path = parts.uri.path().to_string();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or_default(),
+        "headers": headers,
+        "requestContext": {"http": {"method": parts.method.as_str(), "path": path, "sourceIp": "127.0.0.1"}},
+        "body": base64::engine::general_purpose::STANDARD.encode(&body),
+        "isBase64Encoded": true,
+    });
+    let response = webhook.handle_event(&event, Deadline::after(timeout)).await;
+    let status = response["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+    let text = response["body"].as_str().unwrap_or_default().to_string();
+    let _ = events.send(Event::Webhook { delivery, event: event_name, status, body: text.clone() });
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(bytes::Bytes::from(text)))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SQS event source mapping
+// ---------------------------------------------------------------------------------------------
+
+struct Poller {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    arn: String,
+    region: String,
+    batch_size: i32,
+    timeout: Duration,
+}
+
+impl Poller {
+    async fn run(
+        self,
+        scale_up: Arc<scale_up::ScaleUp>,
+        events: mpsc::UnboundedSender<Event>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let received = tokio::select! {
+                r = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(&self.url)
+                    .max_number_of_messages(self.batch_size)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                    .send() => r,
+                _ = stopped.changed() => return,
+            };
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(queue = %self.url, error = %common::aws::aws_error("sqs:ReceiveMessage", e), "polling the runner queue failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            let event = self.event(&messages);
+            let response = scale_up.handle(&event, Deadline::after(self.timeout)).await;
+            let failed: std::collections::HashSet<String> =
+                response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            // Successful messages are deleted; failed ones come back after the visibility timeout.
+            let done: Vec<aws_sdk_sqs::types::DeleteMessageBatchRequestEntry> = messages
+                .iter()
+                .filter(|m| m.message_id().is_some_and(|id| !failed.contains(id)))
+                .filter_map(|m| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(m.message_id().unwrap_or_default())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if !done.is_empty()
+                && let Err(e) =
+                    self.sqs.delete_message_batch().queue_url(&self.url).set_entries(Some(done)).send().await
+            {
+                tracing::warn!(queue = %self.url, error = %common::aws::aws_error("sqs:DeleteMessageBatch", e), "deleting handled messages failed; they come back");
+            }
+            let bodies = messages.iter().filter_map(|m| m.body().map(str::to_string)).collect();
+            let _ = events.send(Event::ScaleUp { queue: self.url.clone(), bodies, retried: failed.len() });
+        }
+    }
+
+    /// The SQS event Lambda would deliver for these messages.
+    fn event(&self, messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone()))).collect())
+                    .unwrap_or_default();
+                json!({
+                    "messageId": m.message_id(),
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "md5OfBody": m.md5_of_body(),
+                    "attributes": attributes,
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.arn,
+                    "awsRegion": self.region,
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs and metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Sends the functions' JSON logs to `path` (the terminal is for the timeline), at `LOG_LEVEL`.
+pub fn log_to_file(path: &std::path::Path, level: &str) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let level = common::telemetry::tracing_level(level);
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,common={level},webhook={level},scale_up={level},scale_down={level},syncer={level},local={level}"
+    ));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .json()
+        .flatten_event(true)
+        .try_init();
+    Ok(())
+}
+
+/// EMF lines appended to a file.
+pub struct FileSink(std::sync::Mutex<std::fs::File>);
+
+impl FileSink {
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self(std::sync::Mutex::new(std::fs::File::create(path)?)))
+    }
+}
+
+impl MetricSink for FileSink {
+    fn write_line(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = self.0.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}

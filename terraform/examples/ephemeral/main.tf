@@ -1,0 +1,56 @@
+################################################################################
+# Ephemeral runners: one job per instance, registered with a just-in-time config
+################################################################################
+
+provider "aws" {
+  region = var.aws_region
+  default_tags {
+    tags = { Example = "ephemeral" }
+  }
+}
+
+module "runners" {
+  source = "../../"
+
+  aws_region = var.aws_region
+  vpc_id     = var.vpc_id
+  subnet_ids = var.subnet_ids
+  prefix     = var.environment
+  tags       = { Project = "ProjectX" }
+
+  github_app = {
+    id             = var.github_app.id
+    key_base64     = var.github_app.key_base64
+    webhook_secret = var.github_app.webhook_secret
+  }
+
+  lambda_architecture = "arm64"
+
+  enable_organization_runners = true
+  runner_extra_labels         = ["ephemeral", "example"]
+
+  # Every job gets a fresh instance that shuts itself down when the job is done. JIT config
+  # (the default for ephemeral runners) means no registration token ever reaches the instance.
+  enable_ephemeral_runners = true
+  enable_jit_config        = true
+
+  # No webhook delay: the instance is for this job only, so start it at once.
+  delay_webhook_event   = 0
+  runners_maximum_count = 20
+
+  # Jobs that cannot start now (maximum reached, no capacity) are retried from the queue and
+  # land in the dead-letter queue after 5 receives instead of being lost silently.
+  redrive_build_queue = {
+    enabled         = true
+    maxReceiveCount = 5
+  }
+
+  # Spot first, on-demand when spot has no capacity.
+  instance_types                              = ["m5.large", "c5.large", "m6i.large"]
+  instance_allocation_strategy                = "price-capacity-optimized"
+  enable_runner_on_demand_failover_for_errors = ["InsufficientInstanceCapacity"]
+
+  # Ephemeral runners leave after one job; scale-down only clears the ones that never got one.
+  minimum_running_time_in_minutes = 10
+  scale_down_schedule_expression  = "cron(* * * * ? *)"
+}

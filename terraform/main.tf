@@ -1,0 +1,208 @@
+################################################################################
+# GitHub Actions runners on AWS: webhook → queue → scale-up → EC2; scale-down; syncer
+################################################################################
+
+locals {
+  tags     = merge(var.tags, { "ghr:environment" = var.prefix })
+  ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
+  arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
+  zip      = { for f in ["webhook", "scale-up", "scale-down", "syncer"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  labels   = sort(distinct(concat(var.runner_disable_default_labels ? [] : ["self-hosted", var.runner_os, var.runner_architecture], var.runner_extra_labels)))
+  # Settings every function shares (see modules/lambda).
+  lambda = {
+    prefix                    = var.prefix
+    environment               = var.prefix
+    architecture              = var.lambda_architecture
+    log_level                 = var.log_level
+    metrics_namespace         = var.metrics.namespace
+    logging_retention_in_days = var.logging_retention_in_days
+    logging_kms_key_id        = var.logging_kms_key_id
+    log_class                 = var.log_class
+    role_path                 = coalesce(var.role_path, "/${var.prefix}/")
+    role_permissions_boundary = var.role_permissions_boundary
+    subnet_ids                = var.lambda_subnet_ids
+    security_group_ids        = var.lambda_security_group_ids
+    tags                      = merge(local.tags, var.lambda_tags)
+  }
+}
+
+module "ssm" {
+  source                 = "./modules/ssm"
+  path_prefix            = "${local.ssm_root}/${var.ssm_paths.app}"
+  github_app             = var.github_app
+  additional_github_apps = var.additional_github_apps
+  kms_key_arn            = var.kms_key_arn
+  tags                   = local.tags
+}
+
+module "runner_binaries" {
+  source                           = "./modules/runner-binaries-syncer"
+  count                            = var.enable_runner_binaries_syncer ? 1 : 0
+  prefix                           = var.prefix
+  tags                             = local.tags
+  runner_os                        = var.runner_os
+  runner_architecture              = var.runner_architecture
+  runner_version                   = var.runner_binaries_version
+  ghes_url                         = var.ghes_url
+  ghes_ssl_verify                  = var.ghes_ssl_verify
+  user_agent                       = var.user_agent
+  state_event_rule_binaries_syncer = var.state_event_rule_binaries_syncer
+  s3_sse_configuration             = var.runner_binaries_s3_sse_configuration
+  s3_versioning                    = var.runner_binaries_s3_versioning
+  s3_logging_bucket                = var.runner_binaries_s3_logging_bucket
+  s3_logging_bucket_prefix         = var.runner_binaries_s3_logging_bucket_prefix
+  lambda = merge(local.lambda, {
+    zip         = coalesce(var.runner_binaries_syncer_lambda_zip, local.zip["syncer"])
+    memory_size = var.runner_binaries_syncer_lambda_memory_size
+    timeout     = var.runner_binaries_syncer_lambda_timeout
+  })
+}
+
+module "runners" {
+  source                                                         = "./modules/runners"
+  prefix                                                         = var.prefix
+  tags                                                           = local.tags
+  vpc_id                                                         = var.vpc_id
+  subnet_ids                                                     = var.subnet_ids
+  ssm_root                                                       = local.ssm_root
+  kms_key_arn                                                    = var.kms_key_arn
+  app_parameters                                                 = module.ssm.app_parameters
+  ghes_url                                                       = var.ghes_url
+  ghes_ssl_verify                                                = var.ghes_ssl_verify
+  user_agent                                                     = var.user_agent
+  enable_organization_runners                                    = var.enable_organization_runners
+  runner_group_name                                              = var.runner_group_name
+  runner_name_prefix                                             = var.runner_name_prefix
+  runner_labels                                                  = local.labels
+  disable_runner_autoupdate                                      = var.disable_runner_autoupdate
+  enable_ephemeral_runners                                       = var.enable_ephemeral_runners
+  enable_jit_config                                              = var.enable_jit_config
+  enable_job_queued_check                                        = var.enable_job_queued_check
+  runners_maximum_count                                          = var.runners_maximum_count
+  scale_down_schedule_expression                                 = var.scale_down_schedule_expression
+  minimum_running_time_in_minutes                                = var.minimum_running_time_in_minutes
+  runner_boot_time_in_minutes                                    = var.runner_boot_time_in_minutes
+  scale_down_job_start_grace_seconds                             = var.scale_down_job_start_grace_seconds
+  idle_config                                                    = var.idle_config
+  scale_up_reserved_concurrent_executions                        = var.scale_up_reserved_concurrent_executions
+  lambda_event_source_mapping_batch_size                         = var.lambda_event_source_mapping_batch_size
+  lambda_event_source_mapping_maximum_batching_window_in_seconds = var.lambda_event_source_mapping_maximum_batching_window_in_seconds
+  delay_webhook_event                                            = var.delay_webhook_event
+  job_queue_retention_in_seconds                                 = var.job_queue_retention_in_seconds
+  redrive_build_queue                                            = var.redrive_build_queue
+  queue_encryption                                               = var.queue_encryption
+  instance_types                                                 = var.instance_types
+  instance_target_capacity_type                                  = var.instance_target_capacity_type
+  instance_allocation_strategy                                   = var.instance_allocation_strategy
+  instance_type_priorities                                       = var.instance_type_priorities
+  instance_max_spot_price                                        = var.instance_max_spot_price
+  enable_runner_on_demand_failover_for_errors                    = var.enable_runner_on_demand_failover_for_errors
+  scale_errors                                                   = var.scale_errors
+  use_dedicated_host                                             = var.use_dedicated_host
+  ami                                                            = var.ami
+  block_device_mappings                                          = var.block_device_mappings
+  runner_metadata_options                                        = var.runner_metadata_options
+  runner_ec2_tags                                                = var.runner_ec2_tags
+  key_name                                                       = var.key_name
+  associate_public_ipv4_address                                  = var.associate_public_ipv4_address
+  enable_managed_runner_security_group                           = var.enable_managed_runner_security_group
+  runner_additional_security_group_ids                           = var.runner_additional_security_group_ids
+  runners_ebs_optimized                                          = var.runners_ebs_optimized
+  enable_runner_detailed_monitoring                              = var.enable_runner_detailed_monitoring
+  create_service_linked_role_spot                                = var.create_service_linked_role_spot
+  runner_os                                                      = var.runner_os
+  runner_architecture                                            = var.runner_architecture
+  runner_as_root                                                 = var.runner_as_root
+  runner_run_as                                                  = var.runner_run_as
+  runner_disable_default_labels                                  = var.runner_disable_default_labels
+  enable_userdata                                                = var.enable_userdata
+  userdata_template                                              = var.userdata_template
+  userdata_pre_install                                           = var.userdata_pre_install
+  userdata_post_install                                          = var.userdata_post_install
+  runner_hook_job_started                                        = var.runner_hook_job_started
+  runner_hook_job_completed                                      = var.runner_hook_job_completed
+  enable_user_data_debug_logging_runner                          = var.enable_user_data_debug_logging_runner
+  enable_cloudwatch_agent                                        = var.enable_cloudwatch_agent
+  cloudwatch_config                                              = var.cloudwatch_config
+  runner_log_files                                               = var.runner_log_files
+  logging_retention_in_days                                      = var.logging_retention_in_days
+  logging_kms_key_id                                             = var.logging_kms_key_id
+  enable_ssm_on_runners                                          = var.enable_ssm_on_runners
+  runner_distribution                                            = var.enable_runner_binaries_syncer ? module.runner_binaries[0].runner_distribution : null
+  parameter_store_tags                                           = var.parameter_store_tags
+  role_path                                                      = coalesce(var.role_path, "/${var.prefix}/")
+  role_permissions_boundary                                      = var.role_permissions_boundary
+  instance_profile_path                                          = var.instance_profile_path
+  runner_iam_role_managed_policy_arns                            = var.runner_iam_role_managed_policy_arns
+  enable_metric_github_app_rate_limit                            = var.metrics.metric.enable_github_app_rate_limit
+  lambda                                                         = local.lambda
+  scale_up_lambda = {
+    zip         = coalesce(var.scale_up_lambda_zip, local.zip["scale-up"])
+    memory_size = var.runners_scale_up_lambda_memory_size
+    timeout     = var.runners_scale_up_lambda_timeout
+  }
+  scale_down_lambda = {
+    zip         = coalesce(var.scale_down_lambda_zip, local.zip["scale-down"])
+    memory_size = var.runners_scale_down_lambda_memory_size
+    timeout     = var.runners_scale_down_lambda_timeout
+  }
+}
+
+module "webhook" {
+  source   = "./modules/webhook"
+  prefix   = var.prefix
+  ssm_path = "${local.ssm_root}/${var.ssm_paths.webhook}"
+  runner_matcher_config = {
+    "${var.prefix}-queued-builds" = {
+      id   = module.runners.queue.id
+      arn  = module.runners.queue.arn
+      fifo = module.runners.queue.fifo
+      matcherConfig = {
+        labelMatchers           = [local.labels]
+        exactMatch              = var.enable_runner_workflow_job_labels_check_all
+        bidirectionalLabelMatch = var.enable_runner_bidirectional_label_match
+      }
+    }
+  }
+  matcher_config_parameter_store_tier = var.matcher_config_parameter_store_tier
+  webhook_secret_parameter            = module.ssm.parameters.webhook_secret
+  repository_white_list               = var.repository_white_list
+  queue_selection_strategy            = var.queue_selection_strategy
+  enable_function_url                 = var.enable_webhook_function_url
+  apigateway_access_log_settings      = var.webhook_lambda_apigateway_access_log_settings
+  kms_key_arn                         = var.kms_key_arn
+  tags                                = local.tags
+  lambda = merge(local.lambda, {
+    zip         = coalesce(var.webhook_lambda_zip, local.zip["webhook"])
+    memory_size = var.webhook_lambda_memory_size
+    timeout     = var.webhook_lambda_timeout
+  })
+}
+
+module "monitoring" {
+  source    = "./modules/monitoring"
+  count     = var.metrics.enable ? 1 : 0
+  prefix    = var.prefix
+  namespace = var.metrics.namespace
+  functions = {
+    webhook    = module.webhook.lambda.function.name
+    scale_up   = module.runners.lambda_up.function.name
+    scale_down = module.runners.lambda_down.function.name
+    syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
+  }
+  build_queue_name       = module.runners.queue.name
+  dead_letter_queue_name = try(module.runners.queue.dlq.name, null)
+  github_app_ids         = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
+  alarm_actions          = var.alarm_actions
+  thresholds             = var.alarm_thresholds
+  tags                   = local.tags
+}
+
+data "aws_region" "current" {}
+
+check "provider_region" {
+  assert {
+    condition     = data.aws_region.current.name == var.aws_region
+    error_message = "aws_region (${var.aws_region}) differs from the provider's region (${data.aws_region.current.name}): runners and functions would be created in the provider's region."
+  }
+}

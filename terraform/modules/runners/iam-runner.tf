@@ -1,0 +1,117 @@
+################################################################################
+# Runner instance role: its own token, its own tags, its own termination
+################################################################################
+
+data "aws_iam_policy_document" "runner_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "runner" {
+  name                 = "${substr("${var.prefix}-runner", 0, 54)}-${substr(md5("${var.prefix}-runner"), 0, 8)}"
+  path                 = var.role_path
+  permissions_boundary = var.role_permissions_boundary
+  assume_role_policy   = data.aws_iam_policy_document.runner_assume.json
+  tags                 = var.tags
+}
+
+resource "aws_iam_instance_profile" "runner" {
+  name = "${var.prefix}-runner-profile"
+  path = var.instance_profile_path
+  role = aws_iam_role.runner.name
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "runner" {
+  name = "runner"
+  role = aws_iam_role.runner.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        {
+          # An instance reads and deletes only the token parameter tagged with its own id.
+          Sid      = "OwnToken"
+          Effect   = "Allow"
+          Action   = ["ssm:GetParameter", "ssm:DeleteParameter"]
+          Resource = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.token_path}/*"
+          Condition = {
+            StringLike = { "ec2:SourceInstanceARN" = "*/$${aws:ResourceTag/InstanceId}" }
+          }
+        },
+        {
+          Sid      = "Config"
+          Effect   = "Allow"
+          Action   = ["ssm:GetParametersByPath", "ssm:GetParameters", "ssm:GetParameter"]
+          Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}", "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/*"]
+        },
+        {
+          # Its runner id, and the job markers that keep scale-down from killing a busy runner.
+          Sid      = "OwnTags"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateTags"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ARN" = "$${ec2:SourceInstanceARN}" }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:github_runner_id", "ghr:job_started", "ghr:job_completed"] }
+          }
+        },
+        {
+          Sid       = "OwnTermination"
+          Effect    = "Allow"
+          Action    = ["ec2:TerminateInstances"]
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { StringEquals = { "aws:ARN" = "$${ec2:SourceInstanceARN}" } }
+        },
+        {
+          # Describe calls have no resource-level permissions.
+          Sid      = "ReadTags"
+          Effect   = "Allow"
+          Action   = ["ec2:DescribeTags"]
+          Resource = "*"
+        },
+      ],
+      var.runner_distribution == null ? [] : [{
+        Sid      = "RunnerTarball"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject"]
+        Resource = "${var.runner_distribution.bucket_arn}/${var.runner_distribution.key}"
+      }],
+      var.enable_cloudwatch_agent ? [{
+        Sid      = "Logs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+        Resource = [for g in aws_cloudwatch_log_group.runner : "${g.arn}:*"]
+      }] : [],
+      var.enable_cloudwatch_agent ? [{
+        Sid      = "AgentConfig"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter"]
+        Resource = aws_ssm_parameter.cloudwatch_agent_config[0].arn
+      }] : [],
+      var.kms_key_arn == null ? [] : [{
+        Sid      = "Keys"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = [var.kms_key_arn]
+      }]
+    )
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_session" {
+  count      = var.enable_ssm_on_runners ? 1 : 0
+  role       = aws_iam_role.runner.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy_attachment" "managed" {
+  for_each   = toset(var.runner_iam_role_managed_policy_arns)
+  role       = aws_iam_role.runner.name
+  policy_arn = each.value
+}

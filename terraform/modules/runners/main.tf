@@ -1,0 +1,209 @@
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  partition   = data.aws_partition.current.partition
+  region      = data.aws_region.current.name
+  account_id  = data.aws_caller_identity.current.account_id
+  config_path = "${var.ssm_root}/runners/config"
+  token_path  = "${var.ssm_root}/runners/tokens"
+  ec2_arn     = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+
+  ephemeral            = var.enable_ephemeral_runners
+  jit                  = var.enable_jit_config == null ? var.enable_ephemeral_runners : var.enable_jit_config
+  job_queued_check     = var.enable_job_queued_check == null ? !var.enable_ephemeral_runners : var.enable_job_queued_check
+  minimum_running_time = coalesce(var.minimum_running_time_in_minutes, var.runner_os == "windows" ? 15 : 5)
+
+  default_ami_filter = {
+    linux = {
+      x64   = { name = ["al2023-ami-2023.*-kernel-6.*-x86_64"], state = ["available"] }
+      arm64 = { name = ["al2023-ami-2023.*-kernel-6.*-arm64"], state = ["available"] }
+    }
+    windows = {
+      x64   = { name = ["Windows_Server-2022-English-Full-ECS_Optimized-*"], state = ["available"] }
+      arm64 = { name = ["Windows_Server-2022-English-Full-ECS_Optimized-*"], state = ["available"] }
+    }
+  }
+  ami_filter      = try(var.ami.filter, null) != null ? var.ami.filter : local.default_ami_filter[var.runner_os][var.runner_architecture]
+  ami_owners      = try(var.ami.owners, null) != null ? var.ami.owners : ["amazon"]
+  user_ami_param  = try(var.ami.id_ssm_parameter_arn, null)
+  ami_param_arn   = local.user_ami_param != null ? local.user_ami_param : aws_ssm_parameter.ami_id[0].arn
+  ami_param_name  = local.user_ami_param != null ? regex("parameter(/.*)$", local.user_ami_param)[0] : aws_ssm_parameter.ami_id[0].name
+  security_groups = concat(var.enable_managed_runner_security_group ? [aws_security_group.runner[0].id] : [], var.runner_additional_security_group_ids)
+  instance_tags = merge(var.tags, var.runner_ec2_tags, {
+    "Name"                   = "${var.prefix}-action-runner"
+    "ghr:environment"        = var.prefix
+    "ghr:ssm_config_path"    = local.config_path
+    "ghr:runner_name_prefix" = var.runner_name_prefix
+  })
+}
+
+################################################################################
+# AMI: looked up at apply time, or the user's parameter; launch templates resolve it
+################################################################################
+
+data "aws_ami" "runner" {
+  count       = local.user_ami_param == null ? 1 : 0
+  most_recent = true
+  owners      = local.ami_owners
+  dynamic "filter" {
+    for_each = local.ami_filter
+    content {
+      name   = filter.key
+      values = filter.value
+    }
+  }
+}
+
+resource "aws_ssm_parameter" "ami_id" {
+  #checkov:skip=CKV2_AWS_34:An AMI id is not a secret; data_type aws:ec2:image needs a String.
+  count     = local.user_ami_param == null ? 1 : 0
+  name      = "${local.config_path}/ami_id"
+  type      = "String"
+  data_type = "aws:ec2:image"
+  value     = data.aws_ami.runner[0].id
+  tags      = var.tags
+}
+
+################################################################################
+# Runner configuration read by the boot script (upstream layout)
+################################################################################
+
+resource "aws_ssm_parameter" "runner_config" {
+  #checkov:skip=CKV2_AWS_34:Settings, not secrets.
+  for_each = {
+    run_as                 = var.runner_as_root ? "root" : var.runner_run_as
+    agent_mode             = local.ephemeral ? "ephemeral" : "persistent"
+    disable_default_labels = tostring(var.runner_disable_default_labels)
+    enable_jit_config      = tostring(local.jit)
+    enable_cloudwatch      = tostring(var.enable_cloudwatch_agent)
+    token_path             = local.token_path
+  }
+  name  = "${local.config_path}/${each.key}"
+  type  = "String"
+  value = each.value
+  tags  = var.tags
+}
+
+################################################################################
+# Security group (egress only) and launch template
+################################################################################
+
+resource "aws_security_group" "runner" {
+  #checkov:skip=CKV_AWS_382:Runners must reach GitHub, package registries and AWS APIs on any port; narrow it with runner_egress_rules.
+  count       = var.enable_managed_runner_security_group ? 1 : 0
+  name_prefix = "${var.prefix}-github-actions-runner-sg"
+  description = "GitHub Actions runners: no ingress, egress to GitHub and AWS"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.prefix}-github-actions-runner-sg" })
+
+  dynamic "egress" {
+    for_each = var.runner_egress_rules
+    content {
+      cidr_blocks      = egress.value.cidr_blocks
+      ipv6_cidr_blocks = egress.value.ipv6_cidr_blocks
+      prefix_list_ids  = egress.value.prefix_list_ids
+      from_port        = egress.value.from_port
+      protocol         = egress.value.protocol
+      security_groups  = egress.value.security_groups
+      self             = egress.value.self
+      to_port          = egress.value.to_port
+      description      = egress.value.description
+    }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+locals {
+  linux_user_data = templatefile(coalesce(var.userdata_template, "${path.module}/templates/user-data.sh"), {
+    enable_debug_logging = var.enable_user_data_debug_logging_runner
+    pre_install          = var.userdata_pre_install
+    post_install         = var.userdata_post_install
+    install_runner       = file("${path.module}/templates/install-runner.sh")
+    start_runner         = file("${path.module}/templates/start-runner.sh")
+    job_started_hook     = file("${path.module}/templates/job-started-hook.sh")
+    job_completed_hook   = file("${path.module}/templates/job-completed-hook.sh")
+    user_job_started     = var.runner_hook_job_started
+    user_job_completed   = var.runner_hook_job_completed
+    runner_tarball_s3    = var.runner_distribution == null ? "" : "s3://${var.runner_distribution.bucket}/${var.runner_distribution.key}"
+    runner_architecture  = var.runner_architecture
+    ghes_url             = var.ghes_url == null ? "" : var.ghes_url
+    ghes_ssl_verify      = var.ghes_ssl_verify
+  })
+  windows_user_data = templatefile("${path.module}/templates/user-data.ps1", {
+    pre_install        = var.userdata_pre_install
+    post_install       = var.userdata_post_install
+    runner_tarball_s3  = var.runner_distribution == null ? "" : "s3://${var.runner_distribution.bucket}/${var.runner_distribution.key}"
+    start_runner       = file("${path.module}/templates/start-runner.ps1")
+    user_job_started   = var.runner_hook_job_started
+    user_job_completed = var.runner_hook_job_completed
+  })
+  user_data = var.runner_os == "windows" ? base64encode(local.windows_user_data) : base64gzip(local.linux_user_data)
+}
+
+resource "aws_launch_template" "runner" {
+  #checkov:skip=CKV_AWS_88:Public IPs are opt-in (associate_public_ipv4_address, default false) for public subnets without a NAT; the security group has no ingress.
+  name                                 = "${var.prefix}-action-runner"
+  description                          = "GitHub Actions runners of ${var.prefix}"
+  image_id                             = "resolve:ssm:${local.ami_param_arn}"
+  instance_type                        = var.instance_types[0]
+  key_name                             = var.key_name
+  ebs_optimized                        = var.runners_ebs_optimized
+  update_default_version               = true
+  instance_initiated_shutdown_behavior = "terminate"
+  user_data                            = var.enable_userdata ? local.user_data : null
+  vpc_security_group_ids               = var.associate_public_ipv4_address ? null : local.security_groups
+  tags                                 = var.tags
+
+  iam_instance_profile {
+    name = aws_iam_instance_profile.runner.name
+  }
+
+  metadata_options {
+    http_endpoint               = lookup(var.runner_metadata_options, "http_endpoint", "enabled")
+    http_tokens                 = "required"
+    http_put_response_hop_limit = lookup(var.runner_metadata_options, "http_put_response_hop_limit", 1)
+    instance_metadata_tags      = lookup(var.runner_metadata_options, "instance_metadata_tags", "enabled")
+  }
+
+  monitoring {
+    enabled = var.enable_runner_detailed_monitoring
+  }
+
+  dynamic "block_device_mappings" {
+    for_each = var.block_device_mappings
+    content {
+      device_name = block_device_mappings.value.device_name
+      ebs {
+        delete_on_termination = block_device_mappings.value.delete_on_termination
+        volume_type           = block_device_mappings.value.volume_type
+        volume_size           = block_device_mappings.value.volume_size
+        encrypted             = true
+        iops                  = block_device_mappings.value.iops
+        throughput            = block_device_mappings.value.throughput
+        kms_key_id            = block_device_mappings.value.kms_key_id
+        snapshot_id           = block_device_mappings.value.snapshot_id
+      }
+    }
+  }
+
+  dynamic "network_interfaces" {
+    for_each = var.associate_public_ipv4_address ? [1] : []
+    content {
+      associate_public_ip_address = true
+      security_groups             = local.security_groups
+    }
+  }
+
+  dynamic "tag_specifications" {
+    for_each = ["instance", "volume", "network-interface"]
+    content {
+      resource_type = tag_specifications.value
+      tags          = local.instance_tags
+    }
+  }
+}

@@ -1,0 +1,49 @@
+output "launch_template" {
+  description = "The runners' launch template: name, id, latest version."
+  value = {
+    name           = aws_launch_template.runner.name
+    id             = aws_launch_template.runner.id
+    latest_version = aws_launch_template.runner.latest_version
+  }
+}
+
+output "role_runner" {
+  description = "The runners' IAM role."
+  value       = { name = aws_iam_role.runner.name, arn = aws_iam_role.runner.arn }
+}
+
+output "queue" {
+  description = "The build queue (id = URL, arn, name, fifo) and its dead-letter queue (or null)."
+  value = {
+    id   = aws_sqs_queue.build.id
+    arn  = aws_sqs_queue.build.arn
+    name = aws_sqs_queue.build.name
+    fifo = false
+    dlq  = try({ id = aws_sqs_queue.build_dlq[0].id, arn = aws_sqs_queue.build_dlq[0].arn, name = aws_sqs_queue.build_dlq[0].name }, null)
+  }
+}
+
+output "lambda_up" {
+  description = "Scale-up: function, role, log group."
+  value       = { function = module.scale_up.function, role = module.scale_up.role, log_group = module.scale_up.log_group }
+}
+
+output "lambda_down" {
+  description = "Scale-down: function, role, log group."
+  value       = { function = module.scale_down.function, role = module.scale_down.role, log_group = module.scale_down.log_group }
+}
+
+output "labels" {
+  description = "The labels the runners register with."
+  value       = var.runner_labels
+}
+
+output "runners_log_groups" {
+  description = "Log groups of the runner instances' log files."
+  value       = [for g in aws_cloudwatch_log_group.runner : g.name]
+}
+
+output "ssm_paths" {
+  description = "`config` and `tokens` SSM paths."
+  value       = { config = local.config_path, tokens = local.token_path }
+}

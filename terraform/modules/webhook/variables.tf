@@ -1,0 +1,93 @@
+variable "prefix" {
+  description = "Name prefix of every resource."
+  type        = string
+}
+
+variable "ssm_path" {
+  description = "SSM path for the webhook's parameters, e.g. `/github-action-runners/<prefix>/webhook`."
+  type        = string
+}
+
+variable "runner_matcher_config" {
+  description = <<-EOT
+    The runner configurations jobs are routed to, by key: the SQS queue (`id` URL, `arn`,
+    `fifo`) and `matcherConfig` (`labelMatchers`: label sets, `exactMatch`,
+    `bidirectionalLabelMatch`, `priority` 0-999: lower first, `enableDynamicLabels`).
+  EOT
+  type = map(object({
+    id   = string
+    arn  = string
+    fifo = optional(bool, false)
+    matcherConfig = object({
+      labelMatchers           = list(list(string))
+      exactMatch              = bool
+      bidirectionalLabelMatch = optional(bool, false)
+      priority                = optional(number, 999)
+      enableDynamicLabels     = optional(bool, false)
+    })
+  }))
+  validation {
+    condition     = alltrue([for m in var.runner_matcher_config : m.matcherConfig.priority >= 0 && m.matcherConfig.priority <= 999])
+    error_message = "`priority` is between 0 and 999."
+  }
+}
+
+variable "matcher_config_parameter_store_tier" {
+  description = "SSM tier of the matcher config parameters: `Standard` (4 KB chunks) or `Advanced` (8 KB chunks)."
+  type        = string
+  default     = "Standard"
+  validation {
+    condition     = contains(["Standard", "Advanced"], var.matcher_config_parameter_store_tier)
+    error_message = "`Standard` or `Advanced`."
+  }
+}
+
+variable "webhook_secret_parameter" {
+  description = "The SSM parameter of the webhook secret: `{ name, arn }`."
+  type        = object({ name = string, arn = string })
+}
+
+variable "repository_white_list" {
+  description = "`owner/repo` names allowed to use the runners; empty allows all."
+  type        = list(string)
+  default     = []
+}
+
+variable "queue_selection_strategy" {
+  description = "Among equally good runner configurations: `first`, `random` or `all`."
+  type        = string
+  default     = "first"
+  validation {
+    condition     = contains(["first", "random", "all"], var.queue_selection_strategy)
+    error_message = "`first`, `random` or `all`."
+  }
+}
+
+variable "enable_function_url" {
+  description = "Also expose the function with a Lambda function URL (GitHub can post to it directly; the API Gateway endpoint stays)."
+  type        = bool
+  default     = false
+}
+
+variable "apigateway_access_log_settings" {
+  description = "API Gateway access logs: `{ destination_arn, format }`, or null for none."
+  type        = object({ destination_arn = string, format = string })
+  default     = null
+}
+
+variable "lambda" {
+  description = "Function settings passed to the lambda module (`zip`, `architecture`, `memory_size`, `timeout`, logging, role, VPC, tags; see modules/lambda)."
+  type        = any
+}
+
+variable "kms_key_arn" {
+  description = "KMS key of the SSM parameters and SQS queues, if a customer managed one."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Tags for the created resources."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,802 @@
+################################################################################
+# General
+################################################################################
+
+variable "aws_region" {
+  description = "AWS region of the deployment."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the runners."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Subnets of the runners (private subnets with a NAT, or public ones with `associate_public_ipv4_address`)."
+  type        = list(string)
+}
+
+variable "prefix" {
+  description = "Name prefix of every resource and the `ghr:environment` tag of the runners."
+  type        = string
+  default     = "github-actions"
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9-]{1,40}$", var.prefix))
+    error_message = "1-40 letters, digits or dashes."
+  }
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# GitHub
+################################################################################
+
+variable "github_app" {
+  description = <<-EOT
+    The GitHub App: its id, private key (base64 of the PEM file GitHub gives you) and webhook
+    secret, each as a value (`id`, `key_base64`, `webhook_secret`) or an existing SSM parameter
+    (`id_ssm`, `key_base64_ssm`, `webhook_secret_ssm` = `{ arn, name }`).
+  EOT
+  type = object({
+    key_base64         = optional(string)
+    key_base64_ssm     = optional(object({ arn = string, name = string }))
+    id                 = optional(string)
+    id_ssm             = optional(object({ arn = string, name = string }))
+    webhook_secret     = optional(string)
+    webhook_secret_ssm = optional(object({ arn = string, name = string }))
+  })
+  sensitive = true
+  validation {
+    condition     = (var.github_app.key_base64 != null || var.github_app.key_base64_ssm != null) && (var.github_app.id != null || var.github_app.id_ssm != null) && (var.github_app.webhook_secret != null || var.github_app.webhook_secret_ssm != null)
+    error_message = "You must set all of the following parameters, choosing one option from each pair: `key_base64` or `key_base64_ssm`, `id` or `id_ssm`, `webhook_secret` or `webhook_secret_ssm`."
+  }
+}
+
+variable "additional_github_apps" {
+  description = "More GitHub Apps installed on the same owners, to spread the API rate limit: `id`/`id_ssm`, `key_base64`/`key_base64_ssm`, optional `installation_id`/`installation_id_ssm`."
+  type = list(object({
+    key_base64          = optional(string)
+    key_base64_ssm      = optional(object({ arn = string, name = string }))
+    id                  = optional(string)
+    id_ssm              = optional(object({ arn = string, name = string }))
+    installation_id     = optional(string)
+    installation_id_ssm = optional(object({ arn = string, name = string }))
+  }))
+  default   = []
+  sensitive = true
+}
+
+variable "ghes_url" {
+  description = "GitHub Enterprise Server URL (`https://ghes.example.com`) or data-residency URL (`https://<name>.ghe.com`); null for github.com."
+  type        = string
+  default     = null
+}
+
+variable "ghes_ssl_verify" {
+  description = "Verify GHES's TLS certificate. false turns checks off for the functions' GitHub client only (and the runner's connection to GHES)."
+  type        = bool
+  default     = true
+}
+
+variable "user_agent" {
+  description = "User agent of the functions' GitHub requests."
+  type        = string
+  default     = "github-aws-runners"
+}
+
+variable "enable_organization_runners" {
+  description = "Register runners with the organization instead of each repository."
+  type        = bool
+  default     = false
+}
+
+variable "repository_white_list" {
+  description = "`owner/repo` names allowed to use the runners; empty allows all."
+  type        = list(string)
+  default     = []
+}
+
+variable "runner_group_name" {
+  description = "Runner group of organization runners."
+  type        = string
+  default     = "Default"
+}
+
+variable "runner_name_prefix" {
+  description = "Prefix of runner names: `<prefix><instance-id>` (at most 45 characters)."
+  type        = string
+  default     = ""
+}
+
+################################################################################
+# Webhook and matching
+################################################################################
+
+variable "queue_selection_strategy" {
+  description = "Among equally good runner configurations: `first`, `random` or `all`."
+  type        = string
+  default     = "first"
+  validation {
+    condition     = contains(["first", "random", "all"], var.queue_selection_strategy)
+    error_message = "`first`, `random` or `all`."
+  }
+}
+
+variable "enable_runner_workflow_job_labels_check_all" {
+  description = "A job's labels must all be runner labels (`exactMatch`; deprecated upstream in favour of the bidirectional match)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_runner_bidirectional_label_match" {
+  description = "A job's labels and the runner labels must be the same set."
+  type        = bool
+  default     = false
+}
+
+variable "matcher_config_parameter_store_tier" {
+  description = "SSM tier of the matcher config: `Standard` or `Advanced`."
+  type        = string
+  default     = "Standard"
+}
+
+variable "delay_webhook_event" {
+  description = "Seconds a job waits in the queue before scale-up sees it (0-900): an idle runner may take it first."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.delay_webhook_event >= 0 && var.delay_webhook_event <= 900
+    error_message = "0 to 900 seconds."
+  }
+}
+
+variable "job_queue_retention_in_seconds" {
+  description = "How long a job message is kept (60-1209600)."
+  type        = number
+  default     = 86400
+  validation {
+    condition     = var.job_queue_retention_in_seconds >= 60 && var.job_queue_retention_in_seconds <= 1209600
+    error_message = "60 to 1209600 seconds."
+  }
+}
+
+variable "redrive_build_queue" {
+  description = "A dead-letter queue for jobs whose runner could not be created after `maxReceiveCount` attempts."
+  type        = object({ enabled = bool, maxReceiveCount = optional(number) })
+  default     = { enabled = false, maxReceiveCount = null }
+}
+
+variable "queue_encryption" {
+  description = "Encryption of the queues: SQS managed SSE (default) or a KMS key."
+  type = object({
+    kms_data_key_reuse_period_seconds = optional(number)
+    kms_master_key_id                 = optional(string)
+    sqs_managed_sse_enabled           = optional(bool, true)
+  })
+  default = { sqs_managed_sse_enabled = true }
+}
+
+variable "enable_webhook_function_url" {
+  description = "Also expose the webhook as a Lambda function URL (the API Gateway endpoint stays)."
+  type        = bool
+  default     = false
+}
+
+variable "webhook_lambda_apigateway_access_log_settings" {
+  description = "API Gateway access logs of the webhook endpoint: `{ destination_arn, format }`."
+  type        = object({ destination_arn = string, format = string })
+  default     = null
+}
+
+################################################################################
+# Scaling
+################################################################################
+
+variable "runners_maximum_count" {
+  description = "Most runners per owner at once; -1 for no limit."
+  type        = number
+  default     = 3
+}
+
+variable "enable_ephemeral_runners" {
+  description = "One job per runner; the instance terminates after it."
+  type        = bool
+  default     = false
+}
+
+variable "enable_jit_config" {
+  description = "Just-in-time runner configs for ephemeral runners; null follows `enable_ephemeral_runners`."
+  type        = bool
+  default     = null
+}
+
+variable "enable_job_queued_check" {
+  description = "Start runners only for jobs GitHub still reports queued; null: on for reusable runners, off for ephemeral."
+  type        = bool
+  default     = null
+}
+
+variable "scale_down_schedule_expression" {
+  description = "How often scale-down runs."
+  type        = string
+  default     = "cron(*/5 * * * ? *)"
+}
+
+variable "minimum_running_time_in_minutes" {
+  description = "A runner is kept at least this long; null for the OS default (linux 5, windows 15)."
+  type        = number
+  default     = null
+}
+
+variable "runner_boot_time_in_minutes" {
+  description = "Time an instance has to register its runner before it is an orphan."
+  type        = number
+  default     = 5
+}
+
+variable "scale_down_job_start_grace_seconds" {
+  description = "Scale-down waits this long after deregistering idle runners, then reads their job markers again before terminating (a job handed out just before is not killed)."
+  type        = number
+  default     = 15
+}
+
+variable "idle_config" {
+  description = "When to keep idle runners: list of `{ cron (6 fields, seconds first), timeZone, idleCount, evictionStrategy = oldest_first | newest_first }`."
+  type = list(object({
+    cron             = string
+    timeZone         = string
+    idleCount        = number
+    evictionStrategy = optional(string, "oldest_first")
+  }))
+  default = []
+}
+
+variable "scale_up_reserved_concurrent_executions" {
+  description = "Reserved concurrency of scale-up (-1 for none)."
+  type        = number
+  default     = 1
+}
+
+variable "lambda_event_source_mapping_batch_size" {
+  description = "Jobs per scale-up invocation (1-10)."
+  type        = number
+  default     = 10
+}
+
+variable "lambda_event_source_mapping_maximum_batching_window_in_seconds" {
+  description = "Seconds to gather a batch (0-300)."
+  type        = number
+  default     = 0
+}
+
+################################################################################
+# EC2
+################################################################################
+
+variable "instance_types" {
+  description = "Instance types EC2 Fleet chooses from."
+  type        = list(string)
+  default     = ["m5.large", "c5.large"]
+}
+
+variable "instance_target_capacity_type" {
+  description = "`spot` or `on-demand`."
+  type        = string
+  default     = "spot"
+}
+
+variable "instance_allocation_strategy" {
+  description = "EC2 Fleet allocation strategy."
+  type        = string
+  default     = "lowest-price"
+}
+
+variable "instance_type_priorities" {
+  description = "Priority per instance type (lower first) for the prioritized strategies."
+  type        = map(number)
+  default     = null
+}
+
+variable "instance_max_spot_price" {
+  description = "Most to pay per hour for the spot fleet, null for the on-demand price."
+  type        = string
+  default     = null
+}
+
+variable "enable_runner_on_demand_failover_for_errors" {
+  description = "Spot errors for which the missing instances are launched on-demand instead, e.g. `[\"InsufficientInstanceCapacity\"]`."
+  type        = list(string)
+  default     = []
+}
+
+variable "scale_errors" {
+  description = "EC2 error codes that make a launch retryable."
+  type        = list(string)
+  default = [
+    "UnfulfillableCapacity",
+    "MaxSpotInstanceCountExceeded",
+    "TargetCapacityLimitExceededException",
+    "RequestLimitExceeded",
+    "ResourceLimitExceeded",
+    "MaxSpotFleetRequestCountExceeded",
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacityOnHost",
+  ]
+}
+
+variable "ami" {
+  description = "The runner AMI: `filter`/`owners` to look up the latest, or `id_ssm_parameter_arn`; `kms_key_arn` of its snapshots. Default: Amazon Linux 2023 for the architecture."
+  type = object({
+    filter               = optional(map(list(string)))
+    owners               = optional(list(string), ["amazon"])
+    id_ssm_parameter_arn = optional(string)
+    kms_key_arn          = optional(string)
+  })
+  default = null
+}
+
+variable "block_device_mappings" {
+  description = "Volumes of the runners (encrypted gp3, 30 GB root by default)."
+  type = list(object({
+    device_name           = optional(string, "/dev/xvda")
+    delete_on_termination = optional(bool, true)
+    volume_type           = optional(string, "gp3")
+    volume_size           = number
+    encrypted             = optional(bool, true)
+    iops                  = optional(number)
+    throughput            = optional(number)
+    kms_key_id            = optional(string)
+    snapshot_id           = optional(string)
+  }))
+  default = [{ volume_size = 30 }]
+}
+
+variable "runner_metadata_options" {
+  description = "Instance metadata options of the runners (IMDSv2 is always required)."
+  type        = map(any)
+  default = {
+    instance_metadata_tags      = "enabled"
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+}
+
+variable "runner_ec2_tags" {
+  description = "Extra tags of the runner instances."
+  type        = map(string)
+  default     = {}
+}
+
+variable "use_dedicated_host" {
+  description = "Launch on dedicated hosts with RunInstances (e.g. mac instances; on-demand only)."
+  type        = bool
+  default     = false
+}
+
+variable "runners_ebs_optimized" {
+  description = "EBS-optimised runners."
+  type        = bool
+  default     = false
+}
+
+variable "enable_runner_detailed_monitoring" {
+  description = "Detailed EC2 monitoring of the runners."
+  type        = bool
+  default     = false
+}
+
+variable "key_name" {
+  description = "EC2 key pair of the runners."
+  type        = string
+  default     = null
+}
+
+variable "associate_public_ipv4_address" {
+  description = "Give runners a public IPv4 address."
+  type        = bool
+  default     = false
+}
+
+variable "enable_managed_runner_security_group" {
+  description = "Create the runners' security group (egress only)."
+  type        = bool
+  default     = true
+}
+
+variable "runner_additional_security_group_ids" {
+  description = "More security groups of the runners."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_service_linked_role_spot" {
+  description = "Let scale-up create the EC2 Spot service-linked role."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Runner software
+################################################################################
+
+variable "runner_os" {
+  description = "`linux` or `windows`."
+  type        = string
+  default     = "linux"
+}
+
+variable "runner_architecture" {
+  description = "`x64` or `arm64`."
+  type        = string
+  default     = "x64"
+}
+
+variable "runner_extra_labels" {
+  description = "Labels added to the default ones (`self-hosted`, OS, architecture)."
+  type        = list(string)
+  default     = []
+}
+
+variable "runner_disable_default_labels" {
+  description = "Register without the default labels."
+  type        = bool
+  default     = false
+}
+
+variable "runner_as_root" {
+  description = "Run the runner as root."
+  type        = bool
+  default     = false
+}
+
+variable "runner_run_as" {
+  description = "User the runner runs as (Linux)."
+  type        = string
+  default     = "ec2-user"
+}
+
+variable "disable_runner_autoupdate" {
+  description = "Register with `--disableupdate`."
+  type        = bool
+  default     = false
+}
+
+variable "enable_userdata" {
+  description = "Install and start the runner from user data (false for prebuilt AMIs)."
+  type        = bool
+  default     = true
+}
+
+variable "userdata_template" {
+  description = "Path of a user data template replacing the default one."
+  type        = string
+  default     = null
+}
+
+variable "userdata_pre_install" {
+  description = "Script run before the runner is installed."
+  type        = string
+  default     = ""
+}
+
+variable "userdata_post_install" {
+  description = "Script run after the runner is installed."
+  type        = string
+  default     = ""
+}
+
+variable "runner_hook_job_started" {
+  description = "Script run when a job starts."
+  type        = string
+  default     = ""
+}
+
+variable "runner_hook_job_completed" {
+  description = "Script run when a job completes."
+  type        = string
+  default     = ""
+}
+
+variable "enable_user_data_debug_logging_runner" {
+  description = "Trace the boot scripts."
+  type        = bool
+  default     = false
+}
+
+variable "enable_cloudwatch_agent" {
+  description = "Ship the runner logs to CloudWatch."
+  type        = bool
+  default     = true
+}
+
+variable "cloudwatch_config" {
+  description = "CloudWatch agent configuration replacing the default (JSON)."
+  type        = string
+  default     = null
+}
+
+variable "runner_log_files" {
+  description = "Runner log files shipped to CloudWatch."
+  type = list(object({
+    log_group_name   = string
+    prefix_log_group = bool
+    file_path        = string
+    log_stream_name  = string
+  }))
+  default = null
+}
+
+variable "enable_ssm_on_runners" {
+  description = "Allow SSM Session Manager access to the runners."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Runner binaries syncer
+################################################################################
+
+variable "enable_runner_binaries_syncer" {
+  description = "Mirror the runner tarball to S3 (faster boots, no GitHub download per instance)."
+  type        = bool
+  default     = true
+}
+
+variable "state_event_rule_binaries_syncer" {
+  description = "`ENABLED` or `DISABLED` (freezes the mirrored version)."
+  type        = string
+  default     = "ENABLED"
+}
+
+variable "runner_binaries_version" {
+  description = "Mirror this runner version (e.g. `2.321.0`) instead of the latest; null for the latest."
+  type        = string
+  default     = null
+}
+
+variable "runner_binaries_s3_sse_configuration" {
+  description = "Encryption of the distribution bucket."
+  type        = any
+  default = {
+    rule = {
+      apply_server_side_encryption_by_default = { sse_algorithm = "AES256" }
+    }
+  }
+}
+
+variable "runner_binaries_s3_versioning" {
+  description = "Versioning of the distribution bucket: `Enabled`, `Suspended` or `Disabled`."
+  type        = string
+  default     = "Disabled"
+}
+
+variable "runner_binaries_s3_logging_bucket" {
+  description = "Bucket for the distribution bucket's access logs."
+  type        = string
+  default     = null
+}
+
+variable "runner_binaries_s3_logging_bucket_prefix" {
+  description = "Prefix of those access logs."
+  type        = string
+  default     = null
+}
+
+################################################################################
+# Functions
+################################################################################
+
+variable "lambda_architecture" {
+  description = "`arm64` (Graviton) or `x86_64`; the zips must be built for it (`make build`)."
+  type        = string
+  default     = "arm64"
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "`lambda_architecture` value is not valid, valid values are: `arm64` and `x86_64`."
+  }
+}
+
+variable "webhook_lambda_zip" {
+  description = "Webhook zip; null for `target/lambda/<arch>/webhook/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "scale_up_lambda_zip" {
+  description = "Scale-up zip; null for `target/lambda/<arch>/scale-up/bootstrap.zip`."
+  type        = string
+  default     = null
+}
+
+variable "scale_down_lambda_zip" {
+  description = "Scale-down zip; null for `target/lambda/<arch>/scale-down/bootstrap.zip`."
+  type        = string
+  default     = null
+}
+
+variable "runner_binaries_syncer_lambda_zip" {
+  description = "Syncer zip; null for `target/lambda/<arch>/syncer/bootstrap.zip`."
+  type        = string
+  default     = null
+}
+
+variable "webhook_lambda_memory_size" {
+  description = "Webhook memory (MB)."
+  type        = number
+  default     = 256
+}
+
+variable "webhook_lambda_timeout" {
+  description = "Webhook timeout (s); GitHub waits 10 s."
+  type        = number
+  default     = 10
+}
+
+variable "runners_scale_up_lambda_memory_size" {
+  description = "Scale-up memory (MB)."
+  type        = number
+  default     = 512
+}
+
+variable "runners_scale_up_lambda_timeout" {
+  description = "Scale-up timeout (s); also the build queue's visibility timeout."
+  type        = number
+  default     = 30
+}
+
+variable "runners_scale_down_lambda_memory_size" {
+  description = "Scale-down memory (MB)."
+  type        = number
+  default     = 512
+}
+
+variable "runners_scale_down_lambda_timeout" {
+  description = "Scale-down timeout (s)."
+  type        = number
+  default     = 60
+}
+
+variable "runner_binaries_syncer_lambda_memory_size" {
+  description = "Syncer memory (MB)."
+  type        = number
+  default     = 256
+}
+
+variable "runner_binaries_syncer_lambda_timeout" {
+  description = "Syncer timeout (s)."
+  type        = number
+  default     = 300
+}
+
+variable "lambda_subnet_ids" {
+  description = "Run the functions in these subnets (VPC)."
+  type        = list(string)
+  default     = []
+}
+
+variable "lambda_security_group_ids" {
+  description = "Security groups of the functions in a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "lambda_tags" {
+  description = "Extra tags of the functions."
+  type        = map(string)
+  default     = {}
+}
+
+variable "log_level" {
+  description = "Functions' log level: silly, trace, debug, info, warn, error or fatal."
+  type        = string
+  default     = "info"
+}
+
+variable "logging_retention_in_days" {
+  description = "Retention of the log groups."
+  type        = number
+  default     = 180
+}
+
+variable "logging_kms_key_id" {
+  description = "KMS key of the log groups."
+  type        = string
+  default     = null
+}
+
+variable "log_class" {
+  description = "Log group class: `STANDARD` or `INFREQUENT_ACCESS`."
+  type        = string
+  default     = "STANDARD"
+}
+
+################################################################################
+# IAM, SSM, KMS
+################################################################################
+
+variable "role_path" {
+  description = "Path of the IAM roles; null for `/<prefix>/`."
+  type        = string
+  default     = null
+}
+
+variable "role_permissions_boundary" {
+  description = "Permissions boundary of the IAM roles."
+  type        = string
+  default     = null
+}
+
+variable "instance_profile_path" {
+  description = "Path of the runners' instance profile."
+  type        = string
+  default     = null
+}
+
+variable "runner_iam_role_managed_policy_arns" {
+  description = "Managed policies for the runner role."
+  type        = list(string)
+  default     = []
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key for the SSM parameters, or null for `aws/ssm`."
+  type        = string
+  default     = null
+}
+
+variable "ssm_paths" {
+  description = "SSM layout: `/<root>/<prefix>/{app,runners,webhook}` (without the prefix when `use_prefix` is false)."
+  type = object({
+    root       = optional(string, "github-action-runners")
+    app        = optional(string, "app")
+    runners    = optional(string, "runners")
+    webhook    = optional(string, "webhook")
+    use_prefix = optional(bool, true)
+  })
+  default = {}
+}
+
+variable "parameter_store_tags" {
+  description = "Tags of the SSM parameters the functions write."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Metrics, dashboard and alarms
+################################################################################
+
+variable "metrics" {
+  description = "EMF metrics, the dashboard and alarms: `enable` (the dashboard and alarms), `namespace`, `metric.enable_github_app_rate_limit`."
+  type = object({
+    enable    = optional(bool, true)
+    namespace = optional(string, "GitHub Runners")
+    metric = optional(object({
+      enable_github_app_rate_limit = optional(bool, true)
+    }), {})
+  })
+  default = {}
+}
+
+variable "alarm_actions" {
+  description = "Where the alarms notify (e.g. an SNS topic ARN)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_thresholds" {
+  description = "Alarm thresholds: `oldest_job_seconds`, `runners_not_created`, `rate_limit_remaining`."
+  type = object({
+    oldest_job_seconds   = optional(number, 900)
+    runners_not_created  = optional(number, 5)
+    rate_limit_remaining = optional(number, 500)
+  })
+  default = {}
+}

@@ -1,0 +1,59 @@
+//! `make demo`: the whole system on one machine (see `tests::demo`).
+//!
+//! `demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S]
+//!       [--minimum-running-minutes M] [--timeout SECONDS]`
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use tests::demo::{DemoOptions, run};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S] \
+         [--minimum-running-minutes M] [--timeout SECONDS]"
+    );
+    std::process::exit(2)
+}
+
+fn number<T: std::str::FromStr>(value: Option<String>) -> T {
+    value.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())
+}
+
+#[tokio::main]
+async fn main() {
+    let mut options = DemoOptions::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--jobs" => options.jobs = number(args.next()),
+            "--ephemeral" => options.ephemeral = true,
+            "--org" => options.org = true,
+            "--repo" => options.org = false,
+            "--max-runners" => options.max_runners = number(args.next()),
+            "--job-seconds" => options.job_seconds = number(args.next()),
+            "--minimum-running-minutes" => options.minimum_running_minutes = number(args.next()),
+            "--timeout" => options.timeout = Duration::from_secs(number(args.next())),
+            "-h" | "--help" => usage(),
+            _ => usage(),
+        }
+    }
+    println!(
+        "GitHub Actions runners on AWS, on this machine: {} jobs, {} {} runners (at most {}), each job {:.0} s\n",
+        options.jobs,
+        if options.ephemeral { "ephemeral JIT" } else { "reusable" },
+        if options.org { "organization" } else { "repository" },
+        options.max_runners,
+        options.job_seconds
+    );
+    match run(options).await {
+        Ok(summary) => {
+            print!("{}", summary.render());
+            std::process::exit(if summary.ok() { 0 } else { 1 });
+        }
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The runner boot scripts (`terraform/modules/runners/templates/*.sh`) run by bash against
+//! real components: the real AWS CLI talking to moto, a fake IMDSv2, and a runner tarball from
+//! S3 whose `config.sh`/`run.sh`/`svc.sh` are stand-ins that record how they were called and run
+//! the job hooks. The instance and its token parameter come from the real scale-up binary, so
+//! the contract between scale-up and the boot script (paths, JIT config, quoted `config.sh`
+//! arguments) is what is tested.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use serde_json::json;
+use tests::apps::TestApp;
+use tests::aws::Aws;
+use tests::fake_github::FakeGithub;
+use tests::imds::FakeImds;
+use tests::lambda_emulator::LambdaFunction;
+use tests::moto::{Moto, REGION, project_root, python, unique};
+use tests::stack::RunnerStack;
+
+use crate::support::binary;
+
+const TEMPLATES: &str = "terraform/modules/runners/templates";
+
+struct World {
+    aws: Aws,
+    stack: RunnerStack,
+    github: FakeGithub,
+    installation: u64,
+    bucket: String,
+}
+
+struct Boot {
+    dir: PathBuf,
+    status: std::process::ExitStatus,
+    log: String,
+    imds: FakeImds,
+}
+
+impl Boot {
+    fn file(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(name)).ok()
+    }
+
+    fn lines(&self, name: &str) -> Vec<String> {
+        self.file(name).map(|s| s.lines().map(str::to_string).collect()).unwrap_or_default()
+    }
+}
+
+impl World {
+    async fn new() -> Self {
+        let moto = Moto::shared();
+        moto.warm_ec2().await;
+        let aws = Aws::new(moto).await;
+        let github = FakeGithub::start().await;
+        let app = TestApp::new(1, 1000);
+        github.add_app(app.id, app.public_pem.as_bytes());
+        let installation = github.add_installation(app.id, "acme", "Organization");
+        let stack = RunnerStack::create(&aws, &unique("boot"), &[app]).await;
+        let bucket = format!("{}-dist", stack.prefix);
+        let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+            .build();
+        aws.s3.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+        let world = Self { aws, stack, github, installation, bucket };
+        world.upload_runner_tarball().await;
+        world
+    }
+
+    /// The runner tarball, as the syncer leaves it in S3, with the stand-in runner scripts.
+    async fn upload_runner_tarball(&self) {
+        let staging = scratch("runner-tarball");
+        for script in ["config.sh", "run.sh", "svc.sh"] {
+            std::fs::copy(project_root().join("tests/fixtures/runner-stub").join(script), staging.join(script))
+                .unwrap();
+        }
+        let tarball = staging.join("actions-runner-linux.tar.gz");
+        let status = std::process::Command::new("tar")
+            .args(["czf", "actions-runner-linux.tar.gz", "config.sh", "run.sh", "svc.sh"])
+            .current_dir(&staging)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let body = aws_sdk_s3::primitives::ByteStream::from(std::fs::read(&tarball).unwrap());
+        self.aws
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key("actions-runner-linux.tar.gz")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The runner configuration Terraform writes (modules/runners `aws_ssm_parameter.runner_config`).
+    async fn put_runner_config(&self, agent_mode: &str, jit: bool, disable_default_labels: bool) {
+        let user = whoami();
+        let config = self.stack.config_path();
+        for (name, value) in [
+            ("run_as", user.as_str()),
+            ("agent_mode", agent_mode),
+            ("disable_default_labels", if disable_default_labels { "true" } else { "false" }),
+            ("enable_jit_config", if jit { "true" } else { "false" }),
+            ("enable_cloudwatch", "false"),
+            ("token_path", &self.stack.token_path()),
+        ] {
+            self.aws
+                .ssm
+                .put_parameter()
+                .name(format!("{config}/{name}"))
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Runs scale-up for one job and returns the instance it launched.
+    async fn scale_up_one(&self, overrides: &[(&str, &str)]) -> String {
+        let before = self.instance_ids().await;
+        let mut env = self.stack.scale_up_env(&self.github.url, overrides);
+        env.extend(Moto::shared().lambda_env());
+        let f = LambdaFunction::spawn(
+            &binary("scale-up"),
+            &format!("{}-scale-up", self.stack.prefix),
+            &env,
+            Duration::from_secs(30),
+        )
+        .await;
+        let message = json!({"id": 1, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+            "installationId": self.installation, "queueId": self.stack.queue_url, "repoOwnerType": "Organization",
+            "labels": ["self-hosted", "linux"]});
+        let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+        let response = f.invoke(event).await.unwrap();
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+        let new: Vec<String> = self.instance_ids().await.into_iter().filter(|id| !before.contains(id)).collect();
+        assert_eq!(new.len(), 1, "{new:?}");
+        new[0].clone()
+    }
+
+    async fn instance_ids(&self) -> Vec<String> {
+        self.instances().await.into_iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+    }
+
+    async fn instances(&self) -> Vec<aws_sdk_ec2::types::Instance> {
+        let out = self
+            .aws
+            .ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:ghr:environment").values(&self.stack.prefix).build())
+            .send()
+            .await
+            .unwrap();
+        out.reservations().iter().flat_map(|r| r.instances().to_vec()).collect()
+    }
+
+    async fn instance(&self, id: &str) -> aws_sdk_ec2::types::Instance {
+        self.instances().await.into_iter().find(|i| i.instance_id() == Some(id)).expect("the instance")
+    }
+
+    async fn tags(&self, id: &str) -> BTreeMap<String, String> {
+        self.instance(id)
+            .await
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect()
+    }
+
+    async fn state(&self, id: &str) -> String {
+        self.instance(id).await.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default()
+    }
+
+    async fn token(&self, id: &str) -> Option<String> {
+        let name = format!("{}/{id}", self.stack.token_path());
+        let out = self.aws.ssm.get_parameter().name(name).with_decryption(true).send().await.ok()?;
+        out.parameter().and_then(|p| p.value()).map(str::to_string)
+    }
+
+    /// Boots `instance_id` as its user data does: installs the runner from S3, writes the hook
+    /// configuration and a user hook, then runs start-runner.sh.
+    async fn boot(&self, instance_id: &str, token_wait_seconds: u32) -> Boot {
+        let dir = scratch("runner");
+        let tags = self.tags(instance_id).await;
+        let imds = FakeImds::start(instance_id, REGION, tags).await;
+        let tarball = format!("s3://{}/actions-runner-linux.tar.gz", self.bucket);
+        let (installed, install_log) =
+            self.bash("install-runner.sh", &dir, &imds, &[("RUNNER_TARBALL_S3", &tarball)]).await;
+        assert!(installed.success(), "install-runner.sh failed:\n{install_log}");
+
+        // What user-data.sh adds after the install.
+        let hooks = dir.join("hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        for (template, hook) in
+            [("job-started-hook.sh", "job-started.sh"), ("job-completed-hook.sh", "job-completed.sh")]
+        {
+            std::fs::copy(project_root().join(TEMPLATES).join(template), hooks.join(hook)).unwrap();
+        }
+        std::fs::write(
+            hooks.join("user-job-started.sh"),
+            format!("echo user hook >{}\n", dir.join("user-hook.ran").display()),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            format!(
+                "ACTIONS_RUNNER_HOOK_JOB_STARTED={}\nACTIONS_RUNNER_HOOK_JOB_COMPLETED={}\n",
+                hooks.join("job-started.sh").display(),
+                hooks.join("job-completed.sh").display()
+            ),
+        )
+        .unwrap();
+
+        let wait = token_wait_seconds.to_string();
+        let hooks_dir = hooks.display().to_string();
+        let (status, start_log) = self
+            .bash("start-runner.sh", &dir, &imds, &[("TOKEN_WAIT_SECONDS", &wait), ("HOOKS_DIR", &hooks_dir)])
+            .await;
+        Boot { dir, status, log: format!("{install_log}{start_log}"), imds }
+    }
+
+    async fn bash(
+        &self,
+        script: &str,
+        dir: &Path,
+        imds: &FakeImds,
+        env: &[(&str, &str)],
+    ) -> (std::process::ExitStatus, String) {
+        let venv_bin = python().parent().map(Path::to_path_buf).unwrap_or_default();
+        assert!(
+            venv_bin.join("aws").exists(),
+            "the AWS CLI is not installed in {}: run `make setup`",
+            venv_bin.display()
+        );
+        let path = format!("{}:{}", venv_bin.display(), std::env::var("PATH").unwrap_or_default());
+        let mut command = tokio::process::Command::new("bash");
+        command
+            .arg(project_root().join(TEMPLATES).join(script))
+            .current_dir(dir)
+            .env("PATH", path)
+            .env("RUNNER_DIR", dir)
+            .env("IMDS_URL", &imds.url)
+            .env("TERMINATE_DELAY", "0")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .kill_on_drop(true);
+        for (k, v) in Moto::shared().lambda_env() {
+            command.env(k, v);
+        }
+        // The instance's region comes from IMDS, not the environment.
+        command.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{script} did not finish in 120 s"))
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status, log)
+    }
+}
+
+fn whoami() -> String {
+    let out = std::process::Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("ghr-{name}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_jit_runner_boots_runs_one_job_and_terminates_its_instance() {
+    let w = World::new().await;
+    w.put_runner_config("ephemeral", true, false).await;
+    let id = w.scale_up_one(&[]).await;
+    let jit = w.token(&id).await.expect("scale-up stored the JIT config");
+    assert!(FakeGithub::decode_jit_config(&jit).is_some());
+
+    let boot = w.boot(&id, 30).await;
+    assert!(boot.status.success(), "start-runner.sh failed:\n{}", boot.log);
+
+    assert_eq!(boot.lines("run.args"), vec!["--jitconfig".to_string(), jit], "run.sh --jitconfig <the stored config>");
+    assert!(boot.file("config.args").is_none(), "a JIT runner is not configured with config.sh");
+    assert_eq!(w.token(&id).await, None, "the instance deleted its token parameter after reading it");
+    assert_eq!(boot.file("job.log").as_deref(), Some("job ran\n"));
+
+    // The job hooks marked the instance busy, then done, with epoch seconds.
+    let tags = w.tags(&id).await;
+    let started: u64 = tags.get("ghr:job_started").expect("job started marker").parse().unwrap();
+    let completed: u64 = tags.get("ghr:job_completed").expect("job completed marker").parse().unwrap();
+    assert!(started > 1_700_000_000 && completed >= started, "{tags:?}");
+    assert!(boot.file("user-hook.ran").is_some(), "the user's job-started hook ran too");
+
+    // One job, then the instance terminates itself.
+    let state = w.state(&id).await;
+    assert!(state == "terminated" || state == "shutting-down", "state {state}:\n{}", boot.log);
+    // IMDSv2 only: every metadata read carried the session token (the fake answers 401 otherwise).
+    let reads = boot.imds.requests();
+    assert!(
+        reads.iter().any(|r| r == "instance-id") && reads.iter().any(|r| r == "tags/instance/ghr:ssm_config_path"),
+        "{reads:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusable_runner_registers_with_quoted_labels_and_runs_as_a_service() {
+    let w = World::new().await;
+    w.put_runner_config("persistent", false, true).await;
+    let id = w
+        .scale_up_one(&[
+            ("ENABLE_EPHEMERAL_RUNNERS", "false"),
+            ("ENABLE_JIT_CONFIG", "false"),
+            ("RUNNER_LABELS", "self-hosted,my label,it's;fine"),
+            ("RUNNER_NAME_PREFIX", "ci-"),
+            ("DISABLE_RUNNER_AUTOUPDATE", "true"),
+        ])
+        .await;
+    // Terraform's launch template tags instances with the same prefix it gives scale-up.
+    w.aws
+        .ec2
+        .create_tags()
+        .resources(&id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("ghr:runner_name_prefix").value("ci-").build())
+        .send()
+        .await
+        .unwrap();
+    let stored = w.token(&id).await.expect("scale-up stored the config.sh arguments");
+    let token = w.github.registration_tokens().pop().expect("a registration token");
+
+    let boot = w.boot(&id, 30).await;
+    assert!(boot.status.success(), "start-runner.sh failed:\n{}", boot.log);
+
+    // config.sh gets exactly these arguments: the labels arrive as one argument, spaces,
+    // quote and semicolon intact.
+    let expected: Vec<String> = [
+        "--no-default-labels",
+        "--unattended",
+        "--name",
+        &format!("ci-{id}"),
+        "--work",
+        "_work",
+        "--url",
+        "https://github.com/acme",
+        "--token",
+        &token,
+        "--labels",
+        "self-hosted,my label,it's;fine",
+        "--disableupdate",
+        "--runnergroup",
+        "Default",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(boot.lines("config.args"), expected, "stored arguments: {stored}");
+    assert_eq!(w.token(&id).await, None, "the token parameter is deleted once read");
+
+    // The registered runner's id is tagged on the instance (scale-down matches runners by it).
+    assert_eq!(w.tags(&id).await.get("ghr:github_runner_id").map(String::as_str), Some("4242"));
+    // Installed and started as a service, which ran a job with the hooks.
+    assert_eq!(boot.lines("svc.args"), vec![format!("install {}", whoami()), "start".to_string()]);
+    assert!(w.tags(&id).await.contains_key("ghr:job_completed"));
+    assert_eq!(w.state(&id).await, "running", "a reusable runner's instance stays up:\n{}", boot.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_its_configuration_gives_up_and_terminates() {
+    let w = World::new().await;
+    w.put_runner_config("persistent", false, false).await;
+    // An instance scale-up did not (or not yet) write a token for.
+    let id =
+        w.stack.launch_instances(&w.aws, &common::domain::runner::RunnerOwner::Org("acme".into()), 1).await.remove(0);
+
+    let boot = w.boot(&id, 2).await;
+    assert!(!boot.status.success(), "start-runner.sh must fail:\n{}", boot.log);
+    assert!(boot.log.contains("no runner configuration after 2s"), "{}", boot.log);
+    assert!(boot.file("config.args").is_none() && boot.file("run.args").is_none(), "nothing registered");
+    let state = w.state(&id).await;
+    assert!(state == "terminated" || state == "shutting-down", "a stuck instance does not linger: {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_hooks_never_fail_the_job() {
+    // No metadata service and no AWS: the markers cannot be written, the job goes on.
+    let dir = scratch("hooks");
+    for hook in ["job-started-hook.sh", "job-completed-hook.sh"] {
+        let output = tokio::process::Command::new("bash")
+            .arg(project_root().join(TEMPLATES).join(hook))
+            .env("IMDS_URL", "http://127.0.0.1:9")
+            .env("HOOKS_DIR", &dir)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("PATH", format!("{}:/usr/bin:/bin", python().parent().unwrap().display()))
+            .output()
+            .await
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{hook} failed the job:\n{log}");
+        assert!(log.contains("could not write the job marker"), "{hook}:\n{log}");
+    }
+}
+
+/// The boot script reads exactly the settings Terraform writes, and the tags the launch
+/// template sets.
+#[test]
+fn boot_script_settings_are_the_ones_terraform_writes() {
+    let script = std::fs::read_to_string(project_root().join(TEMPLATES).join("start-runner.sh")).unwrap();
+    let read: std::collections::BTreeSet<String> = script
+        .match_indices("$(setting ")
+        .map(|(i, _)| script[i + 10..].split(')').next().unwrap_or_default().to_string())
+        .collect();
+    let main = std::fs::read_to_string(project_root().join("terraform/modules/runners/main.tf")).unwrap();
+    let body: hcl::Body = hcl::from_str(&main).unwrap();
+    let written: std::collections::BTreeSet<String> = body
+        .blocks()
+        .filter(|b| {
+            b.identifier() == "resource"
+                && b.labels().iter().map(|l| l.as_str()).eq(["aws_ssm_parameter", "runner_config"])
+        })
+        .flat_map(|b| {
+            b.body().attributes().filter(|a| a.key() == "for_each").map(|a| a.expr().clone()).collect::<Vec<_>>()
+        })
+        .flat_map(|expr| match expr {
+            hcl::Expression::Object(o) => o.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(!read.is_empty() && !written.is_empty());
+    assert_eq!(read, written, "start-runner.sh settings vs the runner_config parameters in modules/runners/main.tf");
+    for tag in ["ghr:ssm_config_path", "ghr:runner_name_prefix"] {
+        assert!(script.contains(&format!("tag {tag}")), "{tag}");
+        assert!(main.contains(&format!("\"{tag}\"")), "the launch template sets {tag}");
+    }
+}

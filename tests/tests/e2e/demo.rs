@@ -1,0 +1,49 @@
+//! `make demo` as a test: the whole system on one machine, a small burst of jobs. Every queued
+//! job must run and every runner must be removed afterwards (by itself when ephemeral, by
+//! scale-down when reusable).
+
+use std::time::Duration;
+
+use tests::demo::{DemoOptions, run};
+
+fn options(jobs: usize, ephemeral: bool) -> DemoOptions {
+    DemoOptions {
+        jobs,
+        ephemeral,
+        max_runners: 3,
+        job_seconds: 1.0,
+        boot_seconds: 0.5,
+        delay_seconds: 1,
+        verbose: false,
+        timeout: Duration::from_secs(240),
+        ..DemoOptions::default()
+    }
+}
+
+fn check(summary: &tests::demo::DemoSummary, jobs: usize) {
+    let report = summary.render();
+    assert!(summary.ok(), "{report}");
+    assert_eq!(summary.jobs_queued, jobs, "{report}");
+    assert_eq!(summary.jobs_completed, jobs, "{report}");
+    assert_eq!(summary.unmatched_ignored, 1, "the job no configuration matches is not queued: {report}");
+    assert!(summary.runners_launched >= 1 && summary.runners_launched <= 3, "at most the maximum: {report}");
+    assert_eq!(summary.runners_removed, summary.runners_launched, "{report}");
+    assert_eq!(summary.queued_to_started.len(), jobs, "{report}");
+    assert!(summary.github_calls.keys().any(|k| k.contains("/actions/runners")), "{report}");
+    assert!(summary.aws_calls.contains_key("ec2:CreateFleet"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_ephemeral_jit_runners_run_every_job_and_leave() {
+    let summary = run(options(3, true)).await.unwrap();
+    check(&summary, 3);
+    eprintln!("{}", summary.render());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_reusable_runners_run_every_job_and_scale_down_removes_them() {
+    let summary = run(options(4, false)).await.unwrap();
+    check(&summary, 4);
+    assert!(summary.scale_down_runs >= 1);
+    eprintln!("{}", summary.render());
+}
