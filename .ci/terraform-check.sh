@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 CHECKOV_VERSION=3.3.30
-CHECKOV_VENV=${CHECKOV_VENV:-$root/.venv-checkov}
+# Outside the clone, so that CI runs on one machine share it (installing checkov takes minutes).
+CHECKOV_VENV=${CHECKOV_VENV:-$HOME/.cache/ghr/checkov-$CHECKOV_VERSION}
 
 say() { printf '\n---- %s\n' "$*"; }
 loud() { printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n!!!! %s\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' "$*"; }
@@ -83,6 +84,7 @@ fi
 
 say "checkov $CHECKOV_VERSION"
 if [ ! -x "$CHECKOV_VENV/bin/checkov" ] || ! "$CHECKOV_VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+  mkdir -p "$(dirname "$CHECKOV_VENV")"
   python3 -m venv "$CHECKOV_VENV"
   "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi

@@ -107,6 +107,7 @@ module "runners" {
   associate_public_ipv4_address                                  = var.associate_public_ipv4_address
   enable_managed_runner_security_group                           = var.enable_managed_runner_security_group
   runner_additional_security_group_ids                           = var.runner_additional_security_group_ids
+  runner_egress_rules                                            = var.runner_egress_rules
   runners_ebs_optimized                                          = var.runners_ebs_optimized
   enable_runner_detailed_monitoring                              = var.enable_runner_detailed_monitoring
   create_service_linked_role_spot                                = var.create_service_linked_role_spot

@@ -410,6 +410,32 @@ variable "enable_managed_runner_security_group" {
   default     = true
 }
 
+variable "runner_egress_rules" {
+  description = "Egress rules of the managed runner security group (default: everything, IPv4 and IPv6)."
+  type = list(object({
+    cidr_blocks      = list(string)
+    ipv6_cidr_blocks = list(string)
+    prefix_list_ids  = list(string)
+    from_port        = number
+    protocol         = string
+    security_groups  = list(string)
+    self             = bool
+    to_port          = number
+    description      = string
+  }))
+  default = [{
+    cidr_blocks      = ["0.0.0.0/0"]
+    ipv6_cidr_blocks = ["::/0"]
+    prefix_list_ids  = null
+    from_port        = 0
+    protocol         = "-1"
+    security_groups  = null
+    self             = null
+    to_port          = 0
+    description      = null
+  }]
+}
+
 variable "runner_additional_security_group_ids" {
   description = "More security groups of the runners."
   type        = list(string)

@@ -89,15 +89,7 @@ impl Bench {
 
     /// (GitHub calls, AWS calls) since the last reset, by endpoint.
     fn calls(&self) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
-        let mut gh = BTreeMap::new();
-        for r in self.github.requests() {
-            *gh.entry(r.endpoint).or_insert(0) += 1;
-        }
-        let mut aws = BTreeMap::new();
-        for (action, _) in self.proxy.calls() {
-            *aws.entry(action).or_insert(0) += 1;
-        }
-        (gh, aws)
+        (self.github.request_counts(), self.proxy.counts())
     }
 
     fn reset(&self) {

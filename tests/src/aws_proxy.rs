@@ -139,6 +139,15 @@ impl AwsProxy {
         lock(&self.shared.state).calls.clone()
     }
 
+    /// Calls seen, by action.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for (action, _) in self.calls() {
+            *out.entry(action).or_insert(0) += 1;
+        }
+        out
+    }
+
     pub fn clear_calls(&self) {
         lock(&self.shared.state).calls.clear();
     }

@@ -844,12 +844,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     summary.instances_left = world.live_instances().await.len();
     summary.runners_left = world.github.runners().into_iter().filter(|r| r.scope == world.scope()).count();
     summary.wall_seconds = started.elapsed().as_secs_f64();
-    for r in world.github.requests() {
-        *summary.github_calls.entry(format!("GitHub {}", r.endpoint)).or_insert(0) += 1;
-    }
-    for (action, _) in proxy.calls() {
-        *summary.aws_calls.entry(action).or_insert(0) += 1;
-    }
+    summary.github_calls = world.github.request_counts().into_iter().map(|(k, v)| (format!("GitHub {k}"), v)).collect();
+    summary.aws_calls = proxy.counts();
     Ok(summary)
 }
 

@@ -92,6 +92,29 @@ pub mod test_overrides {
     pub const ALL: &[&str] = &[GITHUB_API_URL, CLOCK_FILE];
 }
 
+/// A function's configuration, read from its environment through [`Env`]: every problem is
+/// reported at once, and the names read are known without an environment (the Terraform
+/// contract check compares them with what Terraform sets).
+pub trait FromEnv: Sized {
+    /// Reads every variable the function uses, recording problems in `env`. It must read the
+    /// same names whatever the values (so that [`FromEnv::variables`] is complete).
+    fn load(env: &mut Env<'_>) -> Self;
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let config = Self::load(&mut env);
+        env.finish().map(|()| config)
+    }
+
+    /// Every variable the configuration reads.
+    fn variables() -> Vec<&'static str> {
+        let empty = |_: &str| None;
+        let mut env = Env::new(&empty);
+        Self::load(&mut env);
+        env.names_read()
+    }
+}
+
 /// Reads variables through a lookup function, collecting problems and the names asked for.
 pub struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,

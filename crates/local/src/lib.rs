@@ -14,6 +14,7 @@
 //! moto and the fake GitHub for `make demo` (see `tests::demo`), or real AWS and a real GitHub
 //! App with `ghr-local`.
 
+use common::config::FromEnv;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

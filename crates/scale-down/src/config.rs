@@ -1,6 +1,6 @@
 //! Scale-down configuration, from its environment (upstream §1.6 names and formats).
 
-use common::config::{ConfigError, Env, test_overrides};
+use common::config::{Env, FromEnv, test_overrides};
 use common::domain::scale_down::IdleSchedule;
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
@@ -28,21 +28,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env::new(lookup);
-        let config = Self::load(&mut env);
-        env.finish().map(|()| config)
-    }
-
-    /// Every variable scale-down reads (for the Terraform contract check).
-    pub fn variables() -> Vec<&'static str> {
-        let empty = |_: &str| None;
-        let mut env = Env::new(&empty);
-        Self::load(&mut env);
-        env.names_read()
-    }
-
+impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
         let environment = env.required("ENVIRONMENT");
         let idle_raw = env.required("SCALE_DOWN_CONFIG");

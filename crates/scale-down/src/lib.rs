@@ -28,6 +28,7 @@
 
 pub mod config;
 
+use common::config::FromEnv;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -424,11 +425,13 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
     let clock: Arc<dyn Clock> = Arc::from(common::clock::from_config(config.clock_file.as_deref()));
     let apps = common::github::app::load_apps(&store, &config.apps).await.map_err(|e| e.to_string())?;
-    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-    let mut settings = common::github::client::ClientSettings::new(urls);
-    settings.verify_tls = config.github_tls_verify;
-    settings.user_agent = config.user_agent.clone();
-    let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+    let github = common::github::client::GithubClient::configured(
+        config.ghes_url.as_deref(),
+        config.github_api_override.as_deref(),
+        config.github_tls_verify,
+        &config.user_agent,
+        apps,
+    )?;
     Ok(ScaleDown::new(config.clone(), Arc::new(github), ec2, clock, metrics, Options::default()))
 }
 
@@ -451,7 +454,10 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)
         .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let sdk = common::aws::load_sdk_config(Duration::from_secs(5), 3).await;
+    // Listing a large fleet takes seconds per page (a page of 200 instances with their tags), so
+    // an attempt may take longer than scale-up's single-item calls; a hung connection still
+    // leaves most of a scheduled run, and the next run starts over.
+    let sdk = common::aws::load_sdk_config(Duration::from_secs(15), 3).await;
     let metrics = Metrics::stdout(&config.telemetry);
     let handler: tokio::sync::OnceCell<ScaleDown> = tokio::sync::OnceCell::new();
     let build = || build(&config, &sdk, metrics.clone());

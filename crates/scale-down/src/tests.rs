@@ -1,5 +1,6 @@
 //! Handler tests with in-memory ports and a manual clock.
 
+use common::config::FromEnv;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use common::config::{ConfigError, Env, test_overrides};
+use common::config::{Env, FromEnv, test_overrides};
 use common::domain::scale_up::CapacityType;
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
@@ -58,21 +58,7 @@ struct ParameterTag {
     value: String,
 }
 
-impl Config {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env::new(lookup);
-        let config = Self::load(&mut env);
-        env.finish().map(|()| config)
-    }
-
-    /// Every variable scale-up reads (for the Terraform contract check).
-    pub fn variables() -> Vec<&'static str> {
-        let empty = |_: &str| None;
-        let mut env = Env::new(&empty);
-        Self::load(&mut env);
-        env.names_read()
-    }
-
+impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
         let environment = env.required("ENVIRONMENT");
         let ephemeral = env.bool_or("ENABLE_EPHEMERAL_RUNNERS", false);

@@ -26,6 +26,7 @@
 pub mod config;
 mod launch;
 
+use common::config::FromEnv;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -514,7 +515,6 @@ impl ScaleUp {
     }
 }
 
-/// Starts the function: reads its configuration, then serves SQS batches.
 /// Scale-up with real clients, as Lambda runs it: the App credentials read from SSM, GitHub
 /// through the configured URLs, EC2 and SSM through `sdk`. `run()` and the local runner
 /// (`crates/local`) both build it here.
@@ -522,11 +522,13 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     let store = Arc::new(common::aws::ssm::SsmParameterStore::new(sdk));
     let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
     let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
-    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-    let mut settings = common::github::client::ClientSettings::new(urls);
-    settings.verify_tls = config.github_tls_verify;
-    settings.user_agent = config.user_agent.clone();
-    let github = common::github::client::GithubClient::new(settings, apps).map_err(|e| e.to_string())?;
+    let github = common::github::client::GithubClient::configured(
+        config.ghes_url.as_deref(),
+        config.github_api_override.as_deref(),
+        config.github_tls_verify,
+        &config.user_agent,
+        apps,
+    )?;
     Ok(ScaleUp::new(config.clone(), Arc::new(github), ec2, store.clone(), store, metrics))
 }
 
@@ -546,6 +548,7 @@ pub fn retry_all(event: &SqsEvent) -> SqsBatchResponse {
     response
 }
 
+/// Starts the function: reads its configuration, then serves SQS batches.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)

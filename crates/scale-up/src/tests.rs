@@ -1,5 +1,6 @@
 //! Handler tests with in-memory ports: every path that decides a message's fate.
 
+use common::config::FromEnv;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

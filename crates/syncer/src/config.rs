@@ -1,6 +1,6 @@
 //! Syncer configuration, from its environment (upstream §1.10 names).
 
-use common::config::{ConfigError, Env, test_overrides};
+use common::config::{Env, FromEnv, test_overrides};
 use common::ports::Encryption;
 use common::telemetry::TelemetryConfig;
 
@@ -22,21 +22,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env::new(lookup);
-        let config = Self::load(&mut env);
-        env.finish().map(|()| config)
-    }
-
-    /// Every variable the syncer reads (for the Terraform contract check).
-    pub fn variables() -> Vec<&'static str> {
-        let empty = |_: &str| None;
-        let mut env = Env::new(&empty);
-        Self::load(&mut env);
-        env.names_read()
-    }
-
+impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
         let os = env.string_or("GITHUB_RUNNER_OS", "linux");
         if !["linux", "win", "osx"].contains(&os.as_str()) {

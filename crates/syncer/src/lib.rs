@@ -19,6 +19,7 @@
 
 pub mod config;
 
+use common::config::FromEnv;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,36 +195,48 @@ impl Syncer {
         let mut download = self.github.download(url, deadline).await?;
         let expected = download.length.unwrap_or(expected_size).max(expected_size);
         let mut hasher = Sha256::new();
-        let mut buffer = BytesMut::with_capacity(PART_SIZE);
+        let mut pool = PartPool::default();
+        let mut buffer = pool.take();
         let mut total: u64 = 0;
         let mut number = 0;
-        let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<(i32, String), AwsError>>> =
+        let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<SentPart, AwsError>>> =
             Default::default();
         let mut parts = Vec::new();
         loop {
             let chunk = download.chunk().await.transpose()?;
             let done = chunk.is_none();
-            if let Some(chunk) = chunk {
-                hasher.update(&chunk);
-                total += chunk.len() as u64;
-                buffer.extend_from_slice(&chunk);
+            let mut rest = chunk.unwrap_or_default();
+            if !rest.is_empty() {
+                hasher.update(&rest);
+                total += rest.len() as u64;
             }
-            while buffer.len() >= PART_SIZE || (done && (!buffer.is_empty() || number == 0)) {
-                let take = buffer.len().min(PART_SIZE);
-                let part: Bytes = buffer.split_to(take).freeze();
+            // Fill the part up to exactly PART_SIZE (a buffer never grows past its allocation),
+            // send each full part, and the last one (or an empty first part for an empty asset).
+            loop {
+                let room = PART_SIZE - buffer.len();
+                let now = rest.split_to(rest.len().min(room));
+                buffer.extend_from_slice(&now);
+                let full = buffer.len() == PART_SIZE;
+                let last = done && (!buffer.is_empty() || number == 0);
+                if !full && !last {
+                    break;
+                }
                 number += 1;
                 if in_flight.len() >= PARTS_IN_FLIGHT
                     && let Some(oldest) = in_flight.pop_front()
                 {
-                    parts.push(oldest.await.map_err(|e| SyncError::Task(e.to_string()))??);
+                    let (n, etag, sent) = oldest.await.map_err(|e| SyncError::Task(e.to_string()))??;
+                    parts.push((n, etag));
+                    pool.give_back(sent);
                 }
+                let part = std::mem::replace(&mut buffer, pool.take()).freeze();
                 let (store, bucket, key, id) =
                     (self.store.clone(), self.config.bucket.clone(), self.config.key.clone(), upload_id.to_string());
                 in_flight.push_back(tokio::spawn(async move {
-                    let etag = store.upload_part(&bucket, &key, &id, number, part).await?;
-                    Ok((number, etag))
+                    let etag = store.upload_part(&bucket, &key, &id, number, part.clone()).await?;
+                    Ok((number, etag, part))
                 }));
-                if done {
+                if last {
                     break;
                 }
             }
@@ -232,7 +245,8 @@ impl Syncer {
             }
         }
         for task in in_flight {
-            parts.push(task.await.map_err(|e| SyncError::Task(e.to_string()))??);
+            let (n, etag, _) = task.await.map_err(|e| SyncError::Task(e.to_string()))??;
+            parts.push((n, etag));
         }
         if total != expected {
             return Err(SyncError::Short { got: total, expected });
@@ -248,23 +262,52 @@ impl Syncer {
     }
 }
 
+/// An uploaded part: its number, its ETag and its buffer (back for reuse).
+type SentPart = (i32, String, Bytes);
+
+/// Part buffers of exactly `PART_SIZE`, reused once their upload is done: the download holds at
+/// most `PARTS_IN_FLIGHT + 1` parts whatever the asset's size, and no allocation is repeated
+/// (fresh 8 MiB allocations per part let the allocator's high-water mark creep up with size).
+#[derive(Default)]
+struct PartPool {
+    spare: Vec<BytesMut>,
+}
+
+impl PartPool {
+    fn take(&mut self) -> BytesMut {
+        self.spare.pop().unwrap_or_else(|| BytesMut::with_capacity(PART_SIZE))
+    }
+
+    /// Keeps the part's buffer when the upload released it (the S3 client holds no clone).
+    fn give_back(&mut self, sent: Bytes) {
+        if let Ok(mut buffer) = sent.try_into_mut()
+            && buffer.capacity() >= PART_SIZE
+        {
+            buffer.clear();
+            self.spare.push(buffer);
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Starts the function: reads its configuration, then serves scheduled and S3 events.
 /// The syncer with real clients, as Lambda runs it (S3 through `sdk`, GitHub through the
 /// configured URLs). `run()` and the local runner (`crates/local`) both build it here.
 pub fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<Syncer, String> {
     let store = Arc::new(common::aws::s3::S3ObjectStore::new(sdk));
-    let urls = common::github::GithubUrls::new(config.ghes_url.as_deref(), config.github_api_override.as_deref())?;
-    let mut settings = common::github::client::ClientSettings::new(urls);
-    settings.verify_tls = config.github_tls_verify;
-    settings.user_agent = config.user_agent.clone();
-    let github = GithubClient::new(settings, Vec::new()).map_err(|e| e.to_string())?;
+    let github = GithubClient::configured(
+        config.ghes_url.as_deref(),
+        config.github_api_override.as_deref(),
+        config.github_tls_verify,
+        &config.user_agent,
+        Vec::new(),
+    )?;
     Ok(Syncer::new(config.clone(), github, store, metrics))
 }
 
+/// Starts the function: reads its configuration, then serves scheduled and S3 events.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)

@@ -1,6 +1,6 @@
 //! The webhook's configuration, from its environment (upstream §1.1 names and formats).
 
-use common::config::{ConfigError, Env};
+use common::config::{Env, FromEnv};
 use common::domain::webhook::QueueSelectionStrategy;
 use common::telemetry::TelemetryConfig;
 
@@ -24,21 +24,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-impl Config {
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env::new(lookup);
-        let config = Self::load(&mut env);
-        env.finish().map(|()| config)
-    }
-
-    /// Every variable the webhook reads (for the Terraform contract check).
-    pub fn variables() -> Vec<&'static str> {
-        let empty = |_: &str| None;
-        let mut env = Env::new(&empty);
-        Self::load(&mut env);
-        env.names_read()
-    }
-
+impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
         let webhook_secret_parameter = env.required(WEBHOOK_SECRET_PARAMETER);
         let matcher_config_parameters: Vec<String> = env

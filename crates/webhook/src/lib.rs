@@ -31,6 +31,7 @@
 pub mod config;
 pub mod event;
 
+use common::config::FromEnv;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -291,7 +292,6 @@ impl Webhook {
     }
 }
 
-/// Starts the function: reads its configuration and parameters, then serves invocations.
 /// The webhook with real AWS clients, as Lambda runs it: its parameters loaded from SSM, jobs
 /// sent to SQS. `run()` and the local runner (`crates/local`) both build it here.
 pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<Webhook, InitError> {
@@ -301,6 +301,7 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     Ok(Webhook::new(settings, queue, metrics))
 }
 
+/// Starts the function: reads its configuration and parameters, then serves invocations.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
     common::telemetry::init_logging();

@@ -655,6 +655,15 @@ impl FakeGithub {
         self.lock().requests.clone()
     }
 
+    /// Requests recorded, by endpoint template (`GET /orgs/{org}/actions/runners`).
+    pub fn request_counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in self.requests() {
+            *out.entry(r.endpoint).or_insert(0) += 1;
+        }
+        out
+    }
+
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }

@@ -1,6 +1,7 @@
 //! Scale-down through its built binary against moto (behind the fault proxy) and the fake GitHub,
 //! in simulated time (the test-only clock file), and the busy-runner simulation.
 
+use common::config::FromEnv;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -8,6 +8,7 @@
 //! - the inputs/outputs tables in the modules' READMEs match their variables and outputs
 //!   (`make tf-docs` rewrites them).
 
+use common::config::FromEnv;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -152,6 +152,13 @@ fn to_domain(instance: &aws_sdk_ec2::types::Instance) -> Option<RunnerInstance> 
     })
 }
 
+/// Instances per `DescribeInstances` page. Smaller than the API's 1,000: a page's latency grows
+/// with its size (a full page of tagged instances can pass the 5 s attempt timeout), and five
+/// calls for 1,000 instances cost nothing next to one that times out and is retried.
+const LIST_PAGE_SIZE: i32 = 200;
+/// Instance ids per `TerminateInstances`/`CreateTags`/`DeleteTags` call (bounded requests).
+const RESOURCE_CHUNK: usize = 500;
+
 #[async_trait]
 impl RunnerInstances for Ec2RunnerInstances {
     async fn list(&self, f: &InstanceFilter) -> Result<Vec<RunnerInstance>, AwsError> {
@@ -175,7 +182,7 @@ impl RunnerInstances for Ec2RunnerInstances {
                 .client
                 .describe_instances()
                 .set_filters(Some(filters.clone()))
-                .max_results(1000)
+                .max_results(LIST_PAGE_SIZE)
                 .set_next_token(next.take())
                 .send()
                 .await
@@ -195,24 +202,28 @@ impl RunnerInstances for Ec2RunnerInstances {
     }
 
     async fn tag(&self, instance_ids: &[String], tags: &[(String, String)]) -> Result<(), AwsError> {
-        self.client
-            .create_tags()
-            .set_resources(Some(instance_ids.to_vec()))
-            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2:CreateTags", e))?;
+        for chunk in instance_ids.chunks(RESOURCE_CHUNK) {
+            self.client
+                .create_tags()
+                .set_resources(Some(chunk.to_vec()))
+                .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ec2:CreateTags", e))?;
+        }
         Ok(())
     }
 
     async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError> {
-        self.client
-            .delete_tags()
-            .set_resources(Some(instance_ids.to_vec()))
-            .set_tags(Some(keys.iter().map(|k| Tag::builder().key(k).build()).collect()))
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2:DeleteTags", e))?;
+        for chunk in instance_ids.chunks(RESOURCE_CHUNK) {
+            self.client
+                .delete_tags()
+                .set_resources(Some(chunk.to_vec()))
+                .set_tags(Some(keys.iter().map(|k| Tag::builder().key(k).build()).collect()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ec2:DeleteTags", e))?;
+        }
         Ok(())
     }
 
@@ -247,12 +258,14 @@ impl RunnerInstances for Ec2RunnerInstances {
         if instance_ids.is_empty() {
             return Ok(());
         }
-        self.client
-            .terminate_instances()
-            .set_instance_ids(Some(instance_ids.to_vec()))
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2:TerminateInstances", e))?;
+        for chunk in instance_ids.chunks(RESOURCE_CHUNK) {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ec2:TerminateInstances", e))?;
+        }
         Ok(())
     }
 }

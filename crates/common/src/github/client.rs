@@ -169,6 +169,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GithubClient {
+    /// The client a function builds from its configuration: github.com, or GHES at `ghes_url`
+    /// (`api_override` is the test-only API URL), with the default limits.
+    pub fn configured(
+        ghes_url: Option<&str>,
+        api_override: Option<&str>,
+        verify_tls: bool,
+        user_agent: &str,
+        apps: Vec<GithubApp>,
+    ) -> Result<Self, String> {
+        let urls = super::GithubUrls::new(ghes_url, api_override)?;
+        let mut settings = ClientSettings::new(urls);
+        settings.verify_tls = verify_tls;
+        settings.user_agent = user_agent.to_string();
+        Self::new(settings, apps).map_err(|e| e.to_string())
+    }
+
     pub fn new(settings: ClientSettings, apps: Vec<GithubApp>) -> Result<Self, GithubError> {
         let http = build_transport(&settings.urls.api, settings.verify_tls)?;
         let downloads = build_transport("https://github.com", settings.verify_tls)?;
