@@ -82,6 +82,31 @@ impl fmt::Display for ConfigError {
 
 /// Test-only overrides, named in one place (decisions.md #18). Configs read them as optional;
 /// Terraform never sets them, and the Terraform contract test allows exactly these names.
+/// How a function reaches GitHub. Scale-up, scale-down and the syncer read the same names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubConnection {
+    /// `GHES_URL`: GitHub Enterprise Server (or `*.ghe.com`); github.com when unset.
+    pub ghes_url: Option<String>,
+    /// `NODE_TLS_REJECT_UNAUTHORIZED` other than `0` (upstream's name; Terraform sets `0` for
+    /// `ghes_ssl_verify = false`): verify GHES's certificate. It affects the GitHub client only.
+    pub verify_tls: bool,
+    /// `USER_AGENT` sent with every GitHub request.
+    pub user_agent: String,
+    /// The test-only API URL ([`test_overrides::GITHUB_API_URL`], decisions.md #18).
+    pub api_override: Option<String>,
+}
+
+impl GithubConnection {
+    pub fn load(env: &mut Env<'_>) -> Self {
+        Self {
+            ghes_url: env.optional("GHES_URL"),
+            verify_tls: env.string_or("NODE_TLS_REJECT_UNAUTHORIZED", "1").trim() != "0",
+            user_agent: env.string_or("USER_AGENT", "github-aws-runners"),
+            api_override: env.optional(test_overrides::GITHUB_API_URL),
+        }
+    }
+}
+
 pub mod test_overrides {
     /// Replaces the GitHub REST API base URL (github.com mode against the fake GitHub).
     pub const GITHUB_API_URL: &str = "GHR_TEST_GITHUB_API_URL";

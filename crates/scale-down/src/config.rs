@@ -1,6 +1,6 @@
 //! Scale-down configuration, from its environment (upstream §1.6 names and formats).
 
-use common::config::{Env, FromEnv, test_overrides};
+use common::config::{Env, FromEnv, GithubConnection, test_overrides};
 use common::domain::scale_down::IdleSchedule;
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
@@ -18,13 +18,10 @@ pub struct Config {
     /// How long to wait, after deregistering idle runners, for a job handed to one of them just
     /// before to show up in its job-started marker (see ARCHITECTURE.md).
     pub job_start_grace_seconds: u64,
-    pub ghes_url: Option<String>,
-    pub github_tls_verify: bool,
     pub apps: AppParameterNames,
-    pub user_agent: String,
     pub rate_limit_metric: bool,
-    pub github_api_override: Option<String>,
     pub clock_file: Option<String>,
+    pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
 
@@ -65,13 +62,10 @@ impl FromEnv for Config {
             boot_time_minutes,
             name_prefix: env.string_or("RUNNER_NAME_PREFIX", ""),
             job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 15),
-            ghes_url: env.optional("GHES_URL"),
-            github_tls_verify: env.string_or("NODE_TLS_REJECT_UNAUTHORIZED", "1").trim() != "0",
             apps,
-            user_agent: env.string_or("USER_AGENT", "github-aws-runners"),
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
-            github_api_override: env.optional(test_overrides::GITHUB_API_URL),
             clock_file: env.optional(test_overrides::CLOCK_FILE),
+            github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use common::config::{Env, FromEnv, test_overrides};
+use common::config::{Env, FromEnv, GithubConnection};
 use common::domain::scale_up::CapacityType;
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
@@ -27,12 +27,7 @@ pub struct Config {
     pub jit: bool,
     pub disable_update: bool,
     pub job_queued_check: bool,
-    pub ghes_url: Option<String>,
-    /// `NODE_TLS_REJECT_UNAUTHORIZED=0` (set by Terraform for `ghes_ssl_verify = false`) turns
-    /// off certificate checks of the GitHub client only.
-    pub github_tls_verify: bool,
     pub apps: AppParameterNames,
-    pub user_agent: String,
     pub rate_limit_metric: bool,
     pub launch_template: String,
     pub subnets: Vec<String>,
@@ -45,8 +40,7 @@ pub struct Config {
     pub failover_errors: Vec<String>,
     pub scale_errors: Vec<String>,
     pub dedicated_host: bool,
-    /// Test-only: the GitHub API base URL (decisions.md #18).
-    pub github_api_override: Option<String>,
+    pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
 
@@ -115,10 +109,7 @@ impl FromEnv for Config {
             jit: ephemeral && jit_enabled,
             disable_update: env.bool_or("DISABLE_RUNNER_AUTOUPDATE", false),
             job_queued_check: env.bool_or("ENABLE_JOB_QUEUED_CHECK", true),
-            ghes_url: env.optional("GHES_URL"),
-            github_tls_verify: env.string_or("NODE_TLS_REJECT_UNAUTHORIZED", "1").trim() != "0",
             apps,
-            user_agent: env.string_or("USER_AGENT", "github-aws-runners"),
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
             launch_template: env.required("LAUNCH_TEMPLATE_NAME"),
             subnets,
@@ -131,7 +122,7 @@ impl FromEnv for Config {
             failover_errors: env.json_or("ENABLE_ON_DEMAND_FAILOVER_FOR_ERRORS", Vec::new()),
             scale_errors,
             dedicated_host: env.bool_or("USE_DEDICATED_HOST", false),
-            github_api_override: env.optional(test_overrides::GITHUB_API_URL),
+            github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
     }
@@ -170,7 +161,7 @@ mod tests {
         assert_eq!(c.allocation_strategy, "lowest-price");
         assert_eq!(c.token_path, "/gh/ci/runners/tokens");
         assert_eq!(c.instance_types, vec!["m5.large", "c5.large"]);
-        assert!(c.github_tls_verify);
+        assert!(c.github.verify_tls);
         assert_eq!(c.apps.ids.len(), 1);
     }
 
@@ -221,7 +212,7 @@ mod tests {
         vars.push(("INSTANCE_TYPE_PRIORITIES", r#"{"m5.large": 1, "c5.large": 2}"#));
         let c = Config::from_lookup(&lookup(&vars)).unwrap();
         assert_eq!(c.parameter_tags, vec![("team".to_string(), "ci".to_string())]);
-        assert!(!c.github_tls_verify);
+        assert!(!c.github.verify_tls);
         assert_eq!(c.instance_type_priorities.get("c5.large"), Some(&2.0));
     }
 }

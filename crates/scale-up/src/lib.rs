@@ -522,13 +522,7 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     let store = Arc::new(common::aws::ssm::SsmParameterStore::new(sdk));
     let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
     let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
-    let github = common::github::client::GithubClient::configured(
-        config.ghes_url.as_deref(),
-        config.github_api_override.as_deref(),
-        config.github_tls_verify,
-        &config.user_agent,
-        apps,
-    )?;
+    let github = common::github::client::GithubClient::configured(&config.github, apps)?;
     Ok(ScaleUp::new(config.clone(), Arc::new(github), ec2, store.clone(), store, metrics))
 }
 

@@ -1,6 +1,6 @@
 //! Syncer configuration, from its environment (upstream §1.10 names).
 
-use common::config::{Env, FromEnv, test_overrides};
+use common::config::{Env, FromEnv, GithubConnection};
 use common::ports::Encryption;
 use common::telemetry::TelemetryConfig;
 
@@ -15,10 +15,7 @@ pub struct Config {
     pub encryption: Encryption,
     /// `GITHUB_RUNNER_VERSION`: mirror this version (`2.321.0`) instead of the latest.
     pub pinned_version: Option<String>,
-    pub ghes_url: Option<String>,
-    pub github_tls_verify: bool,
-    pub user_agent: String,
-    pub github_api_override: Option<String>,
+    pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
 
@@ -50,10 +47,7 @@ impl FromEnv for Config {
             key: env.required("S3_OBJECT_KEY"),
             encryption,
             pinned_version: env.optional("GITHUB_RUNNER_VERSION").map(|v| v.trim().trim_start_matches('v').to_string()),
-            ghes_url: env.optional("GHES_URL"),
-            github_tls_verify: env.string_or("NODE_TLS_REJECT_UNAUTHORIZED", "1").trim() != "0",
-            user_agent: env.string_or("USER_AGENT", "github-aws-runners"),
-            github_api_override: env.optional(test_overrides::GITHUB_API_URL),
+            github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
     }

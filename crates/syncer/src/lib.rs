@@ -297,13 +297,7 @@ fn hex(bytes: &[u8]) -> String {
 /// configured URLs). `run()` and the local runner (`crates/local`) both build it here.
 pub fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> Result<Syncer, String> {
     let store = Arc::new(common::aws::s3::S3ObjectStore::new(sdk));
-    let github = GithubClient::configured(
-        config.ghes_url.as_deref(),
-        config.github_api_override.as_deref(),
-        config.github_tls_verify,
-        &config.user_agent,
-        Vec::new(),
-    )?;
+    let github = GithubClient::configured(&config.github, Vec::new())?;
     Ok(Syncer::new(config.clone(), github, store, metrics))
 }
 

@@ -169,19 +169,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GithubClient {
-    /// The client a function builds from its configuration: github.com, or GHES at `ghes_url`
-    /// (`api_override` is the test-only API URL), with the default limits.
-    pub fn configured(
-        ghes_url: Option<&str>,
-        api_override: Option<&str>,
-        verify_tls: bool,
-        user_agent: &str,
-        apps: Vec<GithubApp>,
-    ) -> Result<Self, String> {
-        let urls = super::GithubUrls::new(ghes_url, api_override)?;
+    /// The client a function builds from its configuration: github.com, or GHES at
+    /// `GHES_URL` (or the test-only API URL), with the default limits.
+    pub fn configured(connection: &crate::config::GithubConnection, apps: Vec<GithubApp>) -> Result<Self, String> {
+        let urls = super::GithubUrls::new(connection.ghes_url.as_deref(), connection.api_override.as_deref())?;
         let mut settings = ClientSettings::new(urls);
-        settings.verify_tls = verify_tls;
-        settings.user_agent = user_agent.to_string();
+        settings.verify_tls = connection.verify_tls;
+        settings.user_agent = connection.user_agent.clone();
         Self::new(settings, apps).map_err(|e| e.to_string())
     }
 
