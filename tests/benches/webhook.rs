@@ -56,12 +56,6 @@ fn thread_cpu() -> Duration {
     Duration::from_nanos(text.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let i = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values[i]
-}
-
 fn event(body: &str, secret: &str) -> Value {
     json!({
         "version": "2.0", "rawPath": "/webhook",
@@ -134,15 +128,15 @@ async fn main() {
     println!("## Cold start ({ROUNDS} processes, ms: p50 / min / max)\n");
     println!("| part | p50 | min | max |\n|---|---|---|---|");
     for (name, v) in [
-        ("process start → ready (init, incl. SSM)", &mut ready.clone()),
-        ("  of which waiting on moto SSM GetParameters", &mut params.clone()),
-        ("first event handled (incl. SQS send)", &mut first.clone()),
-        ("  of which waiting on moto SQS SendMessage", &mut sqs.clone()),
-        ("process start → first answer", &mut total.clone()),
-        ("process start → first answer, moto waits removed", &mut own.clone()),
+        ("process start → ready (init, incl. SSM)", &ready),
+        ("  of which waiting on moto SSM GetParameters", &params),
+        ("first event handled (incl. SQS send)", &first),
+        ("  of which waiting on moto SQS SendMessage", &sqs),
+        ("process start → first answer", &total),
+        ("process start → first answer, moto waits removed", &own),
     ] {
         let (min, max) = (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
-        println!("| {name} | {:.1} | {:.1} | {:.1} |", percentile(v, 0.5), min, max);
+        println!("| {name} | {:.1} | {:.1} | {:.1} |", tests::percentile(v, 0.5).unwrap_or(f64::NAN), min, max);
     }
 
     // 2. Warm CPU per event, in process, no SQS.

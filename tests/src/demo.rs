@@ -134,15 +134,7 @@ impl DemoSummary {
     }
 
     pub fn render(&self) -> String {
-        let pct = |v: &[f64], p: f64| -> String {
-            if v.is_empty() {
-                return "n/a".into();
-            }
-            let mut s = v.to_vec();
-            s.sort_by(f64::total_cmp);
-            let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
-            format!("{:.1} s", s[i.min(s.len() - 1)])
-        };
+        let pct = |v: &[f64], p: f64| crate::percentile(v, p).map_or("n/a".into(), |x| format!("{x:.1} s"));
         let gh: usize = self.github_calls.values().sum();
         // The event source mapping's polling is Lambda's, not the functions'.
         let esm = |k: &str| ESM_CALLS.contains(&k);
@@ -161,10 +153,10 @@ impl DemoSummary {
         ));
         out.push_str(&format!(
             "queued → runner online with the job: p50 {}, p95 {} | instance launch → runner online: p50 {}, p95 {}\n",
-            pct(&self.queued_to_started, 50.0),
-            pct(&self.queued_to_started, 95.0),
-            pct(&self.launch_to_online, 50.0),
-            pct(&self.launch_to_online, 95.0)
+            pct(&self.queued_to_started, 0.5),
+            pct(&self.queued_to_started, 0.95),
+            pct(&self.launch_to_online, 0.5),
+            pct(&self.launch_to_online, 0.95)
         ));
         out.push_str(&format!(
             "functions: {} scale-up batches ({} messages returned for retry), {} scale-down runs; wall time {:.1} s\n",

@@ -4,7 +4,7 @@
 //! after their visibility timeout, exactly as with `ReportBatchItemFailures` in AWS.
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::lambda_emulator::{InvokeError, LambdaFunction};
 
@@ -54,30 +54,13 @@ impl SqsEventSource {
         if messages.is_empty() {
             return None;
         }
-        let mut handles = Vec::new();
-        let records: Vec<Value> = messages
+        let handles = messages
             .iter()
             .map(|m| {
-                let id = m.message_id().unwrap_or_default().to_string();
-                handles.push((id.clone(), m.receipt_handle().unwrap_or_default().to_string()));
-                let attributes: serde_json::Map<String, Value> = m
-                    .attributes()
-                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), Value::from(v.clone()))).collect())
-                    .unwrap_or_default();
-                json!({
-                    "messageId": id,
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "md5OfBody": m.md5_of_body(),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": crate::moto::REGION,
-                })
+                (m.message_id().unwrap_or_default().to_string(), m.receipt_handle().unwrap_or_default().to_string())
             })
             .collect();
-        Some((json!({ "Records": records }), handles))
+        Some((local::sqs_event_json(messages, &self.queue_arn, crate::moto::REGION), handles))
     }
 
     /// One round: receive, invoke, delete what succeeded.

@@ -26,3 +26,23 @@ pub mod lambda_emulator;
 pub mod moto;
 pub mod simulation;
 pub mod stack;
+
+/// The nearest-rank percentile `p` (0 to 1) of `values`; `None` when there are none.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get(((p * last as f64).round() as usize).min(last)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(super::percentile(&v, 0.5), Some(3.0));
+        assert_eq!(super::percentile(&v, 0.95), Some(5.0));
+        assert_eq!(super::percentile(&v, 0.0), Some(1.0));
+        assert_eq!(super::percentile(&[], 0.5), None);
+    }
+}

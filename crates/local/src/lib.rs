@@ -372,28 +372,34 @@ impl Poller {
 
     /// The SQS event Lambda would deliver for these messages.
     fn event(&self, messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attributes: serde_json::Map<String, Value> = m
-                    .attributes()
-                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone()))).collect())
-                    .unwrap_or_default();
-                json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "md5OfBody": m.md5_of_body(),
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.arn,
-                    "awsRegion": self.region,
-                })
-            })
-            .collect();
-        serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
+        serde_json::from_value(sqs_event_json(messages, &self.arn, &self.region)).unwrap_or_default()
     }
+}
+
+/// The event Lambda's SQS event source mapping delivers for `messages` received from the queue
+/// `queue_arn`: one record per message, with its system attributes.
+pub fn sqs_event_json(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str, region: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone()))).collect())
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "md5OfBody": m.md5_of_body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -109,17 +109,7 @@ impl ScaleUp {
     pub async fn handle(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
         let fates = self.process(event, deadline).await;
         self.report(&fates);
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = fates
-            .into_iter()
-            .filter(|(_, f)| matches!(f, Fate::Retry { .. }))
-            .map(|(id, _)| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failure
-            })
-            .collect();
-        response
+        batch_response(fates.into_iter().filter(|(_, f)| matches!(f, Fate::Retry { .. })).map(|(id, _)| id))
     }
 
     /// Every message id of the batch with its fate.
@@ -528,15 +518,18 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
 
 /// Every message of the batch back to SQS (scale-up could not start).
 pub fn retry_all(event: &SqsEvent) -> SqsBatchResponse {
+    batch_response(event.records.iter().filter_map(|r| r.message_id.clone()))
+}
+
+/// The answer that sends the messages `retry` back to the queue (`batchItemFailures`).
+fn batch_response(retry: impl IntoIterator<Item = String>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = event
-        .records
-        .iter()
-        .filter_map(|r| r.message_id.clone())
+    response.batch_item_failures = retry
+        .into_iter()
         .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
         })
         .collect();
     response
