@@ -6,8 +6,10 @@ SHELL := /bin/bash
 
 VENV         ?= .venv
 MOTO_VERSION := 5.2.5
-# The real AWS CLI runs the runner boot scripts against moto in the tests.
+# The real AWS CLI runs the runner boot scripts against moto in the tests; parliament lints the
+# IAM policies the Terraform apply test creates.
 AWSCLI_VERSION := 1.46.3
+PARLIAMENT_VERSION := 1.6.4
 TOOLS_VENV   ?= .venv-tools
 CARGO_LAMBDA_VERSION := 1.9.2
 FUNCTIONS    := webhook scale-up scale-down syncer
@@ -19,16 +21,18 @@ export CARGO_INCREMENTAL ?= 0
 export SCCACHE_DIR ?= $(HOME)/.cache/sccache
 endif
 
-.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up bench-scale-down bench-syncer tf-check tf-docs deploy clean
+.PHONY: help setup test lint fmt build demo bench bench-webhook bench-scale-up bench-scale-down bench-syncer tf-check tf-apply-test tf-docs deploy clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(VENV)/.moto-$(MOTO_VERSION)-awscli-$(AWSCLI_VERSION) ## Install what the tests need (moto server and the AWS CLI in a project virtualenv)
+SETUP_STAMP := $(VENV)/.moto-$(MOTO_VERSION)-awscli-$(AWSCLI_VERSION)-parliament-$(PARLIAMENT_VERSION)
 
-$(VENV)/.moto-$(MOTO_VERSION)-awscli-$(AWSCLI_VERSION):
+setup: $(SETUP_STAMP) ## Install what the tests need (moto server, the AWS CLI and parliament in a project virtualenv)
+
+$(SETUP_STAMP):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'awscli==$(AWSCLI_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'awscli==$(AWSCLI_VERSION)' 'parliament==$(PARLIAMENT_VERSION)'
 	touch $@
 
 test: setup ## Run every test (unit, end to end against moto and the fake GitHub)
@@ -62,6 +66,10 @@ bench-syncer: setup ## Syncer: a 200 MB runner tarball to S3, wall time and peak
 
 tf-check: ## Terraform checks offline: fmt, validate, terraform test, checkov, shellcheck
 	.ci/terraform-check.sh
+
+EXAMPLES ?=
+tf-apply-test: setup ## Apply every example against moto: re-plan clean, IAM lint, dashboard, a job end to end, destroy (EXAMPLES=default to pick)
+	TF_APPLY_EXAMPLES="$(EXAMPLES)" cargo test -p tests --test e2e -- --nocapture deploy::
 
 tf-docs: ## Rewrite the inputs/outputs tables of the Terraform READMEs
 	UPDATE_TF_DOCS=1 cargo test -p tests --test e2e -- terraform::module_readmes_document_every_input_and_output

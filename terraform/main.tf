@@ -67,6 +67,8 @@ module "runners" {
   ssm_root                                                       = local.ssm_root
   kms_key_arn                                                    = var.kms_key_arn
   app_parameters                                                 = module.ssm.app_parameters
+  app_parameter_path                                             = "${local.ssm_root}/${var.ssm_paths.app}"
+  secret_parameter_arns                                          = concat(module.ssm.app_parameters.arns, [module.ssm.parameters.webhook_secret.arn])
   ghes_url                                                       = var.ghes_url
   ghes_ssl_verify                                                = var.ghes_ssl_verify
   user_agent                                                     = var.user_agent
@@ -191,12 +193,13 @@ module "monitoring" {
     scale_down = module.runners.lambda_down.function.name
     syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
   }
-  build_queue_name       = module.runners.queue.name
-  dead_letter_queue_name = try(module.runners.queue.dlq.name, null)
-  github_app_ids         = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
-  alarm_actions          = var.alarm_actions
-  thresholds             = var.alarm_thresholds
-  tags                   = local.tags
+  build_queue_name         = module.runners.queue.name
+  enable_dead_letter_alarm = var.redrive_build_queue.enabled
+  dead_letter_queue_name   = try(module.runners.queue.dlq.name, null)
+  github_app_ids           = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
+  alarm_actions            = var.alarm_actions
+  thresholds               = var.alarm_thresholds
+  tags                     = local.tags
 }
 
 data "aws_region" "current" {}

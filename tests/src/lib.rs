@@ -8,6 +8,7 @@
 //! - [`stack`]: a runner configuration set up as Terraform would, and each function's environment;
 //! - [`imds`]: the EC2 instance metadata service (IMDSv2) for the runner boot script tests;
 //! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers;
+//! - [`deploy`]: the Terraform examples applied against moto (`make tf-apply-test`);
 //! - [`demo`]: `make demo`, the whole system on one machine with the instance side simulated.
 //!
 //! The function binaries themselves are `[[bin]]` targets of this crate (`lambda-webhook`...),
@@ -18,6 +19,7 @@ pub mod apps;
 pub mod aws;
 pub mod aws_proxy;
 pub mod demo;
+pub mod deploy;
 pub mod event_source;
 pub mod fake_github;
 pub mod fixtures;

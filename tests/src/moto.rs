@@ -48,7 +48,17 @@ impl Moto {
         MOTO.get_or_init(Moto::start)
     }
 
+    /// A server of its own, with extra environment for moto (e.g. `MOTO_IAM_LOAD_MANAGED_POLICIES`),
+    /// for a test that compares everything in moto before and after (the apply test).
+    pub fn dedicated(env: &[(&str, &str)]) -> Moto {
+        Self::start_with(env)
+    }
+
     fn start() -> Moto {
+        Self::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Moto {
         let python = python();
         assert!(
             python.exists(),
@@ -57,11 +67,14 @@ impl Moto {
         );
         let script = project_root().join("tests/scripts/moto_server.py");
         // moto's own errors (tracebacks behind its 500 answers) go to a log beside the build.
-        let log_path = project_root().join("target").join(format!("moto-{}.log", std::process::id()));
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = project_root().join("target").join(format!("moto-{}-{n}.log", std::process::id()));
         let stderr = std::fs::File::create(&log_path).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
         let started = Instant::now();
         let mut child = Command::new(&python)
             .arg(&script)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -69,11 +82,17 @@ impl Moto {
             .unwrap_or_else(|e| panic!("cannot start moto with {}: {e}", python.display()));
         let stdout = child.stdout.take().expect("moto stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read moto's port");
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).expect("read moto's port");
         let port: u16 = line
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("moto did not start (it printed {line:?}); run `make setup`"));
+        // moto prints warnings later (its Lambda looks for Docker): keep the pipe drained.
+        std::thread::spawn(move || {
+            let mut rest = reader;
+            let _ = std::io::copy(&mut rest, &mut std::io::sink());
+        });
         let endpoint = format!("http://127.0.0.1:{port}");
         let stdin = child.stdin.take().expect("moto stdin");
         Moto { endpoint, _child: Mutex::new(child), _stdin: Mutex::new(stdin), startup: started.elapsed() }

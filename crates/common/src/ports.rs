@@ -31,7 +31,12 @@ pub struct NewParameter {
     pub value: Secret<String>,
     /// SecureString (encrypted) or String.
     pub secure: bool,
+    /// Tags of a new parameter (not sent when overwriting: SSM refuses both at once).
     pub tags: Vec<(String, String)>,
+    /// Replace an existing value. Per-instance token parameters never do (a second write for
+    /// the same instance is an error); the runner-group cache does (Terraform creates it with a
+    /// placeholder so that `terraform destroy` removes it).
+    pub overwrite: bool,
 }
 
 /// SSM Parameter Store, write side.

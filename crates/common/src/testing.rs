@@ -104,7 +104,18 @@ impl ParameterWriter for MemoryParameterStore {
         if let Some(e) = lock(&self.put_failures).pop_front() {
             return Err(e);
         }
-        lock(&self.values).insert(parameter.name.clone(), parameter.value.expose().clone());
+        let mut values = lock(&self.values);
+        if values.contains_key(&parameter.name) && !parameter.overwrite {
+            // As SSM answers a PutParameter without Overwrite for an existing name.
+            return Err(AwsError::new(
+                "ssm:PutParameter",
+                crate::error::AwsErrorKind::Client,
+                Some("ParameterAlreadyExists".into()),
+                "The parameter already exists.",
+            ));
+        }
+        values.insert(parameter.name.clone(), parameter.value.expose().clone());
+        drop(values);
         lock(&self.written).push(parameter.clone());
         Ok(())
     }

@@ -416,8 +416,13 @@ impl ScaleUp {
     async fn store_token(&self, instance_id: &str, value: Secret<String>) -> Result<(), String> {
         let mut tags = vec![("InstanceId".to_string(), instance_id.to_string())];
         tags.extend(self.config.parameter_tags.iter().cloned());
-        let parameter =
-            NewParameter { name: format!("{}/{instance_id}", self.config.token_path), value, secure: true, tags };
+        let parameter = NewParameter {
+            name: format!("{}/{instance_id}", self.config.token_path),
+            value,
+            secure: true,
+            tags,
+            overwrite: false,
+        };
         self.writer.put_parameter(&parameter).await.map_err(|e| e.to_string())
     }
 
@@ -445,11 +450,14 @@ impl ScaleUp {
             status: 404,
             message: format!("runner group `{}` not found", self.config.runner_group),
         })?;
+        // Terraform creates this parameter with a placeholder (so that destroy removes it):
+        // overwrite it.
         let cache = NewParameter {
             name: parameter,
             value: Secret::new(id.to_string()),
             secure: false,
             tags: self.config.parameter_tags.clone(),
+            overwrite: true,
         };
         if let Err(e) = self.writer.put_parameter(&cache).await {
             tracing::warn!(error = %e, "caching the runner group id in SSM failed");

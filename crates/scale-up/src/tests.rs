@@ -407,6 +407,13 @@ async fn runner_group_ids_come_from_ssm_then_the_api() {
     w2.ssm.put("/gh/ci/runners/config/runner-group/ci-group", "42");
     run(&w2, &[message(3, "acme", "a")]).await;
     assert_eq!(w2.github.count("runner_group_id"), 0);
+    // Terraform's placeholder (so that destroy removes the cache) is replaced by the id.
+    let w4 = world(&[("ENABLE_EPHEMERAL_RUNNERS", "true"), ("RUNNER_GROUP_NAME", "ci-group")]);
+    w4.github.add_group("ci-group", 42);
+    w4.ssm.put("/gh/ci/runners/config/runner-group/ci-group", "unresolved");
+    assert_eq!(created(&run(&w4, &[message(5, "acme", "a")]).await), 1);
+    assert_eq!(w4.github.count("runner_group_id"), 1);
+    assert_eq!(w4.ssm.value("/gh/ci/runners/config/runner-group/ci-group").as_deref(), Some("42"));
     // An unknown group: the instance is terminated and the job retried.
     let w3 = world(&[("ENABLE_EPHEMERAL_RUNNERS", "true"), ("RUNNER_GROUP_NAME", "nope")]);
     let fates = run(&w3, &[message(4, "acme", "a")]).await;

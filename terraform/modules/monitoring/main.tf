@@ -28,15 +28,17 @@ locals {
   gauges    = ["GitHubAppRateLimitRemaining"]
   functions = { for k, v in var.functions : k => v if v != null }
 
-  # Each metric as dashboard rows (JSON): plain when it has no extra dimension, else a SEARCH
-  # over every value of it.
+  # Each metric as a dashboard row (JSON): plain when it has no extra dimension, else a SEARCH
+  # over every value of it. CloudWatch wants every row to be an array, so an expression is an
+  # array holding one object; SEARCH's schema quotes the namespace (ours has a space) and the
+  # dimension names, or the search matches nothing.
   emf_rows = merge(
     { for name, dims in local.emf_metrics : name => jsonencode([var.namespace, name, "Environment", var.prefix, { label = name }]) if length(dims) == 0 },
-    { for name, dims in local.emf_metrics : name => jsonencode({
-      expression = "SEARCH('{${var.namespace},Environment,${join(",", dims)}} MetricName=\"${name}\" Environment=\"${var.prefix}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
+    { for name, dims in local.emf_metrics : name => jsonencode([{
+      expression = "SEARCH('{${join(",", [for d in concat([var.namespace, "Environment"], dims) : "\"${d}\""])}} MetricName=\"${name}\" Environment=\"${var.prefix}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
       label      = name
       id         = lower(name)
-    }) if length(dims) > 0 },
+    }]) if length(dims) > 0 },
   )
   widget = { for title, names in {
     "Webhook deliveries"             = ["WebhookReceived", "WebhookAccepted", "WebhookRejected"]
@@ -85,7 +87,7 @@ resource "aws_cloudwatch_dashboard" "this" {
             metrics = concat(
               [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.build_queue_name, { stat = "Maximum", label = "oldest job (s)" }],
               ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.build_queue_name, { stat = "Maximum", label = "jobs waiting" }]],
-              var.dead_letter_queue_name == null ? [] : [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dead_letter_queue_name, { stat = "Maximum", label = "dead letters" }]]
+              !var.enable_dead_letter_alarm ? [] : [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dead_letter_queue_name, { stat = "Maximum", label = "dead letters" }]]
             )
           }
         },
@@ -135,7 +137,8 @@ resource "aws_cloudwatch_metric_alarm" "function_throttles" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  count               = var.dead_letter_queue_name == null ? 0 : 1
+  # A flag known at plan time: the queue's name is not known before the queue exists.
+  count               = var.enable_dead_letter_alarm ? 1 : 0
   alarm_name          = "${var.prefix}-dead-letter-jobs"
   alarm_description   = "Jobs gave up in the dead-letter queue: they got no runner."
   namespace           = "AWS/SQS"

@@ -19,8 +19,14 @@ variable "build_queue_name" {
   type        = string
 }
 
+variable "enable_dead_letter_alarm" {
+  description = "Whether the build queue has a dead-letter queue to show and alarm on (`dead_letter_queue_name`)."
+  type        = bool
+  default     = false
+}
+
 variable "dead_letter_queue_name" {
-  description = "Name of the build queue's dead-letter queue, or null."
+  description = "Name of the build queue's dead-letter queue (used when `enable_dead_letter_alarm`)."
   type        = string
   default     = null
 }

@@ -27,6 +27,18 @@ resource "aws_iam_instance_profile" "runner" {
   tags = var.tags
 }
 
+locals {
+  parameter_arn = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter"
+  # Reading parameters by path is needed only under the config path; everywhere else (the App's
+  # secrets, other instances' tokens, their parents) it is denied.
+  config_path_arns = ["${local.parameter_arn}${local.config_path}", "${local.parameter_arn}${local.config_path}/*"]
+  # Secrets no runner ever reads, whatever else the role is given (Session Manager, CloudWatch
+  # agent, `runner_iam_role_managed_policy_arns`): the App's id, key and installation ids, the
+  # webhook secret, and everything under the App path.
+  app_secret_arns = distinct(concat(var.secret_parameter_arns, ["${local.parameter_arn}${var.app_parameter_path}", "${local.parameter_arn}${var.app_parameter_path}/*"]))
+  parameter_reads = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:GetParametersByPath"]
+}
+
 resource "aws_iam_role_policy" "runner" {
   name = "runner"
   role = aws_iam_role.runner.id
@@ -39,7 +51,7 @@ resource "aws_iam_role_policy" "runner" {
           Sid      = "OwnToken"
           Effect   = "Allow"
           Action   = ["ssm:GetParameter", "ssm:DeleteParameter"]
-          Resource = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.token_path}/*"
+          Resource = "${local.parameter_arn}${local.token_path}/*"
           Condition = {
             StringLike = { "ec2:SourceInstanceARN" = "*/$${aws:ResourceTag/InstanceId}" }
           }
@@ -48,7 +60,29 @@ resource "aws_iam_role_policy" "runner" {
           Sid      = "Config"
           Effect   = "Allow"
           Action   = ["ssm:GetParametersByPath", "ssm:GetParameters", "ssm:GetParameter"]
-          Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}", "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/*"]
+          Resource = local.config_path_arns
+        },
+        {
+          # Explicit denies win over any allow the role gets elsewhere (managed policies).
+          Sid      = "NoAppSecrets"
+          Effect   = "Deny"
+          Action   = local.parameter_reads
+          Resource = local.app_secret_arns
+        },
+        {
+          Sid      = "NoOtherTokens"
+          Effect   = "Deny"
+          Action   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"]
+          Resource = "${local.parameter_arn}${local.token_path}/*"
+          Condition = {
+            StringNotLike = { "ec2:SourceInstanceARN" = "*/$${aws:ResourceTag/InstanceId}" }
+          }
+        },
+        {
+          Sid         = "NoReadsByPathOutsideConfig"
+          Effect      = "Deny"
+          Action      = ["ssm:GetParametersByPath"]
+          NotResource = local.config_path_arns
         },
         {
           # Its runner id, and the job markers that keep scale-down from killing a busy runner.
@@ -82,6 +116,24 @@ resource "aws_iam_role_policy" "runner" {
         Action   = ["s3:GetObject"]
         Resource = "${var.runner_distribution.bucket_arn}/${var.runner_distribution.key}"
       }],
+      # Session Manager needs only these (AWS's minimal instance profile for Session Manager).
+      # AmazonSSMManagedInstanceCore, which upstream attaches, also allows ssm:GetParameter* on
+      # every parameter: any job could read the App's key and other runners' tokens.
+      var.enable_ssm_on_runners ? [
+        {
+          Sid      = "SessionManagerRegistration"
+          Effect   = "Allow"
+          Action   = ["ssm:UpdateInstanceInformation"]
+          Resource = "${local.ec2_arn}:instance/*"
+        },
+        {
+          # The ssmmessages actions have no resource-level permissions.
+          Sid      = "SessionManagerChannels"
+          Effect   = "Allow"
+          Action   = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
+          Resource = "*"
+        },
+      ] : [],
       var.enable_cloudwatch_agent ? [{
         Sid      = "Logs"
         Effect   = "Allow"
@@ -102,12 +154,6 @@ resource "aws_iam_role_policy" "runner" {
       }]
     )
   })
-}
-
-resource "aws_iam_role_policy_attachment" "ssm_session" {
-  count      = var.enable_ssm_on_runners ? 1 : 0
-  role       = aws_iam_role.runner.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
 resource "aws_iam_role_policy_attachment" "managed" {

@@ -86,6 +86,22 @@ resource "aws_ssm_parameter" "runner_config" {
   tags  = var.tags
 }
 
+# Scale-up caches the organization's runner group id here (upstream's layout). Terraform owns
+# the parameter, with a placeholder scale-up overwrites, so that `terraform destroy` removes it
+# instead of leaving runtime state behind. Group names SSM cannot hold in a name are not cached.
+resource "aws_ssm_parameter" "runner_group_id" {
+  #checkov:skip=CKV2_AWS_34:A runner group id, not a secret.
+  count = var.enable_organization_runners && can(regex("^[a-zA-Z0-9_.-]+$", var.runner_group_name)) ? 1 : 0
+  name  = "${local.config_path}/runner-group/${var.runner_group_name}"
+  type  = "String"
+  value = "unresolved"
+  tags  = var.tags
+
+  lifecycle {
+    ignore_changes = [value, insecure_value]
+  }
+}
+
 ################################################################################
 # Security group (egress only) and launch template
 ################################################################################

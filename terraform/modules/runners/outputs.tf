@@ -8,8 +8,13 @@ output "launch_template" {
 }
 
 output "role_runner" {
-  description = "The runners' IAM role."
-  value       = { name = aws_iam_role.runner.name, arn = aws_iam_role.runner.arn }
+  description = "The runners' IAM role: `name`, `arn`, its inline `policy` (JSON) and the `managed_policy_arns` attached to it."
+  value = {
+    name                = aws_iam_role.runner.name
+    arn                 = aws_iam_role.runner.arn
+    policy              = aws_iam_role_policy.runner.policy
+    managed_policy_arns = [for a in aws_iam_role_policy_attachment.managed : a.policy_arn]
+  }
 }
 
 output "queue" {

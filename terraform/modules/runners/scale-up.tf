@@ -55,6 +55,10 @@ resource "aws_lambda_event_source_mapping" "scale_up" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
+locals {
+  scale_up_kms_keys = compact([var.kms_key_arn, try(var.ami.kms_key_arn, null)])
+}
+
 resource "aws_iam_role_policy" "scale_up" {
   name = "scale-up"
   role = module.scale_up.role.name
@@ -135,11 +139,13 @@ resource "aws_iam_role_policy" "scale_up" {
         Resource  = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
         Condition = { StringLike = { "iam:AWSServiceName" = "spot.amazonaws.com" } }
       }] : [],
-      compact([var.kms_key_arn, try(var.ami.kms_key_arn, null)]) == [] ? [] : [{
+      # length(), not `== []`: a list never equals the empty tuple, so that test was always
+      # false and added a statement without resources, which IAM rejects.
+      length(local.scale_up_kms_keys) == 0 ? [] : [{
         Sid      = "Keys"
         Effect   = "Allow"
         Action   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"]
-        Resource = compact([var.kms_key_arn, try(var.ami.kms_key_arn, null)])
+        Resource = local.scale_up_kms_keys
       }]
     )
   })

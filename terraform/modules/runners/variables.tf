@@ -44,6 +44,17 @@ variable "app_parameters" {
   })
 }
 
+variable "app_parameter_path" {
+  description = "SSM path of the GitHub App parameters; runners are denied reading anything under it."
+  type        = string
+}
+
+variable "secret_parameter_arns" {
+  description = "ARNs of the secret parameters (App id, key, installation ids, webhook secret), wherever they live; runners are denied reading them."
+  type        = list(string)
+  default     = []
+}
+
 ################################################################################
 # GitHub
 ################################################################################

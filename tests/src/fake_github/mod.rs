@@ -346,12 +346,15 @@ pub struct FakeGithub {
     /// Base URL, e.g. `http://127.0.0.1:41234` (github.com mode API base).
     pub url: String,
     state: Arc<Mutex<State>>,
-    server: tokio::task::JoinHandle<()>,
+    /// The HTTP server; `None` for a handle on the state only ([`FakeGithub::from_state`]).
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for FakeGithub {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }
 
@@ -393,7 +396,13 @@ impl FakeGithub {
                 let _ = axum::serve(listener, app).await;
             })
         };
-        Self { url, state, server }
+        Self { url, state, server: Some(server) }
+    }
+
+    /// A handle on the state behind the routes (the admin routes use the same control methods
+    /// as the tests).
+    pub(crate) fn from_state(state: Arc<Mutex<State>>) -> Self {
+        Self { url: String::new(), state, server: None }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -59,7 +59,13 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/repos/actions/runner/releases/tags/{tag}", get(release_by_tag))
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
     let downloads = Router::new().route("/actions/runner/releases/download/{tag}/{name}", get(download_asset));
-    let admin = Router::new().route("/_fake/state", get(admin_state)).route("/_fake/requests", get(admin_requests));
+    let admin = Router::new()
+        .route("/_fake/state", get(admin_state))
+        .route("/_fake/requests", get(admin_requests))
+        .route("/_fake/runners/register", post(admin_register_runner))
+        .route("/_fake/runners/jit", post(admin_start_jit_runner))
+        .route("/_fake/runners/{id}/job", post(admin_take_job))
+        .route("/_fake/jobs/{id}/finish", post(admin_finish_job));
     Router::new()
         .merge(api.clone())
         .nest("/api/v3", api)
@@ -869,4 +875,58 @@ async fn admin_requests(State(state): State<Shared>) -> Response {
 fn random_string(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..len).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+// The runner side, for the stand-in runner scripts (tests/fixtures/runner-stub) run by the boot
+// script on a test "instance": what the real runner does against GitHub's own runner service.
+
+#[derive(Deserialize)]
+struct RegisterRunner {
+    token: String,
+    name: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    ephemeral: bool,
+}
+
+fn admin_answer(result: Result<Value, String>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(message) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": message}))).into_response(),
+    }
+}
+
+/// `config.sh --token ... --name ... --labels ...`: registers and brings the runner online.
+async fn admin_register_runner(State(state): State<Shared>, Json(r): Json<RegisterRunner>) -> Response {
+    let fake = super::FakeGithub::from_state(state);
+    admin_answer(fake.register_with_token(&r.token, &r.name, &r.labels, r.ephemeral).map(|id| json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+struct StartJit {
+    jitconfig: String,
+}
+
+/// `run.sh --jitconfig ...`: the runner created by generate-jitconfig goes online.
+async fn admin_start_jit_runner(State(state): State<Shared>, Json(r): Json<StartJit>) -> Response {
+    let fake = super::FakeGithub::from_state(state);
+    admin_answer(fake.start_jit_runner(&r.jitconfig).map(|id| json!({"id": id})))
+}
+
+/// The runner asks for work: the oldest queued job is assigned to it (`{"job": null}` if none).
+async fn admin_take_job(State(state): State<Shared>, Path(id): Path<u64>) -> Response {
+    let fake = super::FakeGithub::from_state(state);
+    let queued = fake.jobs().into_iter().filter(|j| j.status == "queued").map(|j| j.id).min();
+    admin_answer(match queued {
+        Some(job) => fake.assign_job(job, id, Duration::ZERO).map(|()| json!({"job": job})),
+        None => Ok(json!({"job": null})),
+    })
+}
+
+/// The job ends; an ephemeral runner is removed, as GitHub does.
+async fn admin_finish_job(State(state): State<Shared>, Path(id): Path<u64>) -> Response {
+    let fake = super::FakeGithub::from_state(state);
+    fake.finish_job(id, Duration::ZERO);
+    Json(json!({"job": id})).into_response()
 }

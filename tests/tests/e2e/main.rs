@@ -4,6 +4,7 @@
 
 mod boot_scripts;
 mod demo;
+mod deploy;
 mod github_client;
 mod scale_down;
 mod scale_up;

@@ -109,14 +109,16 @@ impl ParameterWriter for SsmParameterStore {
         let kind = if parameter.secure { ParameterType::SecureString } else { ParameterType::String };
         let tags: Vec<Tag> =
             parameter.tags.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
-        // Tags cannot be sent with Overwrite; new per-instance parameters never need it.
+        // Tags cannot be sent with Overwrite.
+        let tags = (!tags.is_empty() && !parameter.overwrite).then_some(tags);
         self.client
             .put_parameter()
             .name(&parameter.name)
             .value(value)
             .r#type(kind)
             .tier(tier)
-            .set_tags((!tags.is_empty()).then_some(tags))
+            .set_tags(tags)
+            .set_overwrite(parameter.overwrite.then_some(true))
             .send()
             .await
             .map_err(|e| aws_error("ssm:PutParameter", e))?;

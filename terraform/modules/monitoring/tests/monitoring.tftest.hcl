@@ -15,10 +15,11 @@ variables {
     scale_down = "test-scale-down"
     syncer     = "test-syncer"
   }
-  build_queue_name       = "test-queued-builds"
-  dead_letter_queue_name = "test-queued-builds_dead_letter"
-  github_app_ids         = ["1234", "5678"]
-  alarm_actions          = ["arn:aws:sns:eu-west-1:123456789012:alerts"]
+  build_queue_name         = "test-queued-builds"
+  enable_dead_letter_alarm = true
+  dead_letter_queue_name   = "test-queued-builds_dead_letter"
+  github_app_ids           = ["1234", "5678"]
+  alarm_actions            = ["arn:aws:sns:eu-west-1:123456789012:alerts"]
 }
 
 run "everything_on" {
@@ -26,7 +27,7 @@ run "everything_on" {
 
   assert {
     condition = toset(compact(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics :
-      try(regex("MetricName=\"([A-Za-z]+)\"", m.expression)[0], m[0] == var.namespace ? m[1] : "")]
+      try(regex("MetricName=\"([A-Za-z]+)\"", m[0].expression)[0], m[0] == var.namespace ? m[1] : "")]
     ]))) == toset(keys(local.emf_metrics))
     error_message = "The dashboard shows every EMF metric of the catalogue, and only those."
   }
@@ -36,11 +37,11 @@ run "everything_on" {
   }
   assert {
     condition = alltrue(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics :
-    can(m.expression) || (can(m[0]) && can(m[1]))]]))
-    error_message = "Every dashboard row is a metric array or an expression (CloudWatch rejects anything else)."
+    can(m[0].expression) ? length(m) == 1 : (can(tostring(m[0])) && can(tostring(m[1])))]]))
+    error_message = "Every dashboard row is an array: a metric, or one expression object (CloudWatch rejects anything else)."
   }
   assert {
-    condition     = strcontains(one(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics : m.expression if can(m.expression) && strcontains(try(m.expression, ""), "GitHubAppRateLimitRemaining")]])), "'Minimum'")
+    condition     = strcontains(one(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [for m in w.properties.metrics : m[0].expression if can(m[0].expression) && strcontains(try(m[0].expression, ""), "GitHubAppRateLimitRemaining")]])), "'Minimum'")
     error_message = "The rate limit left is shown by its minimum, not summed over Apps' reports."
   }
   assert {
@@ -77,9 +78,10 @@ run "everything_on" {
 run "without_syncer_and_dead_letters" {
   command = plan
   variables {
-    functions              = { webhook = "test-webhook", scale_up = "test-scale-up", scale_down = "test-scale-down", syncer = null }
-    dead_letter_queue_name = null
-    github_app_ids         = []
+    functions                = { webhook = "test-webhook", scale_up = "test-scale-up", scale_down = "test-scale-down", syncer = null }
+    enable_dead_letter_alarm = false
+    dead_letter_queue_name   = null
+    github_app_ids           = []
   }
   assert {
     condition     = length(aws_cloudwatch_metric_alarm.sync_failed) == 0 && length(aws_cloudwatch_metric_alarm.dead_letters) == 0 && length(aws_cloudwatch_metric_alarm.rate_limit) == 0

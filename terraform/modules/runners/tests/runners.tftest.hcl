@@ -56,11 +56,13 @@ variables {
     installation_ids = ""
     arns             = ["arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/app/github_app_id", "arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/app/github_app_key_base64"]
   }
-  runner_labels     = ["self-hosted", "linux", "x64", "GPU"]
-  lambda            = { prefix = "test", environment = "test" }
-  scale_up_lambda   = { zip = "up.zip" }
-  scale_down_lambda = { zip = "down.zip" }
-  idle_config       = [{ cron = "* * 9-17 * * 1-5", timeZone = "Europe/Amsterdam", idleCount = 2 }]
+  app_parameter_path    = "/github-action-runners/test/app"
+  secret_parameter_arns = ["arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/app/github_app_id", "arn:aws:ssm:eu-west-1:123456789012:parameter/elsewhere/webhook_secret"]
+  runner_labels         = ["self-hosted", "linux", "x64", "GPU"]
+  lambda                = { prefix = "test", environment = "test" }
+  scale_up_lambda       = { zip = "up.zip" }
+  scale_down_lambda     = { zip = "down.zip" }
+  idle_config           = [{ cron = "* * 9-17 * * 1-5", timeZone = "Europe/Amsterdam", idleCount = 2 }]
   runner_distribution = {
     bucket     = "test-dist"
     key        = "actions-runner-linux.tar.gz"
@@ -196,7 +198,7 @@ run "reusable_runners" {
     error_message = "The runner security group has no ingress."
   }
   assert {
-    condition     = strcontains(local.linux_user_data, "s3://test-dist/actions-runner-linux.tar.gz") && strcontains(local.linux_user_data, "ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/actions-runner/hooks/job-started.sh")
+    condition     = strcontains(local.linux_user_data, "s3://test-dist/actions-runner-linux.tar.gz") && strcontains(local.linux_user_data, "ACTIONS_RUNNER_HOOK_JOB_STARTED=$HOOKS_DIR/job-started.sh") && strcontains(local.linux_user_data, "RUNNER_DIR=$${RUNNER_DIR:-/opt/actions-runner}")
     error_message = "The boot script installs from the syncer's bucket and sets the job-started hook."
   }
   assert {
@@ -212,8 +214,8 @@ run "reusable_runners" {
   }
   assert {
     condition = alltrue(flatten([for p in [aws_iam_role_policy.scale_up.policy, aws_iam_role_policy.scale_down.policy, aws_iam_role_policy.runner.policy] :
-    [for s in jsondecode(p).Statement : !contains(flatten([s.Resource]), "*") || alltrue([for a in flatten([s.Action]) : startswith(a, "ec2:Describe")])]]))
-    error_message = "`*` resources only for Describe calls (no resource-level permissions)."
+    [for s in jsondecode(p).Statement : !contains(flatten([try(s.Resource, [])]), "*") || alltrue([for a in flatten([s.Action]) : startswith(a, "ec2:Describe") || startswith(a, "ssmmessages:")])]]))
+    error_message = "`*` resources only for calls without resource-level permissions (Describe, Session Manager channels)."
   }
   assert {
     condition = alltrue(flatten([for p in [aws_iam_role_policy.scale_up.policy, aws_iam_role_policy.scale_down.policy] :
@@ -344,4 +346,56 @@ run "rejects_a_maximum_below_minus_one" {
     runners_maximum_count = -2
   }
   expect_failures = [var.runners_maximum_count]
+}
+
+# The runner role in every combination of the options that change it: no allow can reach the
+# App's secrets or another instance's token, because explicit denies (which win in IAM) cover them.
+run "no_combination_lets_a_runner_read_secrets_or_other_tokens" {
+  command = apply
+  module {
+    source = "./tests/role-combinations"
+  }
+
+  assert {
+    condition     = length(output.runner_roles) == 16
+    error_message = "Every combination of enable_ssm_on_runners, enable_cloudwatch_agent, enable_jit_config and ephemeral is checked."
+  }
+  assert {
+    condition = alltrue([for k, r in output.runner_roles : length([for s in jsondecode(r.policy).Statement : s if
+      s.Effect == "Deny" && s.Sid == "NoAppSecrets" && try(s.Condition, null) == null &&
+      length(setsubtract(["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:GetParametersByPath"], s.Action)) == 0 &&
+      contains(flatten([try(s.Resource, [])]), "arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/app/*") &&
+      contains(flatten([try(s.Resource, [])]), "arn:aws:ssm:eu-west-1:123456789012:parameter/elsewhere/webhook_secret")
+    ]) == 1])
+    error_message = "An unconditional deny covers every read of the App's parameters and the webhook secret, wherever they live."
+  }
+  assert {
+    condition = alltrue([for k, r in output.runner_roles : length([for s in jsondecode(r.policy).Statement : s if
+      s.Effect == "Deny" && s.Sid == "NoOtherTokens" &&
+      try(s.Resource, "") == "arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/runners/tokens/*" &&
+      try(s.Condition.StringNotLike["ec2:SourceInstanceARN"], "") == "*/$${aws:ResourceTag/InstanceId}"
+    ]) == 1])
+    error_message = "Reading a token parameter not tagged with the caller's own instance id is denied."
+  }
+  assert {
+    condition = alltrue([for k, r in output.runner_roles : length([for s in jsondecode(r.policy).Statement : s if
+      s.Effect == "Deny" && s.Action == ["ssm:GetParametersByPath"] && length(try(s.NotResource, [])) > 0 &&
+      alltrue([for n in try(s.NotResource, []) : startswith(n, "arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/runners/config")])
+    ]) == 1])
+    error_message = "Reading parameters by path is denied everywhere but under the config path."
+  }
+  assert {
+    condition = alltrue([for k, r in output.runner_roles : alltrue([for s in jsondecode(r.policy).Statement :
+      !(s.Effect == "Allow" && contains(flatten([try(s.Resource, [])]), "*") && anytrue([for a in flatten([s.Action]) : startswith(a, "ssm:GetParameter")]))
+    ])])
+    error_message = "No statement allows reading parameters on every resource."
+  }
+  assert {
+    condition     = alltrue([for k, r in output.runner_roles : length(r.managed_policy_arns) == 0])
+    error_message = "No managed policy is attached (AmazonSSMManagedInstanceCore would allow ssm:GetParameter* on every parameter)."
+  }
+  assert {
+    condition     = alltrue([for k, r in output.runner_roles : (length([for s in jsondecode(r.policy).Statement : s if startswith(try(s.Sid, ""), "SessionManager")]) > 0) == strcontains(k, "ssm=true")])
+    error_message = "Session Manager's permissions are there exactly when enable_ssm_on_runners is set."
+  }
 }

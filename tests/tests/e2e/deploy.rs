@@ -1,0 +1,800 @@
+//! `make tf-apply-test`: every example under `terraform/examples/` is applied by the real
+//! Terraform and AWS provider against a moto server of its own, then:
+//!
+//! 1. a second plan must show no changes;
+//! 2. every policy document the apply created is linted by parliament (0 unjustified findings),
+//!    trust policies name one service, and the runner role cannot read the App's secrets or
+//!    another instance's token (explicit denies cover every allow);
+//! 3. the applied dashboard body is checked as CloudWatch would;
+//! 4. the deployed system runs: each function's configuration is read back from moto and its
+//!    binary run with exactly that environment (plus decisions.md #18's test overrides), and one
+//!    signed `workflow_job` delivery goes webhook → the applied queue → scale-up → an instance of
+//!    the applied launch template → the boot script decoded from the template's user data,
+//!    registering with the fake GitHub and running the job → scale-down removing what is left;
+//! 5. `destroy` leaves nothing behind.
+//!
+//! Skipped, loudly, where terraform or its provider mirror is missing (decisions.md #20).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use chrono::{Datelike, Duration as ChronoDuration, Utc};
+use common::github::signature::sign;
+use serde_json::{Value, json};
+use tests::apps::TestApp;
+use tests::aws::Aws;
+use tests::deploy::{
+    Terraform, Workspace, dashboard_problems, examples, iam_lint, inventory, leftovers, zip_bootstrap,
+};
+use tests::event_source::SqsEventSource;
+use tests::fake_github::{AssetContent, FakeGithub};
+use tests::fixtures;
+use tests::imds::FakeImds;
+use tests::lambda_emulator::LambdaFunction;
+use tests::moto::{ACCOUNT, Moto, REGION, project_root, python};
+
+use crate::support::binary;
+
+/// The functions every example deploys, with the root module input that takes each zip.
+const FUNCTIONS: &[(&str, &str)] = &[
+    ("webhook", "webhook_lambda_zip"),
+    ("scale-up", "scale_up_lambda_zip"),
+    ("scale-down", "scale_down_lambda_zip"),
+    ("syncer", "runner_binaries_syncer_lambda_zip"),
+];
+
+const WEBHOOK_SECRET: &str = "apply-test-webhook-secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_example_applies_runs_and_destroys_against_moto() {
+    let terraform = match Terraform::locate() {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !!!! SKIPPED: the apply-against-moto test ({why})\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+            return;
+        }
+    };
+    let zips = lambda_zips();
+    let mut names = examples();
+    assert!(!names.is_empty(), "no examples under terraform/examples");
+    // A developer may apply only some (`make tf-apply-test EXAMPLES=default`); CI applies all.
+    if let Ok(only) = std::env::var("TF_APPLY_EXAMPLES")
+        && !only.trim().is_empty()
+    {
+        names.retain(|n| only.split(',').any(|o| o.trim() == n));
+        eprintln!("TF_APPLY_EXAMPLES: applying only {names:?}");
+    }
+    let runs: Vec<_> = names
+        .iter()
+        .map(|example| tokio::spawn(apply_example(terraform.clone(), example.clone(), zips.clone())))
+        .collect();
+    let mut failures = Vec::new();
+    for (example, run) in names.iter().zip(runs) {
+        match run.await {
+            Ok(report) => eprintln!("{report}"),
+            Err(e) => {
+                let message = e
+                    .try_into_panic()
+                    .ok()
+                    .and_then(|p| {
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    })
+                    .unwrap_or_else(|| "cancelled".into());
+                failures.push(format!("example {example}: {message}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Zips of the test-built function binaries (no release build in CI).
+fn lambda_zips() -> BTreeMap<String, PathBuf> {
+    let dir = project_root().join("target/tf-apply").join(format!("zips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    FUNCTIONS
+        .iter()
+        .map(|(function, variable)| {
+            let zip = dir.join(format!("{function}.zip"));
+            zip_bootstrap(&binary(function), &zip);
+            (variable.to_string(), zip)
+        })
+        .collect()
+}
+
+/// The example's calls of the root module (`source = "../../"`), which take the zips.
+fn root_module_calls(dir: &Path) -> Vec<String> {
+    let main = std::fs::read_to_string(dir.join("main.tf")).unwrap();
+    let body: hcl::Body = hcl::from_str(&main).unwrap();
+    body.blocks()
+        .filter(|b| b.identifier() == "module")
+        .filter(|b| {
+            b.body().attributes().any(|a| {
+                a.key() == "source"
+                    && matches!(a.expr(), hcl::Expression::String(s) if s.trim_end_matches('/') == "../..")
+            })
+        })
+        .filter_map(|b| b.labels().first().map(|l| l.as_str().to_string()))
+        .collect()
+}
+
+/// Values for the example's variables, as a user's `terraform.tfvars` would give them.
+fn example_variables(dir: &Path, vpc: &str, subnets: &[String]) -> Value {
+    let text = std::fs::read_to_string(dir.join("variables.tf")).unwrap_or_default();
+    let body: hcl::Body = hcl::from_str(&text).unwrap();
+    let declared: BTreeSet<String> = body
+        .blocks()
+        .filter(|b| b.identifier() == "variable")
+        .filter_map(|b| b.labels().first().map(|l| l.as_str().to_string()))
+        .collect();
+    let app = TestApp::new(1, 1000);
+    let all = json!({
+        "aws_region": REGION,
+        "vpc_id": vpc,
+        "subnet_ids": subnets,
+        "github_app": {"id": app.id.to_string(), "key_base64": app.key_base64(), "webhook_secret": WEBHOOK_SECRET},
+    });
+    let values: serde_json::Map<String, Value> = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| declared.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(values)
+}
+
+struct Timings(Vec<(String, Duration)>);
+
+impl Timings {
+    fn add(&mut self, step: &str, took: Duration) {
+        self.0.push((step.to_string(), took));
+    }
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(s, d)| format!("{s} {:.1}s", d.as_secs_f64())).collect();
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+async fn terraform_ok(terraform: &Terraform, ws: &Workspace, args: &[&str], timings: &mut Timings) -> String {
+    let run = terraform.run(&ws.dir, args).await;
+    timings.add(args[0], run.took);
+    assert_eq!(run.code, Some(0), "terraform {} failed in {}:\n{}", args.join(" "), ws.example, run.output);
+    run.output
+}
+
+async fn apply_example(terraform: Terraform, example: String, zips: BTreeMap<String, PathBuf>) -> String {
+    let started = Instant::now();
+    let mut timings = Timings(Vec::new());
+    let moto = tokio::task::spawn_blocking(|| Moto::dedicated(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]))
+        .await
+        .expect("moto");
+    let aws = Aws::new(&moto).await;
+    let (vpc, subnets) = network(&aws).await;
+    let baseline = inventory(&moto.endpoint).await;
+
+    let ws = Workspace::create(&example);
+    let modules = root_module_calls(&ws.dir);
+    assert!(!modules.is_empty(), "{example}: no call of the root module (source = \"../../\")");
+    ws.configure(&moto.endpoint, &modules, &zips, &example_variables(&ws.dir, &vpc, &subnets));
+
+    terraform_ok(&terraform, &ws, &["init", "-input=false", "-no-color"], &mut timings).await;
+    let plan =
+        terraform_ok(&terraform, &ws, &["plan", "-input=false", "-no-color", "-out=first.tfplan"], &mut timings).await;
+    let planned = plan.lines().find(|l| l.starts_with("Plan:")).unwrap_or_default().to_string();
+    terraform_ok(
+        &terraform,
+        &ws,
+        &["apply", "-input=false", "-no-color", "-auto-approve", "first.tfplan"],
+        &mut timings,
+    )
+    .await;
+
+    // 1. Re-plan: what was applied is what the configuration says.
+    let second = terraform.run(&ws.dir, &["plan", "-input=false", "-no-color", "-detailed-exitcode"]).await;
+    timings.add("second plan", second.took);
+    assert_eq!(second.code, Some(0), "{example}: the second plan is not empty (or failed):\n{}", second.output);
+    let state = terraform_ok(&terraform, &ws, &["state", "list"], &mut timings).await;
+    let resources =
+        state.lines().filter(|l| !l.trim().is_empty() && !l.contains(".data.") && !l.starts_with("data.")).count();
+
+    let deployed = inventory(&moto.endpoint).await;
+    // 2. IAM as IAM would read it.
+    let iam = check_iam(&deployed).await;
+    // 3. The dashboard as CloudWatch would read it.
+    let dashboard = check_dashboard(&deployed);
+    // 4. The deployed system runs.
+    let drive = drive_through(&moto, &aws, &deployed).await;
+
+    // 5. Destroy leaves nothing.
+    terraform_ok(&terraform, &ws, &["destroy", "-input=false", "-no-color", "-auto-approve"], &mut timings).await;
+    let after = inventory(&moto.endpoint).await;
+    let left = leftovers(&baseline, &after);
+    assert!(left.is_empty(), "{example}: destroy left these behind: {left:#?}");
+
+    format!(
+        "example {example}: {resources} resources ({planned}); second plan empty; {iam}; {dashboard}; {drive}; \
+         destroy left nothing. {timings}; total {:.1}s",
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// A VPC with two subnets in two zones, as the examples expect the user to have.
+async fn network(aws: &Aws) -> (String, Vec<String>) {
+    let vpc = aws.ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (i, zone) in ["a", "b"].iter().enumerate() {
+        let subnet = aws
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.42.{i}.0/24"))
+            .availability_zone(format!("{REGION}{zone}"))
+            .send()
+            .await
+            .unwrap();
+        subnets.push(subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string());
+    }
+    (vpc_id, subnets)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM
+
+async fn check_iam(deployed: &Value) -> String {
+    let policies = deployed["policies"].as_array().cloned().unwrap_or_default();
+    let lint = iam_lint(&Value::Array(policies.clone())).await;
+    let findings = lint["findings"].as_array().cloned().unwrap_or_default();
+    assert!(findings.is_empty(), "parliament findings that are neither fixed nor justified: {findings:#?}");
+
+    for trust in policies.iter().filter(|p| p["kind"] == "trust") {
+        for statement in statements(&trust["document"]) {
+            let service = &statement["Principal"]["Service"];
+            assert!(
+                statement["Effect"] == "Allow" && actions(&statement) == ["sts:AssumeRole"] && service.is_string(),
+                "{}: a trust policy lets one service assume the role, nothing else: {statement}",
+                trust["source"]
+            );
+        }
+    }
+
+    // The runner role: whatever else is attached, no allow reaches the App's secrets or another
+    // instance's token without an explicit deny that wins.
+    let functions = deployed["functions"].as_object().unwrap();
+    let scale_up = functions.iter().find(|(name, _)| name.ends_with("-scale-up")).map(|(_, c)| c).unwrap();
+    let env = &scale_up["Environment"]["Variables"];
+    let parameter_arn = |name: &str| format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}");
+    let mut secrets: Vec<String> = ["PARAMETER_GITHUB_APP_ID_NAME", "PARAMETER_GITHUB_APP_KEY_BASE64_NAME"]
+        .iter()
+        .flat_map(|k| env[*k].as_str().unwrap_or_default().split(':').map(str::to_string).collect::<Vec<_>>())
+        .filter(|n| !n.is_empty())
+        .map(|n| parameter_arn(&n))
+        .collect();
+    let webhook = functions.iter().find(|(name, _)| name.ends_with("-webhook")).map(|(_, c)| c).unwrap();
+    secrets.push(parameter_arn(
+        webhook["Environment"]["Variables"]["PARAMETER_GITHUB_APP_WEBHOOK_SECRET"].as_str().unwrap(),
+    ));
+    let another_token = parameter_arn(&format!("{}/i-0another0instance", env["SSM_TOKEN_PATH"].as_str().unwrap()));
+
+    let role = scale_up_runner_role(deployed);
+    let runner_policies: Vec<&Value> =
+        policies.iter().filter(|p| p["kind"] != "trust" && p["role"] == role.as_str()).collect();
+    assert!(!runner_policies.is_empty(), "no policies found for the runner role {role}");
+    let reads = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"];
+    for policy in &runner_policies {
+        for statement in statements(&policy["document"]).iter().filter(|s| s["Effect"] == "Allow") {
+            for action in reads.iter().filter(|a| actions(statement).iter().any(|p| glob(p, a))) {
+                for (target, denied_how) in secrets.iter().map(|s| (s, "unconditionally")).chain([(&another_token, "")])
+                {
+                    if !resources(statement).iter().any(|r| glob(r, target)) {
+                        continue;
+                    }
+                    let denied = runner_policies.iter().flat_map(|p| statements(&p["document"])).any(|d| {
+                        d["Effect"] == "Deny"
+                            && actions(&d).iter().any(|p| glob(p, action))
+                            && (resources(&d).iter().any(|r| glob(r, target))
+                                || not_resources(&d).is_some_and(|n| !n.iter().any(|r| glob(r, target))))
+                            && (denied_how.is_empty() || d.get("Condition").is_none())
+                    });
+                    assert!(
+                        denied,
+                        "{}: `{action}` on {target} is allowed to runners and not denied {denied_how}: {statement}",
+                        policy["source"]
+                    );
+                }
+            }
+        }
+    }
+    format!(
+        "IAM: {} policies linted, 0 unjustified findings ({} justified), runner role {role} denied the App's secrets",
+        lint["linted"],
+        lint["justified"].as_array().map_or(0, Vec::len)
+    )
+}
+
+/// The role scale-up passes to instances (`PassRunnerRole`).
+fn scale_up_runner_role(deployed: &Value) -> String {
+    deployed["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"].as_str().is_some_and(|r| r.contains("-scale-up-")) && p["kind"] == "identity")
+        .flat_map(|p| statements(&p["document"]))
+        .find(|s| s["Sid"] == "PassRunnerRole")
+        .and_then(|s| resources(&s).first().cloned())
+        .and_then(|arn| arn.rsplit('/').next().map(str::to_string))
+        .expect("scale-up passes a runner role")
+}
+
+fn statements(document: &Value) -> Vec<Value> {
+    match &document["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(_) => vec![document["Statement"].clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    strings(&statement["Action"])
+}
+
+fn resources(statement: &Value) -> Vec<String> {
+    strings(&statement["Resource"])
+}
+
+fn not_resources(statement: &Value) -> Option<Vec<String>> {
+    statement.get("NotResource").map(strings)
+}
+
+/// IAM's wildcard match (`*` any run, `?` one character), case-insensitive for actions' sake.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn inner(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => inner(&p[1..], t) || (!t.is_empty() && inner(p, &t[1..])),
+            (Some(b'?'), Some(_)) => inner(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => inner(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    inner(pattern.as_bytes(), text.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+
+fn check_dashboard(deployed: &Value) -> String {
+    let catalogue: BTreeSet<String> = common::telemetry::metrics::ALL.iter().map(|m| m.name.to_string()).collect();
+    let namespace = deployed["functions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find_map(|c| c["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"].as_str())
+        .unwrap()
+        .to_string();
+    let dashboards = deployed["dashboards"].as_object().cloned().unwrap_or_default();
+    assert!(!dashboards.is_empty(), "no dashboard was applied");
+    let mut rows = 0;
+    for (name, body) in &dashboards {
+        let problems = dashboard_problems(body, &namespace, &catalogue);
+        assert!(problems.is_empty(), "dashboard {name} would be rejected or find nothing:\n{}", problems.join("\n"));
+        rows += body["widgets"]
+            .as_array()
+            .map_or(0, |w| w.iter().map(|w| w["properties"]["metrics"].as_array().map_or(0, Vec::len)).sum::<usize>());
+    }
+    format!(
+        "dashboard: {} widgets' {rows} rows valid",
+        dashboards.values().map(|b| b["widgets"].as_array().map_or(0, Vec::len)).sum::<usize>()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The deployed system runs
+
+struct Deployed<'a> {
+    moto: &'a Moto,
+    functions: &'a serde_json::Map<String, Value>,
+    github: &'a FakeGithub,
+}
+
+impl Deployed<'_> {
+    fn config(&self, function: &str) -> &Value {
+        self.functions
+            .iter()
+            .find(|(name, _)| name.ends_with(&format!("-{function}")))
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| panic!("no {function} function was applied"))
+    }
+
+    fn var(&self, function: &str, name: &str) -> String {
+        self.config(function)["Environment"]["Variables"][name].as_str().unwrap_or_default().to_string()
+    }
+
+    /// The function's binary under the runtime emulator, with exactly the applied environment
+    /// plus moto's credentials and the test overrides of decisions.md #18.
+    async fn spawn(&self, function: &str, overrides: &[(&str, String)]) -> LambdaFunction {
+        let config = self.config(function);
+        assert_eq!(config["Runtime"], "provided.al2023", "{function}: {config}");
+        assert_eq!(config["Handler"], "bootstrap", "{function}");
+        let mut env: Vec<(String, String)> = config["Environment"]["Variables"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default();
+        env.extend(self.moto.lambda_env());
+        env.push((common::config::test_overrides::GITHUB_API_URL.to_string(), self.github.url.clone()));
+        for (name, value) in overrides {
+            assert!(common::config::test_overrides::ALL.contains(name), "{name} is not a test override");
+            env.push((name.to_string(), value.clone()));
+        }
+        let timeout = Duration::from_secs(config["Timeout"].as_u64().unwrap_or(30));
+        let name = config["FunctionName"].as_str().unwrap();
+        LambdaFunction::spawn(&binary(function), name, &env, timeout).await
+    }
+}
+
+async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
+    let functions = deployed["functions"].as_object().unwrap();
+    let github = FakeGithub::start().await;
+    let app = TestApp::new(1, 1000);
+    github.add_app(app.id, app.public_pem.as_bytes());
+    let owner = "acme";
+    let installation = github.add_installation(app.id, owner, "Organization");
+    let system = Deployed { moto, functions, github: &github };
+    assert_eq!(system.var("scale-up", "ENABLE_ORGANIZATION_RUNNERS"), "true", "the drive-through covers org runners");
+    let prefix = system.var("webhook", "ENVIRONMENT");
+    let ephemeral = system.var("scale-up", "ENABLE_EPHEMERAL_RUNNERS") == "true";
+    let jit = system.var("scale-up", "ENABLE_JIT_CONFIG") == "true";
+
+    // The syncer mirrors the (stand-in) runner into the applied bucket.
+    let tarball = runner_tarball();
+    let version = "2.330.0";
+    github.add_release(
+        &format!("v{version}"),
+        vec![(&format!("actions-runner-linux-x64-{version}.tar.gz"), AssetContent::Bytes(tarball.into()))],
+        true,
+    );
+    let syncer = system.spawn("syncer", &[]).await;
+    let synced = syncer.invoke(scheduled()).await;
+    assert!(synced.is_ok(), "the syncer failed: {synced:?}\n{}", syncer.logs().join("\n"));
+    let bucket = system.var("syncer", "S3_BUCKET_NAME");
+    let key = system.var("syncer", "S3_OBJECT_KEY");
+    assert!(aws.s3.head_object().bucket(&bucket).key(&key).send().await.is_ok(), "s3://{bucket}/{key} was not synced");
+
+    // A queued job, delivered through the applied route's integration.
+    let labels: Vec<String> = system.var("scale-up", "RUNNER_LABELS").split(',').map(str::to_string).collect();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let job = github.add_job(owner, "web", &label_refs);
+    let body = fixtures::workflow_job("queued", job, &label_refs, owner, "web", installation);
+    let event = api_event(deployed, &prefix, &body);
+    let webhook = system.spawn("webhook", &[]).await;
+    let answer = webhook.invoke(event).await.expect("the webhook answers");
+    assert_eq!(
+        answer["statusCode"],
+        201,
+        "the webhook did not enqueue the job: {answer}\n{}",
+        webhook.logs().join("\n")
+    );
+
+    // Scale-up, fed by the applied event source mapping from the applied queue.
+    let mapping = deployed["event_source_mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["FunctionArn"].as_str().is_some_and(|f| f.ends_with(&format!("{prefix}-scale-up"))))
+        .expect("an event source mapping for scale-up");
+    assert!(
+        mapping["FunctionResponseTypes"].as_array().is_some_and(|t| t.contains(&json!("ReportBatchItemFailures"))),
+        "partial batch failures are reported: {mapping}"
+    );
+    let queue = mapping["EventSourceArn"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let queue_url = format!("{}/{ACCOUNT}/{queue}", moto.endpoint);
+    let batch = mapping["BatchSize"].as_i64().unwrap_or(10) as i32;
+    let scale_up = system.spawn("scale-up", &[]).await;
+    let source = SqsEventSource::new(aws.sqs.clone(), &queue_url, batch);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let poll = loop {
+        if let Some(poll) = source.poll_once(&scale_up).await {
+            break poll;
+        }
+        assert!(Instant::now() < deadline, "the job never reached {queue_url}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!((poll.received, poll.retried), (1, 0), "scale-up: {poll:?}\n{}", scale_up.logs().join("\n"));
+
+    // The instance, from the applied launch template.
+    let instances = running_instances(aws, &prefix).await;
+    assert_eq!(instances.len(), 1, "one instance for one job: {instances:?}");
+    let instance = &instances[0];
+    let instance_id = instance.instance_id().unwrap().to_string();
+    let tags: BTreeMap<String, String> =
+        instance.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+    let config_path = system.var("scale-up", "SSM_CONFIG_PATH");
+    assert_eq!(tags.get("ghr:environment"), Some(&prefix), "{tags:?}");
+    assert_eq!(tags.get("ghr:ssm_config_path"), Some(&config_path), "{tags:?}");
+    assert_eq!(tags.get("Name"), Some(&format!("{prefix}-action-runner")), "{tags:?}");
+    let template_name = system.var("scale-up", "LAUNCH_TEMPLATE_NAME");
+    let template = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_name(&template_name)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let data = template.launch_template_versions()[0].launch_template_data().unwrap().clone();
+    let metadata = data.metadata_options().expect("metadata options");
+    assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"), "IMDSv2 only");
+    assert_eq!(metadata.instance_metadata_tags().map(|t| t.as_str()), Some("enabled"), "tags in IMDS");
+    let profile = data.iam_instance_profile().and_then(|p| p.name()).unwrap_or_default().to_string();
+    assert_eq!(profile, format!("{prefix}-runner-profile"));
+    if let Some(arn) = instance.iam_instance_profile().and_then(|p| p.arn()) {
+        assert!(arn.ends_with(&profile), "the instance runs with the runner profile: {arn}");
+    }
+
+    // The boot script, exactly as the template holds it, against moto and the IMDS fake.
+    let user_data = decode_user_data(data.user_data().expect("user data"));
+    let boot = boot_instance(&system, aws, &instance_id, &tags, &config_path, &user_data).await;
+    let job_state = github.job(job).expect("the job");
+    assert_eq!(job_state.status, "completed", "the runner ran the job:\n{}", boot.log);
+    let tags = instance_tags(aws, &instance_id).await;
+    assert!(tags.contains_key("ghr:job_started") && tags.contains_key("ghr:job_completed"), "job markers: {tags:?}");
+    let registered = if ephemeral {
+        assert!(
+            github.runners().is_empty(),
+            "GitHub removed the ephemeral runner after its job: {:?}",
+            github.runners()
+        );
+        let state = instance_state(aws, &instance_id).await;
+        assert!(state == "terminated" || state == "shutting-down", "the ephemeral instance ended itself: {state}");
+        "ephemeral runner registered (JIT), ran the job, instance ended itself".to_string()
+    } else {
+        let name = format!("{}{instance_id}", system.var("scale-up", "RUNNER_NAME_PREFIX"));
+        let runner = github.runner_by_name(&name).unwrap_or_else(|| panic!("runner {name} registered:\n{}", boot.log));
+        assert!(runner.online, "{runner:?}");
+        assert!(labels.iter().all(|l| runner.labels.iter().any(|r| r.eq_ignore_ascii_case(l))), "{runner:?}");
+        assert_eq!(tags.get("ghr:github_runner_id"), Some(&runner.id.to_string()), "the runner id is tagged");
+        format!("runner {name} registered ({}), ran the job", if jit { "JIT" } else { "token" })
+    };
+
+    // Scale-down, later: past the minimum running time, outside any idle-keeping schedule.
+    let minutes: i64 = system.var("scale-down", "MINIMUM_RUNNING_TIME_IN_MINUTES").parse().unwrap_or(5);
+    let later = quiet_time_after(Utc::now() + ChronoDuration::minutes(minutes + 1));
+    let clock = std::env::temp_dir().join(tests::moto::unique("ghr-apply-clock"));
+    std::fs::write(&clock, later.to_rfc3339()).unwrap();
+    let clock_override = (common::config::test_overrides::CLOCK_FILE, clock.display().to_string());
+    let scale_down = system.spawn("scale-down", &[clock_override]).await;
+    let result = scale_down.invoke(scheduled()).await;
+    assert!(result.is_ok(), "scale-down failed: {result:?}\n{}", scale_down.logs().join("\n"));
+    assert!(
+        github.runners().is_empty(),
+        "scale-down left runners: {:?}\n{}",
+        github.runners(),
+        scale_down.logs().join("\n")
+    );
+    assert!(running_instances(aws, &prefix).await.is_empty(), "scale-down left instances running");
+    let errors: f64 = scale_down.metric("ScaleDownErrors").iter().map(|(v, _)| v).sum();
+    assert_eq!(errors, 0.0, "{}", scale_down.logs().join("\n"));
+
+    format!(
+        "drive-through: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances"
+    )
+}
+
+fn scheduled() -> Value {
+    json!({"version": "0", "id": "apply-test", "detail-type": "Scheduled Event", "source": "aws.events",
+           "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": REGION, "resources": [], "detail": {}})
+}
+
+/// A Sunday 03:00 UTC at or after `t`: outside every working-hours idle schedule of the examples.
+fn quiet_time_after(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    let mut day = t.date_naive();
+    loop {
+        let candidate = day.and_hms_opt(3, 0, 0).unwrap().and_utc();
+        if candidate.weekday() == chrono::Weekday::Sun && candidate >= t {
+            return candidate;
+        }
+        day = day.succ_opt().unwrap();
+    }
+}
+
+/// The API Gateway event the applied route would send the webhook: the route's key, the
+/// integration's payload format, signed as GitHub signs.
+fn api_event(deployed: &Value, prefix: &str, body: &str) -> Value {
+    let apis = deployed["apis"].as_array().unwrap();
+    let function = format!("function:{prefix}-webhook");
+    let (route, integration) = apis
+        .iter()
+        .flat_map(|api| {
+            let integrations = api["integrations"].as_array().cloned().unwrap_or_default();
+            api["routes"].as_array().cloned().unwrap_or_default().into_iter().filter_map(move |route| {
+                let target = route["Target"].as_str()?.strip_prefix("integrations/")?.to_string();
+                let integration = integrations.iter().find(|i| i["IntegrationId"] == target.as_str())?.clone();
+                Some((route, integration))
+            })
+        })
+        .find(|(_, i)| i["IntegrationUri"].as_str().is_some_and(|u| u.contains(&function)))
+        .expect("an API route integrated with the webhook function");
+    let route_key = route["RouteKey"].as_str().unwrap();
+    let (method, path) = route_key.split_once(' ').unwrap();
+    let signature = sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    let delivery = format!("apply-{:08x}", fastrand::u32(..));
+    match integration["PayloadFormatVersion"].as_str() {
+        Some("2.0") => json!({
+            "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": "",
+            "headers": {"content-type": "application/json", "user-agent": "GitHub-Hookshot/apply",
+                        "x-github-delivery": delivery, "x-github-event": "workflow_job", "x-hub-signature-256": signature},
+            "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "140.82.115.1"},
+                               "routeKey": route_key, "stage": "$default"},
+            "body": body, "isBase64Encoded": false
+        }),
+        other => json!({
+            "resource": path, "path": path, "httpMethod": method, "version": other.unwrap_or("1.0"),
+            "headers": {"Content-Type": "application/json", "X-GitHub-Delivery": delivery, "X-GitHub-Event": "workflow_job",
+                        "X-Hub-Signature-256": signature},
+            "multiValueHeaders": {}, "requestContext": {"httpMethod": method, "stage": "$default"},
+            "body": body, "isBase64Encoded": false
+        }),
+    }
+}
+
+async fn running_instances(aws: &Aws, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = aws
+        .ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:ghr:environment").values(prefix).build())
+        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").build())
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().flat_map(|r| r.instances().to_vec()).collect()
+}
+
+async fn instance_tags(aws: &Aws, id: &str) -> BTreeMap<String, String> {
+    let out = aws.ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.tags())
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+async fn instance_state(aws: &Aws, id: &str) -> String {
+    let out = aws.ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+        .unwrap_or_default()
+}
+
+/// The launch template's user data: base64 of gzip (Linux) or of the script (Windows).
+fn decode_user_data(encoded: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("user data is base64");
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut child = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "user data is not valid gzip");
+        String::from_utf8(out.stdout).expect("user data is text")
+    } else {
+        String::from_utf8(bytes).expect("user data is text")
+    }
+}
+
+/// The stand-in runner (tests/fixtures/runner-stub) as the release tarball.
+fn runner_tarball() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(tests::moto::unique("ghr-apply-tarball"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for script in ["config.sh", "run.sh", "svc.sh"] {
+        std::fs::copy(project_root().join("tests/fixtures/runner-stub").join(script), dir.join(script)).unwrap();
+    }
+    let status = std::process::Command::new("tar")
+        .args(["czf", "runner.tar.gz", "config.sh", "run.sh", "svc.sh"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(dir.join("runner.tar.gz")).unwrap()
+}
+
+struct Booted {
+    log: String,
+}
+
+/// Runs the decoded user data as cloud-init would on the instance, with these differences only:
+/// the runner folder and logs under a scratch folder (the script's own test overrides), package
+/// managers replaced by a recorder (no packages are installed on the test machine), the IMDS
+/// fake instead of 169.254.169.254, AWS at moto, and the runner user (`run_as`, `ec2-user` by
+/// default) set to the test machine's user, which is the only change made to the deployment.
+async fn boot_instance(
+    system: &Deployed<'_>,
+    aws: &Aws,
+    instance_id: &str,
+    tags: &BTreeMap<String, String>,
+    config_path: &str,
+    user_data: &str,
+) -> Booted {
+    let dir = std::env::temp_dir().join(tests::moto::unique("ghr-apply-instance"));
+    let shims = dir.join("shims");
+    std::fs::create_dir_all(&shims).unwrap();
+    std::fs::write(dir.join("user-data.sh"), user_data).unwrap();
+    for tool in ["apt-get", "dnf", "systemctl", "usermod"] {
+        let shim = shims.join(tool);
+        std::fs::write(&shim, format!("#!/bin/sh\necho \"{tool} $*\" >>\"{}\"\n", dir.join("packages.log").display()))
+            .unwrap();
+        std::process::Command::new("chmod").arg("755").arg(&shim).status().unwrap();
+    }
+    let user = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    aws.ssm
+        .put_parameter()
+        .name(format!("{config_path}/run_as"))
+        .value(user.trim())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let imds = FakeImds::start(instance_id, REGION, tags.clone()).await;
+    let venv_bin = python().parent().map(Path::to_path_buf).unwrap();
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg(dir.join("user-data.sh"))
+        .current_dir(&dir)
+        .env(
+            "PATH",
+            format!("{}:{}:{}", shims.display(), venv_bin.display(), std::env::var("PATH").unwrap_or_default()),
+        )
+        .env("RUNNER_DIR", dir.join("runner"))
+        .env("USER_DATA_LOG", dir.join("user-data.log"))
+        .env("CONSOLE", "/dev/null")
+        .env("IMDS_URL", &imds.url)
+        .env("TERMINATE_DELAY", "0")
+        .env("TOKEN_WAIT_SECONDS", "60")
+        .env("STUB_GITHUB_URL", &system.github.url)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .kill_on_drop(true);
+    for (k, v) in system.moto.lambda_env() {
+        command.env(k, v);
+    }
+    command.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the user data finished within 180 s")
+        .unwrap();
+    let log = format!(
+        "{}{}\n--- user-data.log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(dir.join("user-data.log")).unwrap_or_default()
+    );
+    assert!(output.status.success(), "the user data failed:\n{log}");
+    let packages = std::fs::read_to_string(dir.join("packages.log")).unwrap_or_default();
+    assert!(packages.contains("install"), "the user data installs its packages: {packages:?}\n{log}");
+    Booted { log }
+}
