@@ -1,6 +1,7 @@
 //! The common GitHub client against the fake GitHub: App JWTs, installation tokens, GHES and
 //! github.com base URLs, pagination, retries, rate limits and deadlines.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::deadline::Deadline;
@@ -9,6 +10,7 @@ use common::error::{GithubError, Retryable};
 use common::github::GithubUrls;
 use common::github::app::GithubApp;
 use common::github::client::{Auth, ClientSettings, GithubClient};
+use common::testing::ManualClock;
 use http::Method;
 use serde::Deserialize;
 use tests::apps::TestApp;
@@ -72,11 +74,17 @@ async fn installation_tokens_are_minted_again_before_they_expire() {
     let app = TestApp::new(1, 7);
     fake.add_app(app.id, app.public_pem.as_bytes());
     let installation = fake.add_installation(app.id, "acme", "Organization");
-    let client = client_for(&fake, &[&app], false);
+    // The client's clock moves, not the test: GitHub's `expires_at` has whole seconds, so a
+    // test that slept across the 5-minute margin depended on where in a second the token was
+    // minted.
+    let clock = Arc::new(ManualClock::at(chrono::Utc::now()));
+    let client = client_for(&fake, &[&app], false).with_clock(clock.clone());
     let first = client.installation_token(0, installation, deadline(10)).await.unwrap();
     let again = client.installation_token(0, installation, deadline(10)).await.unwrap();
     assert_eq!(first.expose(), again.expose(), "reused while more than 5 minutes are left");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The token lives 301 s (truncated to whole seconds, it still has more than 300 s left at
+    // the clock's start, taken before minting); 2 minutes later it has less than 5 minutes.
+    clock.advance(chrono::Duration::seconds(120));
     let fresh = client.installation_token(0, installation, deadline(10)).await.unwrap();
     assert_ne!(first.expose(), fresh.expose(), "minted again once less than 5 minutes are left");
     assert_eq!(fake.count("POST", "access_tokens"), 2);
@@ -243,16 +251,19 @@ async fn the_fake_enforces_secondary_rate_limits_and_busy_lag() {
     // Reads are another endpoint with their own budget.
     let _: serde_json::Value = inst.get("/orgs/acme/actions/runners").await.unwrap();
 
-    // busy lags the runner's real state; DELETE follows the real state.
+    // busy lags the runner's real state; DELETE follows the real state. The lags are chosen so
+    // that no timing can change the outcome: an hour (still idle), and none (busy at once).
     let runner = fake.add_runner(Scope::org("acme"), "r1", true, false);
     let job = fake.add_job("acme", "web", &["self-hosted"]);
-    fake.assign_job(job, runner, Duration::from_millis(400)).unwrap();
+    fake.assign_job(job, runner, Duration::from_secs(3600)).unwrap();
     let seen: serde_json::Value = inst.get(&format!("/orgs/acme/actions/runners/{runner}")).await.unwrap();
     assert_eq!(seen["busy"], false, "the API still reports idle");
     let err = inst.delete(&format!("/orgs/acme/actions/runners/{runner}")).await.unwrap_err();
     assert_eq!(err.status(), Some(422));
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let seen: serde_json::Value = inst.get(&format!("/orgs/acme/actions/runners/{runner}")).await.unwrap();
-    assert_eq!(seen["busy"], true);
+    let prompt = fake.add_runner(Scope::org("acme"), "r2", true, false);
+    let job = fake.add_job("acme", "web", &["self-hosted"]);
+    fake.assign_job(job, prompt, Duration::ZERO).unwrap();
+    let seen: serde_json::Value = inst.get(&format!("/orgs/acme/actions/runners/{prompt}")).await.unwrap();
+    assert_eq!(seen["busy"], true, "reported once the lag has passed");
     let _ = client.send(Auth::None, Method::GET, "/repos/actions/runner/releases/latest", None, deadline(5)).await;
 }

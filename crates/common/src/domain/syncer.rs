@@ -43,8 +43,9 @@ impl Release {
     /// The SHA-256 GitHub publishes for the asset: its `digest`, else the checksum in the release
     /// notes (`<!-- BEGIN SHA linux-x64 -->hex<!-- END SHA linux-x64 -->`).
     pub fn sha256_for(&self, asset: &ReleaseAsset, os: &str, arch: &str) -> Option<String> {
-        if let Some(hex) = asset.digest.as_deref().and_then(|d| d.strip_prefix("sha256:")) {
-            return valid_sha256(hex);
+        // A digest that does not parse is no reason to skip the release notes' checksum.
+        if let Some(sha) = asset.digest.as_deref().and_then(|d| d.strip_prefix("sha256:")).and_then(valid_sha256) {
+            return Some(sha);
         }
         let body = self.body.as_deref()?;
         let begin = format!("<!-- BEGIN SHA {os}-{arch} -->");
@@ -120,6 +121,10 @@ mod tests {
         assert_eq!(r.sha256_for(arm64, "linux", "arm64"), Some("b".repeat(64)), "from the release notes, lower-cased");
         let arm = r.asset_for("linux", "arm").unwrap();
         assert_eq!(r.sha256_for(arm, "linux", "arm"), None);
+        // A malformed digest falls back to the release notes' checksum.
+        let mut garbled = arm64.clone();
+        garbled.digest = Some("sha256:not-hex".into());
+        assert_eq!(r.sha256_for(&garbled, "linux", "arm64"), Some("b".repeat(64)));
         assert_eq!(default_object_key("linux"), "actions-runner-linux.tar.gz");
         assert_eq!(default_object_key("win"), "actions-runner-win.zip");
     }

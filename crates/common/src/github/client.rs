@@ -31,6 +31,7 @@ use super::GithubUrls;
 use super::app::GithubApp;
 use super::owner_path;
 use super::pacing::{WritePacer, endpoint_template};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Secret;
 use crate::deadline::{Deadline, backoff};
 use crate::domain::runner::RunnerOwner;
@@ -130,7 +131,7 @@ pub struct RateLimit {
 
 struct InstallationToken {
     token: Secret<String>,
-    expires_at: SystemTime,
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Installation tokens are refreshed this long before they expire.
@@ -159,6 +160,8 @@ pub struct GithubClient {
     stats: Mutex<RequestStats>,
     in_flight: Arc<Semaphore>,
     pacer: WritePacer,
+    /// Decides when a cached installation token is too close to its expiry.
+    clock: Arc<dyn Clock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -194,7 +197,14 @@ impl GithubClient {
             installations: Mutex::new(HashMap::new()),
             rate_limits: Mutex::new(HashMap::new()),
             stats: Mutex::new(RequestStats::default()),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same client on another clock (tests move time instead of sleeping).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn apps(&self) -> &[GithubApp] {
@@ -250,7 +260,7 @@ impl GithubClient {
     ) -> Result<Secret<String>, GithubError> {
         let mut tokens = self.tokens.lock().await;
         if let Some(t) = tokens.get(&(app, installation))
-            && t.expires_at > SystemTime::now() + TOKEN_REFRESH_MARGIN
+            && t.expires_at > self.clock.now() + TOKEN_REFRESH_MARGIN
         {
             return Ok(t.token.clone());
         }
@@ -263,10 +273,7 @@ impl GithubClient {
         let response = self.send(Auth::App(app), Method::POST, &path, Some(&serde_json::json!({})), deadline).await?;
         let minted: Minted = response.json()?;
         let token = Secret::new(minted.token);
-        tokens.insert(
-            (app, installation),
-            InstallationToken { token: token.clone(), expires_at: SystemTime::from(minted.expires_at) },
-        );
+        tokens.insert((app, installation), InstallationToken { token: token.clone(), expires_at: minted.expires_at });
         Ok(token)
     }
 
