@@ -28,15 +28,20 @@ resource "aws_iam_instance_profile" "runner" {
 }
 
 locals {
-  parameter_arn = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter"
-  # Reading parameters by path is needed only under the config path; everywhere else (the App's
-  # secrets, other instances' tokens, their parents) it is denied.
+  parameter_arn    = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter"
   config_path_arns = ["${local.parameter_arn}${local.config_path}", "${local.parameter_arn}${local.config_path}/*"]
   # Secrets no runner ever reads, whatever else the role is given (Session Manager, CloudWatch
   # agent, `runner_iam_role_managed_policy_arns`): the App's id, key and installation ids, the
   # webhook secret, and everything under the App path.
   app_secret_arns = distinct(concat(var.secret_parameter_arns, ["${local.parameter_arn}${var.app_parameter_path}", "${local.parameter_arn}${var.app_parameter_path}/*"]))
   parameter_reads = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:GetParametersByPath"]
+  # A by-path read of any ancestor of the secrets or the tokens would return them too: those
+  # paths (and the root) are denied to by-path reads; a user's own unrelated paths are not.
+  guarded_paths = concat([var.app_parameter_path, local.token_path], [for arn in var.secret_parameter_arns : regex("parameter(/.*)$", arn)[0]])
+  guarded_ancestors = distinct(flatten([for p in local.guarded_paths : [
+    for i in range(1, length(split("/", p))) : join("/", slice(split("/", p), 0, i + 1))
+  ]]))
+  by_path_denied = concat(["${local.parameter_arn}/"], [for p in local.guarded_ancestors : "${local.parameter_arn}${p}"], ["${local.parameter_arn}${local.token_path}/*"])
 }
 
 resource "aws_iam_role_policy" "runner" {
@@ -79,10 +84,10 @@ resource "aws_iam_role_policy" "runner" {
           }
         },
         {
-          Sid         = "NoReadsByPathOutsideConfig"
-          Effect      = "Deny"
-          Action      = ["ssm:GetParametersByPath"]
-          NotResource = local.config_path_arns
+          Sid      = "NoReadsByPathAboveSecrets"
+          Effect   = "Deny"
+          Action   = ["ssm:GetParametersByPath"]
+          Resource = local.by_path_denied
         },
         {
           # Its runner id, and the job markers that keep scale-down from killing a busy runner.

@@ -776,6 +776,10 @@ async fn boot_instance(
         .env("TERMINATE_DELAY", "0")
         .env("TOKEN_WAIT_SECONDS", "60")
         .env("STUB_GITHUB_URL", &system.github.url)
+        // A job takes time. With a job that starts and ends within one second, the one-second
+        // job markers tie and scale-down keeps the runner as busy for ever: issue 12, item 7,
+        // which this test found (it passed or failed with where in a second the job ran).
+        .env("STUB_JOB_SECONDS", "2")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .kill_on_drop(true);

@@ -379,10 +379,12 @@ run "no_combination_lets_a_runner_read_secrets_or_other_tokens" {
   }
   assert {
     condition = alltrue([for k, r in output.runner_roles : length([for s in jsondecode(r.policy).Statement : s if
-      s.Effect == "Deny" && s.Action == ["ssm:GetParametersByPath"] && length(try(s.NotResource, [])) > 0 &&
-      alltrue([for n in try(s.NotResource, []) : startswith(n, "arn:aws:ssm:eu-west-1:123456789012:parameter/github-action-runners/test/runners/config")])
+      s.Effect == "Deny" && s.Action == ["ssm:GetParametersByPath"] && try(s.Condition, null) == null &&
+      length(setsubtract([for p in ["/", "/github-action-runners", "/github-action-runners/test", "/github-action-runners/test/app", "/github-action-runners/test/runners", "/github-action-runners/test/runners/tokens", "/github-action-runners/test/runners/tokens/*", "/elsewhere", "/elsewhere/webhook_secret"] :
+      "arn:aws:ssm:eu-west-1:123456789012:parameter${p}"], flatten([try(s.Resource, [])]))) == 0 &&
+      !anytrue([for a in flatten([try(s.Resource, [])]) : strcontains(a, "runners/config")])
     ]) == 1])
-    error_message = "Reading parameters by path is denied everywhere but under the config path."
+    error_message = "Reading by path is denied on every ancestor of the secrets and the tokens (a by-path read returns everything below), and nowhere else: the config path stays readable, a user's own paths too."
   }
   assert {
     condition = alltrue([for k, r in output.runner_roles : alltrue([for s in jsondecode(r.policy).Statement :
