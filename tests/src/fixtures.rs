@@ -45,3 +45,19 @@ pub fn workflow_job(action: &str, job_id: u64, labels: &[&str], owner: &str, rep
     v["installation"]["id"] = installation.into();
     serde_json::to_string_pretty(&v).expect("serialise")
 }
+
+/// The stand-in runner (`tests/fixtures/runner-stub`: `config.sh`, `run.sh`, `svc.sh`) packed as
+/// the runner release tarball the syncer mirrors and the boot script unpacks.
+pub fn runner_stub_tarball() -> Vec<u8> {
+    let stub = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/runner-stub");
+    let output = std::process::Command::new("tar")
+        .arg("czf")
+        .arg("-")
+        .arg("-C")
+        .arg(&stub)
+        .args(["config.sh", "run.sh", "svc.sh"])
+        .output()
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    assert!(output.status.success(), "tar: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}

@@ -70,19 +70,7 @@ impl World {
 
     /// The runner tarball, as the syncer leaves it in S3, with the stand-in runner scripts.
     async fn upload_runner_tarball(&self) {
-        let staging = scratch("runner-tarball");
-        for script in ["config.sh", "run.sh", "svc.sh"] {
-            std::fs::copy(project_root().join("tests/fixtures/runner-stub").join(script), staging.join(script))
-                .unwrap();
-        }
-        let tarball = staging.join("actions-runner-linux.tar.gz");
-        let status = std::process::Command::new("tar")
-            .args(["czf", "actions-runner-linux.tar.gz", "config.sh", "run.sh", "svc.sh"])
-            .current_dir(&staging)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let body = aws_sdk_s3::primitives::ByteStream::from(std::fs::read(&tarball).unwrap());
+        let body = aws_sdk_s3::primitives::ByteStream::from(tests::fixtures::runner_stub_tarball());
         self.aws
             .s3
             .put_object()

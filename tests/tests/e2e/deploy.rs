@@ -463,7 +463,7 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     let jit = system.var("scale-up", "ENABLE_JIT_CONFIG") == "true";
 
     // The syncer mirrors the (stand-in) runner into the applied bucket.
-    let tarball = runner_tarball();
+    let tarball = fixtures::runner_stub_tarball();
     let version = "2.330.0";
     github.add_release(
         &format!("v{version}"),
@@ -704,22 +704,6 @@ fn decode_user_data(encoded: &str) -> String {
     } else {
         String::from_utf8(bytes).expect("user data is text")
     }
-}
-
-/// The stand-in runner (tests/fixtures/runner-stub) as the release tarball.
-fn runner_tarball() -> Vec<u8> {
-    let dir = std::env::temp_dir().join(tests::moto::unique("ghr-apply-tarball"));
-    std::fs::create_dir_all(&dir).unwrap();
-    for script in ["config.sh", "run.sh", "svc.sh"] {
-        std::fs::copy(project_root().join("tests/fixtures/runner-stub").join(script), dir.join(script)).unwrap();
-    }
-    let status = std::process::Command::new("tar")
-        .args(["czf", "runner.tar.gz", "config.sh", "run.sh", "svc.sh"])
-        .current_dir(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(dir.join("runner.tar.gz")).unwrap()
 }
 
 struct Booted {
