@@ -28,6 +28,11 @@ harness, never in the modules (decisions.md #29), and this is the one list of th
    it for the apply test (a user may list managed policy ARNs in
    `runner_iam_role_managed_policy_arns`). Unit tests do not need it (it slows moto's start).
 
+8. `CreateFleet` ignores its `ClientToken`: a retried call with the same token launches a
+   second fleet where EC2 answers the first one again (EC2's idempotency). Scale-up's retries
+   rely on it, so `patch_create_fleet_idempotent` answers a repeated token with the fleet it
+   created first.
+
 A patch that no longer finds what it patches (another moto version) fails loudly at start.
 """
 import json
@@ -181,6 +186,29 @@ def patch_launch_template_own_tags():
     launch_templates.LaunchTemplateVersion.__init__ = __init__
 
 
+def patch_create_fleet_idempotent():
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import fleets
+
+    original = fleets.Fleets.create_fleet
+
+    def create_fleet(self):
+        token = self._get_param("ClientToken")
+        known = self.ec2_backend.__dict__.setdefault("_ghr_fleet_tokens", {})
+        fleet = self.ec2_backend.fleets.get(known.get(token)) if token else None
+        if fleet is not None:
+            result = {"FleetId": fleet.id}
+            if fleet.instances is not None:
+                result["Instances"] = fleet.instances
+            return ActionResult(result)
+        answer = original(self)
+        if token:
+            known[token] = answer.result["FleetId"]
+        return answer
+
+    fleets.Fleets.create_fleet = create_fleet
+
+
 for patch in (
     patch_s3_secure_transport,
     patch_sqs_policy_kept,
@@ -188,6 +216,7 @@ for patch in (
     patch_event_source_batching_window,
     patch_log_group_class,
     patch_launch_template_own_tags,
+    patch_create_fleet_idempotent,
 ):
     patch()
 

@@ -30,6 +30,12 @@ pub enum FaultKind {
     FleetShortfall { fulfil: usize, code: String },
     /// Forward after a delay.
     Delay(Duration),
+    /// Forward at once, answer after a delay: the call takes effect but its caller may have
+    /// timed out by then (and retries a call that already succeeded).
+    DelayResponse(Duration),
+    /// `DescribeInstances` does not list instances launched (through this proxy) less than
+    /// this long ago: EC2's eventual consistency.
+    HideNewInstances(Duration),
 }
 
 /// A fault for calls to `action` (`ec2:CreateFleet`, `ssm:PutParameter`, `sqs:SendMessage`...).
@@ -63,6 +69,21 @@ impl AwsFault {
         }
     }
 
+    /// A call to `action` forwarded only after `delay`.
+    pub fn delayed(action: &str, delay: Duration) -> Self {
+        Self { action: action.into(), kind: FaultKind::Delay(delay), times: None }
+    }
+
+    /// A call to `action` that takes effect but is answered only after `delay`.
+    pub fn slow_answer(action: &str, delay: Duration) -> Self {
+        Self { action: action.into(), kind: FaultKind::DelayResponse(delay), times: None }
+    }
+
+    /// Instances listed by `DescribeInstances` only `lag` after their launch.
+    pub fn visibility_lag(lag: Duration) -> Self {
+        Self { action: "ec2:DescribeInstances".into(), kind: FaultKind::HideNewInstances(lag), times: None }
+    }
+
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
         self
@@ -76,6 +97,8 @@ struct ProxyState {
     calls: Vec<(String, u16)>,
     /// Request bodies of EC2 calls (query protocol), by action.
     ec2_requests: Vec<(String, String)>,
+    /// Instances launched through the proxy, and when their launch was answered.
+    launched: Vec<(String, std::time::Instant)>,
 }
 
 struct Shared {
@@ -283,12 +306,16 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     };
     let mut body = body;
     let mut shortfall_code = None;
+    let mut answer_delay = None;
+    let mut hide_younger_than = None;
     match &fault {
         Some(FaultKind::Error { status, code, message }) => {
             lock(&shared.state).calls.push((action.clone(), *status));
             return error_response(&action, *status, code, message);
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::DelayResponse(d)) => answer_delay = Some(*d),
+        Some(FaultKind::HideNewInstances(lag)) => hide_younger_than = Some(*lag),
         Some(FaultKind::FleetShortfall { fulfil, code }) => {
             if *fulfil == 0 {
                 lock(&shared.state).calls.push((action.clone(), 200));
@@ -340,7 +367,28 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             1,
         ));
     }
+    if action == "ec2:CreateFleet" || action == "ec2:RunInstances" {
+        let now = std::time::Instant::now();
+        let ids = instance_ids_in(&String::from_utf8_lossy(&bytes));
+        lock(&shared.state).launched.extend(ids.into_iter().map(|id| (id, now)));
+    }
+    if let Some(lag) = hide_younger_than {
+        let young: Vec<String> = lock(&shared.state)
+            .launched
+            .iter()
+            .filter(|(_, at)| at.elapsed() < lag)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut xml = String::from_utf8_lossy(&bytes).into_owned();
+        for id in young {
+            xml = without_instance(&xml, &id);
+        }
+        bytes = Bytes::from(xml);
+    }
     lock(&shared.state).calls.push((action, rparts.status.as_u16()));
+    if let Some(delay) = answer_delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut out = Response::builder().status(rparts.status);
     for (k, v) in &rparts.headers {
         if k != "content-length" && k != "transfer-encoding" {
@@ -348,4 +396,87 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         }
     }
     out.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// The instance ids (`>i-...<`) in an EC2 response.
+fn instance_ids_in(xml: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find(">i-") {
+        let tail = &rest[at + 1..];
+        let end = tail.find('<').unwrap_or(tail.len());
+        let id = &tail[..end];
+        if id.len() > 2 && id[2..].chars().all(|c| c.is_ascii_hexdigit()) && !ids.iter().any(|i| i == id) {
+            ids.push(id.to_string());
+        }
+        rest = &tail[end..];
+    }
+    ids
+}
+
+/// A `DescribeInstances` response without the instance `id`: its `<item>` in `instancesSet`
+/// (found around its `<instanceId>`, counting nested items) is cut out.
+fn without_instance(xml: &str, id: &str) -> String {
+    let needle = format!("<instanceId>{id}</instanceId>");
+    let Some(at) = xml.find(&needle) else {
+        return xml.to_string();
+    };
+    // Back to the `<item>` that encloses it.
+    let mut depth = 0usize;
+    let mut start = None;
+    let mut cursor = at;
+    while let Some(pos) = xml[..cursor].rfind("item>") {
+        if pos >= 2 && &xml[pos - 2..pos] == "</" {
+            depth += 1;
+            cursor = pos - 2;
+        } else if pos >= 1 && &xml[pos - 1..pos] == "<" {
+            if depth == 0 {
+                start = Some(pos - 1);
+                break;
+            }
+            depth -= 1;
+            cursor = pos - 1;
+        } else {
+            cursor = pos;
+        }
+    }
+    let Some(start) = start else {
+        return xml.to_string();
+    };
+    // Forward to its `</item>`.
+    let mut depth = 0usize;
+    let mut cursor = start + "<item>".len();
+    while let Some(offset) = xml[cursor..].find("item>") {
+        let pos = cursor + offset;
+        if &xml[pos - 2..pos] == "</" {
+            if depth == 0 {
+                let end = pos + "item>".len();
+                return format!("{}{}", &xml[..start], &xml[end..]);
+            }
+            depth -= 1;
+        } else if &xml[pos - 1..pos] == "<" {
+            depth += 1;
+        }
+        cursor = pos + "item>".len();
+    }
+    xml.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_is_cut_out_of_a_listing() {
+        let xml = "<r><reservationSet><item><reservationId>r-1</reservationId><instancesSet>\
+<item><blockDeviceMapping><item><x>1</x></item></blockDeviceMapping><instanceId>i-0a</instanceId><tagSet><item><key>k</key></item></tagSet></item>\
+<item><instanceId>i-0b</instanceId></item></instancesSet></item></reservationSet></r>";
+        let cut = without_instance(xml, "i-0a");
+        assert_eq!(
+            cut,
+            "<r><reservationSet><item><reservationId>r-1</reservationId><instancesSet><item><instanceId>i-0b</instanceId></item></instancesSet></item></reservationSet></r>"
+        );
+        assert_eq!(instance_ids_in(xml), vec!["i-0a", "i-0b"]);
+        assert_eq!(without_instance(xml, "i-0c"), xml);
+    }
 }

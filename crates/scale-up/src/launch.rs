@@ -6,8 +6,8 @@ use std::future::Future;
 use common::deadline::Deadline;
 use common::domain::runner::{RunnerOwner, tags};
 use common::domain::scale_up::{
-    CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, runner_label_tags, sanitize_allocation_strategy,
-    should_fail_over,
+    CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, launch_client_token, runner_label_tags,
+    sanitize_allocation_strategy, should_fail_over,
 };
 use common::error::AwsError;
 
@@ -47,8 +47,15 @@ fn launch_tags(config: &Config, owner: &RunnerOwner) -> Vec<(String, String)> {
     t
 }
 
-/// Launches `count` instances for `owner`.
-pub(crate) async fn launch(scale_up: &ScaleUp, owner: &RunnerOwner, count: usize, deadline: Deadline) -> Launched {
+/// Launches one instance per delivery for `owner`. The deliveries (see
+/// [`launch_client_token`]) name the request, so that a retried call cannot launch twice.
+pub(crate) async fn launch(
+    scale_up: &ScaleUp,
+    owner: &RunnerOwner,
+    deliveries: &[String],
+    deadline: Deadline,
+) -> Launched {
+    let count = deliveries.len();
     let config = &scale_up.config;
     if config.dedicated_host && config.capacity_type == CapacityType::Spot {
         return Launched::failed("spot capacity is not supported on dedicated hosts");
@@ -74,6 +81,7 @@ pub(crate) async fn launch(scale_up: &ScaleUp, owner: &RunnerOwner, count: usize
         image_id,
         tags: launch_tags(config, owner),
         dedicated_host: config.dedicated_host,
+        client_token: Some(launch_client_token(deliveries, owner, config.capacity_type)),
     };
     let outcome = match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {
         Ok(o) => o,
@@ -86,6 +94,7 @@ pub(crate) async fn launch(scale_up: &ScaleUp, owner: &RunnerOwner, count: usize
         tracing::info!(owner = %owner, missing, codes = ?errors.iter().map(|e| &e.code).collect::<Vec<_>>(), "spot capacity missing, failing over to on-demand");
         request.count = missing;
         request.capacity_type = CapacityType::OnDemand;
+        request.client_token = Some(launch_client_token(deliveries, owner, CapacityType::OnDemand));
         request.allocation_strategy =
             sanitize_allocation_strategy(&config.allocation_strategy, CapacityType::OnDemand).to_string();
         match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {

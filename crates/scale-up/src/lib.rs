@@ -13,10 +13,11 @@
 //!   user-owned repository with organization runners, over the maximum for reusable runners
 //!   (an existing runner will take it). Every message gets one log line saying which.
 //! - **The maximum under concurrency**: after launching, an invocation lists the owner's
-//!   instances again, ranks them by launch time, and terminates its own instances ranked beyond
-//!   `RUNNERS_MAXIMUM_COUNT` before any of them is registered. Concurrent invocations rank the
-//!   same instances the same way, so the count settles at or below the maximum; it can exceed
-//!   it only for the seconds between a launch and that recount (see ARCHITECTURE.md).
+//!   instances again (waiting until EC2 lists its own), ranks them (`beyond_maximum`), and
+//!   terminates its own instances ranked beyond `RUNNERS_MAXIMUM_COUNT` before any of them is
+//!   registered; their jobs go back to SQS. The count settles at or below the maximum; it can
+//!   exceed it only for the seconds between a launch and that recount (see ARCHITECTURE.md).
+//!   Each `CreateFleet` carries a `ClientToken`, so a retried call cannot launch twice.
 //! - **Environment**: upstream §1.4/§1.5 names, see [`Config`].
 //! - **IAM**: `ec2:CreateFleet`, `ec2:RunInstances`, `ec2:DescribeInstances`, `ec2:CreateTags`,
 //!   `ec2:TerminateInstances` (tag-conditioned), `iam:PassRole` (runner role), `ssm:PutParameter`
@@ -71,6 +72,8 @@ type Failure = (&'static str, String);
 #[derive(Debug, Clone)]
 struct Job {
     message_id: String,
+    /// SQS's `ApproximateReceiveCount`: with the id, it names this delivery of the message.
+    receive_count: String,
     message: QueuedJobMessage,
 }
 
@@ -92,6 +95,11 @@ const OWNER_CONCURRENCY: usize = 4;
 const RUNNER_CONCURRENCY: usize = 8;
 /// Job lookups at once.
 const LOOKUP_CONCURRENCY: usize = 8;
+/// How long the recount waits for EC2 to list the instances just launched.
+const RECOUNT_PATIENCE: Duration = Duration::from_secs(5);
+/// An instance launched longer ago than this has passed its invocation's recount: no
+/// invocation terminates it as surplus any more.
+const SETTLED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 impl ScaleUp {
     pub fn new(
@@ -124,8 +132,9 @@ impl ScaleUp {
                 tracing::warn!(message_id, source, "ignoring a record that does not come from SQS");
                 continue;
             }
+            let receive_count = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
             match record.body.as_deref().map(serde_json::from_str::<QueuedJobMessage>) {
-                Some(Ok(message)) => jobs.push(Job { message_id, message }),
+                Some(Ok(message)) => jobs.push(Job { message_id, receive_count, message }),
                 Some(Err(e)) => {
                     tracing::error!(message_id, error = %e, "malformed message: acknowledged, it can never succeed");
                     fates.push((message_id, Fate::Skipped { reason: "malformed" }));
@@ -162,8 +171,11 @@ impl ScaleUp {
         }
 
         let app = self.github.choose_app();
+        // Names this invocation in EC2 client tokens: its retries share a token, nothing else does.
+        let invocation = format!("{:016x}", fastrand::u64(..));
+        let invocation = invocation.as_str();
         let per_owner: Vec<Vec<(String, Fate)>> = futures::stream::iter(groups)
-            .map(|(owner, jobs)| self.scale_owner(app, owner, jobs, deadline))
+            .map(|(owner, jobs)| self.scale_owner(app, owner, jobs, invocation, deadline))
             .buffer_unordered(OWNER_CONCURRENCY)
             .collect()
             .await;
@@ -182,6 +194,7 @@ impl ScaleUp {
         app: usize,
         owner: RunnerOwner,
         jobs: Vec<Job>,
+        invocation: &str,
         deadline: Deadline,
     ) -> Vec<(String, Fate)> {
         let all_retry = |jobs: &[Job], reason: &'static str, detail: String| -> Vec<(String, Fate)> {
@@ -234,9 +247,14 @@ impl ScaleUp {
 
         // 2. The maximum.
         let live = InstanceFilter::live(&self.config.environment).owned_by(&owner);
+        let mut settled = 0;
         let wanted = if self.config.maximum >= 0 {
             match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
-                Ok(current) => runners_to_create(jobs.len(), current.len(), self.config.maximum),
+                Ok(current) => {
+                    let settled_before = chrono::Utc::now() - SETTLED_AFTER;
+                    settled = current.iter().filter(|i| i.launch_time.is_some_and(|t| t < settled_before)).count();
+                    runners_to_create(jobs.len(), current.len(), self.config.maximum)
+                }
                 Err(e) => {
                     tracing::error!(owner = %owner, error = %e, "cannot count the owner's runners");
                     fates.extend(all_retry(&jobs, "ec2", e.to_string()));
@@ -252,7 +270,7 @@ impl ScaleUp {
             (jobs, over)
         };
         for job in over {
-            fates.push((job.message_id, self.over_maximum()));
+            fates.push((job.message_id, self.over_maximum(settled)));
         }
         if to_launch.is_empty() {
             return fates;
@@ -264,7 +282,11 @@ impl ScaleUp {
 
         // 3. Launch: one fleet for the owner.
         self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
-        let launched = launch::launch(self, &owner, to_launch.len(), deadline).await;
+        let deliveries: Vec<String> = to_launch
+            .iter()
+            .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
+            .collect();
+        let launched = launch::launch(self, &owner, &deliveries, deadline).await;
         let unlaunched = to_launch.split_off(launched.instance_ids.len().min(to_launch.len()));
         if let Some(failure) = &launched.failure {
             fates.extend(all_retry(&unlaunched, "ec2", failure.clone()));
@@ -273,9 +295,9 @@ impl ScaleUp {
 
         // 4. Recount: terminate our own instances beyond the maximum before registering them.
         if self.config.maximum >= 0 && !pairs.is_empty() {
-            match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
+            let mine: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
+            match self.recount(&live, &mine, deadline).await {
                 Ok(all) => {
-                    let mine: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
                     let surplus = beyond_maximum(&all, &mine, self.config.maximum);
                     if !surplus.is_empty() {
                         tracing::warn!(owner = %owner, surplus = ?surplus, "over the maximum after a concurrent launch, terminating our surplus");
@@ -283,8 +305,13 @@ impl ScaleUp {
                         let (gone, kept): (Vec<_>, Vec<_>) =
                             pairs.into_iter().partition(|(_, id)| surplus.contains(id));
                         pairs = kept;
+                        // Back to SQS whatever the runner type: the runner this job was counted
+                        // on is gone, and the instances that stay may all be busy.
                         for (job, _) in gone {
-                            fates.push((job.message_id, self.over_maximum()));
+                            fates.push((
+                                job.message_id,
+                                Fate::retry("maximum_reached", "its instance was terminated as surplus"),
+                            ));
                         }
                     }
                 }
@@ -300,12 +327,47 @@ impl ScaleUp {
         fates
     }
 
-    fn over_maximum(&self) -> Fate {
+    /// The owner's live instances after our launch. EC2's reads are eventually consistent: it
+    /// waits (a few seconds at most, within the deadline) until our own instances are listed,
+    /// so that instances launched before ours are listed too; `beyond_maximum` counts ours
+    /// whether listed or not.
+    async fn recount(
+        &self,
+        live: &InstanceFilter,
+        mine: &[String],
+        deadline: Deadline,
+    ) -> Result<Vec<common::domain::runner::RunnerInstance>, common::error::AwsError> {
+        let started = std::time::Instant::now();
+        loop {
+            let all = launch::with_retries(&self.config, deadline, || self.ec2.list(live)).await?;
+            let missing = mine.iter().filter(|id| !all.iter().any(|i| &i.id == *id)).count();
+            let wait = Duration::from_millis(500);
+            if missing == 0
+                || started.elapsed() + wait > RECOUNT_PATIENCE
+                || !deadline.allows(wait, Duration::from_secs(5))
+            {
+                if missing > 0 {
+                    tracing::warn!(missing, "some of our instances are not listed yet; counting them anyway");
+                }
+                return Ok(all);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The fate of a job over the maximum, `settled` being the owner's instances old enough
+    /// that no recount can still terminate them.
+    fn over_maximum(&self, settled: usize) -> Fate {
         if self.config.ephemeral {
             Fate::retry("maximum_reached", "the maximum number of runners is reached")
-        } else {
+        } else if settled > 0 || self.config.maximum == 0 {
             // A reusable runner will pick the job up once it is free (upstream, decisions.md #12).
+            // (With a maximum of 0 no runner ever will: retrying would not help either.)
             Fate::Skipped { reason: "maximum_reached" }
+        } else {
+            // Every runner counted was launched seconds ago: a concurrent invocation's recount
+            // may still terminate them all, so the job is not left to them yet.
+            Fate::retry("maximum_reached", "the maximum is reached by runners still starting")
         }
     }
 

@@ -225,6 +225,32 @@ async fn over_the_maximum_ephemeral_jobs_are_retried_and_reusable_ones_acknowled
 }
 
 #[tokio::test]
+async fn reusable_jobs_over_the_maximum_come_back_while_the_runners_are_still_starting() {
+    // Runners launched seconds ago may all still be terminated by a concurrent recount: a job
+    // is left to them only once one of them has settled.
+    let w = world(&[("RUNNERS_MAXIMUM_COUNT", "2"), ("ENABLE_JOB_QUEUED_CHECK", "false")]);
+    for (i, age) in [(0, 5), (1, 20)] {
+        w.ec2.add(RunnerInstance {
+            id: format!("i-existing{i}"),
+            launch_time: Some(chrono::Utc::now() - chrono::TimeDelta::seconds(age)),
+            state: "running".into(),
+            tags: [
+                (tags::ENVIRONMENT, "ci"),
+                (tags::APPLICATION, "github-action-runner"),
+                (tags::TYPE, "Org"),
+                (tags::OWNER, "acme"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        });
+    }
+    let fates = run(&w, &[message(1, "acme", "a")]).await;
+    assert_eq!(retried(&fates), vec!["m0"], "{fates:?}");
+    assert!(w.ec2.launches().is_empty());
+}
+
+#[tokio::test]
 async fn a_partial_fleet_retries_exactly_the_jobs_without_a_runner() {
     let w = world(EPHEMERAL);
     w.ec2.script(vec![ScriptedLaunch::Partial {

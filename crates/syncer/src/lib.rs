@@ -194,13 +194,29 @@ impl Syncer {
     ) -> Result<(Vec<(i32, String)>, u64), SyncError> {
         let mut download = self.github.download(url, deadline).await?;
         let expected = download.length.unwrap_or(expected_size).max(expected_size);
+        let mut in_flight = InFlight::default();
+        let result = self.stream_parts(&mut in_flight, &mut download, upload_id, expected, expected_sha).await;
+        if result.is_err() {
+            // Stop the part uploads still running before the caller aborts the upload: a part
+            // that lands after the abort would keep its storage until the lifecycle rule.
+            in_flight.cancel().await;
+        }
+        result
+    }
+
+    async fn stream_parts(
+        &self,
+        in_flight: &mut InFlight,
+        download: &mut common::github::client::Download,
+        upload_id: &str,
+        expected: u64,
+        expected_sha: Option<&str>,
+    ) -> Result<(Vec<(i32, String)>, u64), SyncError> {
         let mut hasher = Sha256::new();
         let mut pool = PartPool::default();
         let mut buffer = pool.take();
         let mut total: u64 = 0;
         let mut number = 0;
-        let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<SentPart, AwsError>>> =
-            Default::default();
         let mut parts = Vec::new();
         loop {
             let chunk = download.chunk().await.transpose()?;
@@ -222,8 +238,8 @@ impl Syncer {
                     break;
                 }
                 number += 1;
-                if in_flight.len() >= PARTS_IN_FLIGHT
-                    && let Some(oldest) = in_flight.pop_front()
+                if in_flight.0.len() >= PARTS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.0.pop_front()
                 {
                     let (n, etag, sent) = oldest.await.map_err(|e| SyncError::Task(e.to_string()))??;
                     parts.push((n, etag));
@@ -232,7 +248,7 @@ impl Syncer {
                 let part = std::mem::replace(&mut buffer, pool.take()).freeze();
                 let (store, bucket, key, id) =
                     (self.store.clone(), self.config.bucket.clone(), self.config.key.clone(), upload_id.to_string());
-                in_flight.push_back(tokio::spawn(async move {
+                in_flight.0.push_back(tokio::spawn(async move {
                     let etag = store.upload_part(&bucket, &key, &id, number, part.clone()).await?;
                     Ok((number, etag, part))
                 }));
@@ -244,7 +260,7 @@ impl Syncer {
                 break;
             }
         }
-        for task in in_flight {
+        while let Some(task) = in_flight.0.pop_front() {
             let (n, etag, _) = task.await.map_err(|e| SyncError::Task(e.to_string()))??;
             parts.push((n, etag));
         }
@@ -264,6 +280,31 @@ impl Syncer {
 
 /// An uploaded part: its number, its ETag and its buffer (back for reuse).
 type SentPart = (i32, String, Bytes);
+
+/// The part uploads running, oldest first. Dropped (the invocation's future cancelled), it
+/// cancels them: no upload outlives the sync that started it.
+#[derive(Default)]
+struct InFlight(std::collections::VecDeque<tokio::task::JoinHandle<Result<SentPart, AwsError>>>);
+
+impl InFlight {
+    /// Cancels every upload and waits until each has stopped.
+    async fn cancel(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+        while let Some(task) = self.0.pop_front() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
 
 /// Part buffers of exactly `PART_SIZE`, reused once their upload is done: the download holds at
 /// most `PARTS_IN_FLIGHT + 1` parts whatever the asset's size, and no allocation is repeated

@@ -461,3 +461,61 @@ async fn concurrent_invocations_never_end_above_the_maximum() {
     assert_eq!(live + retried, 20, "every job has a runner or is retried");
     assert_eq!(w.tokens().await.len(), live, "only admitted instances were registered");
 }
+
+/// Two invocations that both count the owner at zero, then launch (CreateFleet slowed so that
+/// both count first).
+async fn two_racing_invocations(w: &World, env: &[(&str, &str)], jobs_each: u64) -> (Vec<String>, Vec<String>) {
+    let a = w.function(env).await;
+    let b = w.function(env).await;
+    w.proxy.inject(AwsFault::delayed("ec2:CreateFleet", Duration::from_millis(1500)));
+    let batch = |base: u64| sqs_event(&(0..jobs_each).map(|i| w.message(base + i, "a")).collect::<Vec<_>>());
+    let (ra, rb) = futures::join!(a.invoke(batch(100)), b.invoke(batch(200)));
+    (failures(&ra.unwrap()), failures(&rb.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reusable_invocations_give_back_every_surplus_job() {
+    // Issue 12 item 1: reusable runners, maximum 3, six jobs in two racing invocations. A job
+    // whose instance was terminated as surplus goes back to SQS: it is never acknowledged as
+    // "maximum reached" while the runner it was counted on is gone.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let env = [("RUNNERS_MAXIMUM_COUNT", "3"), ("ENABLE_EPHEMERAL_RUNNERS", "false"), ("ENABLE_JIT_CONFIG", "false")];
+    let (fa, fb) = two_racing_invocations(&w, &env, 3).await;
+    let live = w.instances().await.len();
+    assert!(live <= 3, "{live} runners for a maximum of 3");
+    assert_eq!(live + fa.len() + fb.len(), 6, "every job has a runner or comes back (retried {fa:?} {fb:?})");
+    assert_eq!(w.tokens().await.len(), live, "only admitted instances were registered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recount_holds_the_maximum_while_ec2_lists_new_instances_late() {
+    // Issue 12 item 2: DescribeInstances lists an instance only 2 s after its launch. Each
+    // invocation's recount must count its own instances and see the other's: the maximum holds.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    w.proxy.inject(AwsFault::visibility_lag(Duration::from_secs(2)));
+    let (fa, fb) = two_racing_invocations(&w, &[("RUNNERS_MAXIMUM_COUNT", "3")], 3).await;
+    let live = w.instances().await.len();
+    assert!(live <= 3, "{live} runners for a maximum of 3 (retried {fa:?} {fb:?})");
+    assert_eq!(live + fa.len() + fb.len(), 6, "every job has a runner or comes back");
+    assert_eq!(w.tokens().await.len(), live, "only admitted instances were registered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_fleet_retried_after_its_timeout_launches_once() {
+    // Issue 12 item 3: the first CreateFleet takes effect but answers after the SDK's 5 s
+    // attempt timeout; the retry carries the same ClientToken, so EC2 answers the first fleet
+    // again instead of launching a second one nobody tracks.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let f = w.function(&[]).await;
+    let before = w.instances().await.len();
+    w.proxy.inject(AwsFault::slow_answer("ec2:CreateFleet", Duration::from_secs(7)).times(1));
+    let response = f.invoke(sqs_event(&[w.message(301, "a"), w.message(302, "a")])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    let calls = w.proxy.ec2_requests("ec2:CreateFleet");
+    assert_eq!(calls.len(), 2, "the timed-out call was retried");
+    let token = |call: &Vec<(String, String)>| call.iter().find(|(k, _)| k == "ClientToken").map(|(_, v)| v.clone());
+    assert!(token(&calls[0]).is_some(), "CreateFleet carries a ClientToken");
+    assert_eq!(token(&calls[0]), token(&calls[1]), "the retry is the same request");
+    assert_eq!(w.instances().await.len() - before, 2, "one fleet, not two");
+    assert_eq!(w.tokens().await.len(), 2);
+}

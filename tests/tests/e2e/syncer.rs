@@ -206,3 +206,24 @@ async fn failures_abort_the_upload_and_keep_the_old_object() {
     assert_eq!(f.invoke(scheduled()).await.unwrap()["result"], "synced");
     assert_eq!(w.object(key).await.unwrap().2.as_deref(), Some(name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_short_stops_its_part_uploads_before_the_abort() {
+    // Issue 12 item 14: the first part's upload is still running (S3 slowed) when the download
+    // breaks. It must be stopped before AbortMultipartUpload, not land after it.
+    let w = World::new().await;
+    let key = "actions-runner-linux.tar.gz";
+    w.release("2.322.0", 10 * MIB, true);
+    w.github.damage_asset("actions-runner-linux-x64-2.322.0.tar.gz", Some(9 * MIB), None);
+    w.proxy.inject(AwsFault::delayed("s3:UploadPart", Duration::from_secs(2)).times(1));
+    let f = w.function("linux", "x64", key, &[]).await;
+    assert!(matches!(f.invoke(scheduled()).await, Err(InvokeError::Function { .. })));
+    // Past the slowed part's delay: had it kept running, it would have reached S3 by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = w.proxy.calls();
+    let abort = calls.iter().rposition(|(a, _)| a == "s3:AbortMultipartUpload").expect("the upload was aborted");
+    let late: Vec<_> = calls[abort..].iter().filter(|(a, _)| a == "s3:UploadPart").collect();
+    assert!(late.is_empty(), "part uploads after the abort: {late:?} (calls {calls:?})");
+    assert_eq!(w.pending_uploads().await, 0);
+    assert!(w.object(key).await.is_none(), "nothing was published");
+}

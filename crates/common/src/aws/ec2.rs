@@ -81,7 +81,8 @@ impl Ec2RunnerInstances {
                     .default_target_capacity_type(capacity)
                     .build(),
             )
-            .set_tag_specifications(Some(Self::tag_specifications(request)));
+            .set_tag_specifications(Some(Self::tag_specifications(request)))
+            .set_client_token(request.client_token.clone());
         call = match request.capacity_type {
             CapacityType::Spot => call.spot_options(
                 SpotOptionsRequest::builder()
@@ -125,6 +126,7 @@ impl Ec2RunnerInstances {
             .set_subnet_id(request.subnets.first().cloned())
             .set_image_id(request.image_id.clone())
             .set_tag_specifications(Some(Self::tag_specifications(request)))
+            .set_client_token(request.client_token.clone())
             .send()
             .await
             .map_err(|e| aws_error("ec2:RunInstances", e))?;

@@ -74,6 +74,9 @@ pub struct LaunchRequest {
     pub tags: Vec<(String, String)>,
     /// RunInstances on dedicated hosts instead of CreateFleet.
     pub dedicated_host: bool,
+    /// EC2's idempotency token: a retry of the same request with the same token launches
+    /// nothing new and answers what the first call launched (see [`launch_client_token`]).
+    pub client_token: Option<String>,
 }
 
 impl LaunchRequest {
@@ -84,6 +87,28 @@ impl LaunchRequest {
             .copied()
             .unwrap_or_else(|| self.instance_types.iter().position(|t| t == instance_type).unwrap_or(0) as f64)
     }
+}
+
+/// The `ClientToken` of one launch: derived from the deliveries it launches for (each named by
+/// the invocation, its message id, receive count and job id, so that only a retry within the
+/// same invocation repeats it), the owner and the capacity type (the on-demand failover is a
+/// request of its own).
+/// At most 64 ASCII characters, as EC2 requires.
+pub fn launch_client_token(deliveries: &[String], owner: &RunnerOwner, capacity: CapacityType) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&String> = deliveries.iter().collect();
+    sorted.sort();
+    let mut hash = Sha256::new();
+    hash.update(owner.tag_value().as_bytes());
+    hash.update([0]);
+    hash.update(capacity.as_str().as_bytes());
+    for delivery in sorted {
+        hash.update([0]);
+        hash.update(delivery.as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(24).map(|b| format!("{b:02x}")).collect();
+    format!("ghr-{hex}")
 }
 
 /// One error EC2 Fleet reported (per override, not per instance).
@@ -138,19 +163,30 @@ pub fn runners_to_create(queued: usize, current: usize, maximum: i64) -> usize {
 }
 
 /// The instances of `mine` (just launched by this invocation) to terminate so that the owner
-/// ends at or below `maximum`. Every instance that is not ours ranks ahead of ours, whether it
-/// existed before or another invocation launched it concurrently; ours are kept oldest first
-/// while there is room. Whichever invocation recounts last sees every instance the others kept,
-/// so together they never end above the maximum (they may end below it; the jobs they give back
-/// return through SQS). Instances of ours not listed yet (eventual consistency) count as ours.
+/// ends at or below `maximum`.
+///
+/// Instances of others rank ahead of ours, whether they existed before or another invocation
+/// launched them concurrently, **except** those launched in a later second than every one of
+/// ours: their invocation launched after ours, so its own recount (which waits until its
+/// instances are listed, and so lists ours, launched earlier) ranks ours ahead and yields. Ours
+/// are kept oldest first while there is room. Whichever invocation recounts last sees every
+/// instance the others kept, so together they never end above the maximum (they may end below
+/// it; the jobs they give back return through SQS). Instances of ours not listed yet (eventual
+/// consistency) count as ours, and then no other instance is taken to be later than ours.
 pub fn beyond_maximum(all: &[RunnerInstance], mine: &[String], maximum: i64) -> Vec<String> {
     if maximum < 0 {
         return Vec::new();
     }
-    let others = all.iter().filter(|i| !mine.contains(&i.id)).count();
-    let room = (maximum as usize).saturating_sub(others);
     let mut ours: Vec<(&String, Option<chrono::DateTime<chrono::Utc>>)> =
         mine.iter().map(|id| (id, all.iter().find(|i| &i.id == id).and_then(|i| i.launch_time))).collect();
+    // The latest of our launch times, when every one of ours is listed with one.
+    let our_latest = ours.iter().map(|(_, t)| *t).collect::<Option<Vec<_>>>().and_then(|t| t.into_iter().max());
+    let ahead_of_ours = |i: &RunnerInstance| match (our_latest, i.launch_time) {
+        (Some(latest), Some(theirs)) => theirs.timestamp() <= latest.timestamp(),
+        _ => true,
+    };
+    let others = all.iter().filter(|i| !mine.contains(&i.id) && ahead_of_ours(i)).count();
+    let room = (maximum as usize).saturating_sub(others);
     ours.sort_by(|a, b| match (a.1, b.1) {
         (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.0.cmp(b.0)),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -271,6 +307,23 @@ mod tests {
     }
 
     #[test]
+    fn client_tokens_name_one_request() {
+        let org = RunnerOwner::Org("acme".into());
+        let m = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let token = launch_client_token(&m(&["a/1/7", "b/1/8"]), &org, CapacityType::Spot);
+        assert!(token.len() <= 64 && token.is_ascii(), "{token}");
+        assert_eq!(token, launch_client_token(&m(&["b/1/8", "a/1/7"]), &org, CapacityType::Spot), "order-free");
+        for other in [
+            launch_client_token(&m(&["a/2/7", "b/1/8"]), &org, CapacityType::Spot),
+            launch_client_token(&m(&["a/1/7"]), &org, CapacityType::Spot),
+            launch_client_token(&m(&["a/1/7", "b/1/8"]), &org, CapacityType::OnDemand),
+            launch_client_token(&m(&["a/1/7", "b/1/8"]), &RunnerOwner::Org("other".into()), CapacityType::Spot),
+        ] {
+            assert_ne!(token, other);
+        }
+    }
+
+    #[test]
     fn maximum_arithmetic() {
         assert_eq!(runners_to_create(5, 0, -1), 5);
         assert_eq!(runners_to_create(5, 1, 3), 2);
@@ -291,10 +344,15 @@ mod tests {
         let mine = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // Two others, maximum 3: one of ours fits, the oldest.
         assert_eq!(beyond_maximum(&all, &mine(&["i-new", "i-b"]), 3), vec!["i-new"]);
-        // Ties in launch time break by id.
-        assert_eq!(beyond_maximum(&all, &mine(&["i-b", "i-a"]), 3), vec!["i-b"]);
-        // Others already fill the maximum: all of ours go, even if they are older.
-        assert_eq!(beyond_maximum(&all, &mine(&["i-old"]), 3), vec!["i-old"]);
+        // An instance launched in a later second than all of ours ranks behind ours: its
+        // invocation yields to us. Ties in launch time break by id.
+        assert_eq!(beyond_maximum(&all, &mine(&["i-b", "i-a"]), 3), Vec::<String>::new());
+        assert_eq!(beyond_maximum(&all, &mine(&["i-b", "i-a"]), 2), vec!["i-b"]);
+        // Others of the same second or earlier fill the maximum: all of ours go.
+        let same_second = vec![i("i-x", at(20)), i("i-y", at(20)), i("i-z", at(20)), i("i-mine", at(20))];
+        assert_eq!(beyond_maximum(&same_second, &mine(&["i-mine"]), 3), vec!["i-mine"]);
+        // Ours is the oldest: the later ones yield, ours stays.
+        assert_eq!(beyond_maximum(&all, &mine(&["i-old"]), 3), Vec::<String>::new());
         // Not listed yet: still ours, ranked last.
         assert_eq!(beyond_maximum(&all, &mine(&["i-unlisted", "i-new"]), 5), Vec::<String>::new());
         assert_eq!(beyond_maximum(&all, &mine(&["i-unlisted", "i-new"]), 4), vec!["i-unlisted"]);
@@ -337,17 +395,20 @@ mod tests {
             }
             rng.shuffle(&mut pending_recounts);
             order.extend(pending_recounts.into_iter().map(|inv| (inv, true)));
+            let mut clock = 2;
             for (inv, recount) in order {
                 if recount {
                     let surplus = beyond_maximum(&alive, &launched[inv], maximum);
                     alive.retain(|i| !surplus.contains(&i.id));
                 } else {
+                    // The clock moves on between launches, or not (same second).
+                    clock += rng.i64(0..2);
                     for k in 0..rng.usize(1..6) {
                         let id = format!("i-{inv}-{k}-{:x}", rng.u32(..));
                         launched[inv].push(id.clone());
                         alive.push(RunnerInstance {
                             id,
-                            launch_time: at(2),
+                            launch_time: at(clock),
                             state: "running".into(),
                             tags: Default::default(),
                         });
