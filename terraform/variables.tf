@@ -246,6 +246,12 @@ variable "scale_down_job_start_grace_seconds" {
   default     = 15
 }
 
+variable "runner_offline_timeout_in_minutes" {
+  description = "A runner GitHub lists offline this long while a job is marked on its instance (or GitHub still flags it busy) crashed mid-job: scale-down deregisters it and terminates its instance."
+  type        = number
+  default     = 15
+}
+
 variable "idle_config" {
   description = "When to keep idle runners: list of `{ cron (6 fields, seconds first), timeZone, idleCount, evictionStrategy = oldest_first | newest_first }`."
   type = list(object({
@@ -495,13 +501,13 @@ variable "disable_runner_autoupdate" {
 }
 
 variable "enable_userdata" {
-  description = "Install and start the runner from user data (false for prebuilt AMIs)."
+  description = "Install and start the runner from user data (false for prebuilt AMIs). WARNING: without the default user data the job hooks that keep scale-down off busy runners are not installed; install them in the image as README.md \"Custom images\" says."
   type        = bool
   default     = true
 }
 
 variable "userdata_template" {
-  description = "Path of a user data template replacing the default one."
+  description = "Path of a user data template replacing the default one (it gets the hook scripts as `job_marker`, `job_started_hook`, `job_completed_hook`). WARNING: unless it installs them as the default template does, or the image has them (README.md \"Custom images\"), the job hooks that keep scale-down off busy runners are missing."
   type        = string
   default     = null
 }

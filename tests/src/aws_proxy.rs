@@ -36,6 +36,8 @@ pub enum FaultKind {
     /// `DescribeInstances` does not list instances launched (through this proxy) less than
     /// this long ago: EC2's eventual consistency.
     HideNewInstances(Duration),
+    /// `DescribeInstances` does not list these instances.
+    HideInstances(Vec<String>),
 }
 
 /// A fault for calls to `action` (`ec2:CreateFleet`, `ssm:PutParameter`, `sqs:SendMessage`...).
@@ -84,6 +86,11 @@ impl AwsFault {
         Self { action: "ec2:DescribeInstances".into(), kind: FaultKind::HideNewInstances(lag), times: None }
     }
 
+    /// `DescribeInstances` leaves these instances out.
+    pub fn hide_instances(ids: &[String]) -> Self {
+        Self { action: "ec2:DescribeInstances".into(), kind: FaultKind::HideInstances(ids.to_vec()), times: None }
+    }
+
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
         self
@@ -97,6 +104,8 @@ struct ProxyState {
     calls: Vec<(String, u16)>,
     /// Request bodies of EC2 calls (query protocol), by action.
     ec2_requests: Vec<(String, String)>,
+    /// (action, access key id) of every signed call.
+    signers: Vec<(String, String)>,
     /// Instances launched through the proxy, and when their launch was answered.
     launched: Vec<(String, std::time::Instant)>,
 }
@@ -169,6 +178,11 @@ impl AwsProxy {
             *out.entry(action).or_insert(0) += 1;
         }
         out
+    }
+
+    /// The access key ids that signed the calls for `action`, in order.
+    pub fn access_keys(&self, action: &str) -> Vec<String> {
+        lock(&self.shared.state).signers.iter().filter(|(a, _)| a == action).map(|(_, k)| k.clone()).collect()
     }
 
     pub fn clear_calls(&self) {
@@ -287,6 +301,15 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         return (StatusCode::BAD_REQUEST, "unreadable body").into_response();
     };
     let action = action_of(&parts.method, parts.uri.query().unwrap_or(""), &parts.headers, &body);
+    if let Some(key) = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|v| v.split('/').next())
+    {
+        lock(&shared.state).signers.push((action.clone(), key.to_string()));
+    }
     if action.starts_with("ec2:") {
         lock(&shared.state).ec2_requests.push((action.clone(), String::from_utf8_lossy(&body).into_owned()));
     }
@@ -308,6 +331,7 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let mut shortfall_code = None;
     let mut answer_delay = None;
     let mut hide_younger_than = None;
+    let mut hidden: Vec<String> = Vec::new();
     match &fault {
         Some(FaultKind::Error { status, code, message }) => {
             lock(&shared.state).calls.push((action.clone(), *status));
@@ -316,6 +340,7 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
         Some(FaultKind::DelayResponse(d)) => answer_delay = Some(*d),
         Some(FaultKind::HideNewInstances(lag)) => hide_younger_than = Some(*lag),
+        Some(FaultKind::HideInstances(ids)) => hidden = ids.clone(),
         Some(FaultKind::FleetShortfall { fulfil, code }) => {
             if *fulfil == 0 {
                 lock(&shared.state).calls.push((action.clone(), 200));
@@ -373,14 +398,12 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         lock(&shared.state).launched.extend(ids.into_iter().map(|id| (id, now)));
     }
     if let Some(lag) = hide_younger_than {
-        let young: Vec<String> = lock(&shared.state)
-            .launched
-            .iter()
-            .filter(|(_, at)| at.elapsed() < lag)
-            .map(|(id, _)| id.clone())
-            .collect();
+        hidden
+            .extend(lock(&shared.state).launched.iter().filter(|(_, at)| at.elapsed() < lag).map(|(id, _)| id.clone()));
+    }
+    if !hidden.is_empty() {
         let mut xml = String::from_utf8_lossy(&bytes).into_owned();
-        for id in young {
+        for id in hidden {
             xml = without_instance(&xml, &id);
         }
         bytes = Bytes::from(xml);

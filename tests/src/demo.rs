@@ -424,8 +424,9 @@ async fn dispatch_jobs(world: Arc<World>) {
 
 /// One job on one runner, with the job hooks the boot script installs.
 async fn run_job(world: Arc<World>, job: u64, instance: String, ephemeral: bool) {
-    let now = || chrono::Utc::now().timestamp().to_string();
-    world.tag(&instance, JOB_STARTED_TAG, &now()).await;
+    // As job-marker.sh writes them: the start in milliseconds, the completion naming it.
+    let started = chrono::Utc::now().timestamp_millis().to_string();
+    world.tag(&instance, JOB_STARTED_TAG, &started).await;
     let queued_at = {
         let mut s = world.state();
         let track = s.jobs.entry(job).or_default();
@@ -437,7 +438,7 @@ async fn run_job(world: Arc<World>, job: u64, instance: String, ephemeral: bool)
     }
     world.say(format!("job {job} started on runner {instance}"));
     tokio::time::sleep(Duration::from_secs_f64(world.options.job_seconds)).await;
-    world.tag(&instance, JOB_COMPLETED_TAG, &now()).await;
+    world.tag(&instance, JOB_COMPLETED_TAG, &started).await;
     world.github.finish_job(job, Duration::ZERO);
     {
         let mut s = world.state();

@@ -4,7 +4,9 @@
 //! then `GET /latest/meta-data/<path>` with `X-aws-ec2-metadata-token`. Requests without a valid
 //! token get 401, as on an instance whose launch template requires IMDSv2, so a script that
 //! falls back to IMDSv1 fails the test. Instance tags are served under
-//! `meta-data/tags/instance/<key>` (launch template `instance_metadata_tags = enabled`).
+//! `meta-data/tags/instance/<key>` (launch template `instance_metadata_tags = enabled`), and the
+//! instance profile's credentials under `meta-data/iam/security-credentials/<role>`, with the
+//! access key [`INSTANCE_PROFILE_ACCESS_KEY`] (so a test can tell them from any other).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 
 const TOKEN: &str = "imds-session-token";
+/// The instance role's name.
+pub const INSTANCE_ROLE: &str = "ghr-runner-role";
+/// The access key of the instance profile's credentials.
+pub const INSTANCE_PROFILE_ACCESS_KEY: &str = "ASIAINSTANCEPROFILE1";
 
 #[derive(Default)]
 struct Metadata {
@@ -36,6 +42,21 @@ impl FakeImds {
         values.insert("placement/region".to_string(), region.to_string());
         values.insert("ami-id".to_string(), "ami-0123456789abcdef0".to_string());
         values.insert("instance-type".to_string(), "m5.large".to_string());
+        values.insert("iam/security-credentials/".to_string(), INSTANCE_ROLE.to_string());
+        let expiration = (chrono::Utc::now() + chrono::Duration::hours(6)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        values.insert(
+            format!("iam/security-credentials/{INSTANCE_ROLE}"),
+            serde_json::json!({
+                "Code": "Success",
+                "LastUpdated": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "Type": "AWS-HMAC",
+                "AccessKeyId": INSTANCE_PROFILE_ACCESS_KEY,
+                "SecretAccessKey": "instance-profile-secret",
+                "Token": "instance-profile-session-token",
+                "Expiration": expiration,
+            })
+            .to_string(),
+        );
         let state = Arc::new(Mutex::new(Metadata { values, tags, requests: Vec::new() }));
         let app = Router::new()
             .route("/latest/api/token", put(token))
@@ -76,7 +97,7 @@ async fn metadata(
     state.requests.push(path.clone());
     let found = match path.strip_prefix("tags/instance/") {
         Some(key) => state.tags.get(key).cloned(),
-        None => state.values.get(&path).cloned(),
+        None => state.values.get(&path).or_else(|| state.values.get(&format!("{path}/"))).cloned(),
     };
     match found {
         Some(value) => (StatusCode::OK, value),

@@ -178,12 +178,14 @@ impl BusySimulation {
                 if !alive(aws.clone(), instance.clone()).await {
                     return JobFate::Killed(job, instance, registered_at_start);
                 }
-                let stamp = || chrono::Utc::now().timestamp().to_string();
+                // As job-marker.sh writes them: the start in milliseconds, the completion
+                // naming the start it closes.
+                let stamp = chrono::Utc::now().timestamp_millis().to_string();
                 let _ = aws
                     .ec2
                     .create_tags()
                     .resources(&instance)
-                    .tags(Tag::builder().key(JOB_STARTED_TAG).value(stamp()).build())
+                    .tags(Tag::builder().key(JOB_STARTED_TAG).value(&stamp).build())
                     .send()
                     .await;
                 tokio::time::sleep(Duration::from_secs_f64(duration)).await;
@@ -194,7 +196,7 @@ impl BusySimulation {
                     .ec2
                     .create_tags()
                     .resources(&instance)
-                    .tags(Tag::builder().key(JOB_COMPLETED_TAG).value(stamp()).build())
+                    .tags(Tag::builder().key(JOB_COMPLETED_TAG).value(&stamp).build())
                     .send()
                     .await;
                 github.finish_job(job, Duration::from_secs_f64(lag.min(5.0)));

@@ -387,6 +387,17 @@ impl MemoryGithub {
         lock(&self.state).runners.entry(owner.to_string()).or_default().push(runner);
     }
 
+    /// Sets a runner's `status` (`online`/`offline`).
+    pub fn set_runner_status(&self, owner: &RunnerOwner, runner_id: u64, status: &str) {
+        if let Some(r) = lock(&self.state)
+            .runners
+            .get_mut(&owner.to_string())
+            .and_then(|rs| rs.iter_mut().find(|r| r.id == runner_id))
+        {
+            r.status = status.to_string();
+        }
+    }
+
     pub fn runners(&self, owner: &RunnerOwner) -> Vec<GithubRunner> {
         lock(&self.state).runners.get(&owner.to_string()).cloned().unwrap_or_default()
     }

@@ -18,6 +18,9 @@ pub struct Config {
     /// How long to wait, after deregistering idle runners, for a job handed to one of them just
     /// before to show up in its job-started marker (see ARCHITECTURE.md).
     pub job_start_grace_seconds: u64,
+    /// `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`: a runner GitHub lists offline this long while a job
+    /// is marked in flight (or it is flagged busy) counts as crashed and is removed.
+    pub offline_timeout_minutes: i64,
     pub apps: AppParameterNames,
     pub rate_limit_metric: bool,
     pub clock_file: Option<String>,
@@ -55,6 +58,10 @@ impl FromEnv for Config {
         if minimum_running_minutes < 0 || boot_time_minutes < 0 {
             env.problem("MINIMUM_RUNNING_TIME_IN_MINUTES", "and RUNNER_BOOT_TIME_IN_MINUTES must not be negative");
         }
+        let offline_timeout_minutes = env.parse_or("RUNNER_OFFLINE_TIMEOUT_IN_MINUTES", 15);
+        if offline_timeout_minutes < 1 {
+            env.problem("RUNNER_OFFLINE_TIMEOUT_IN_MINUTES", "must be at least 1");
+        }
         Self {
             environment,
             idle,
@@ -62,6 +69,7 @@ impl FromEnv for Config {
             boot_time_minutes,
             name_prefix: env.string_or("RUNNER_NAME_PREFIX", ""),
             job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 15),
+            offline_timeout_minutes,
             apps,
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
             clock_file: env.optional(test_overrides::CLOCK_FILE),
@@ -91,6 +99,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((c.minimum_running_minutes, c.boot_time_minutes, c.job_start_grace_seconds), (5, 5, 15));
+        assert_eq!(c.offline_timeout_minutes, 15);
         let err = Config::from_lookup(&lookup(&[
             ("SCALE_DOWN_CONFIG", r#"[{"cron":"bad"}]"#),
             ("MINIMUM_RUNNING_TIME_IN_MINUTES", "-1"),

@@ -7,7 +7,11 @@
 //!   beyond the idle config's count are deregistered; only when GitHub answered 204 (or 404) is
 //!   the instance terminated. Instances whose runner never registered within the boot time are
 //!   tagged `ghr:orphan` and terminated on a later run after a last-chance check. Offline runners
-//!   whose instance EC2 shows terminated are deregistered (ghosts).
+//!   whose instance EC2 shows terminated are deregistered (ghosts), and so are those whose
+//!   instance EC2 no longer knows once still offline a boot time later (owners are visited
+//!   again while they may have ghosts, even with no instance left). A runner offline with a job
+//!   marked for longer than `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES` crashed: it is deregistered and
+//!   its instance terminated.
 //! - **A busy runner is never killed**: a runner GitHub reports busy is kept; so is one whose
 //!   instance carries a job-started marker newer than its job-completed marker (written by the
 //!   runner's hooks, because GitHub's `busy` flag lags by up to a minute); a DELETE answered 422
@@ -21,15 +25,16 @@
 //! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
 //!   owner in this run; the other owners are still handled, and the error is counted.
 //! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
-//!   `RUNNER_BOOT_TIME_IN_MINUTES`, `RUNNER_NAME_PREFIX`, `RUNNER_JOB_START_GRACE_SECONDS`, the App
+//!   `RUNNER_BOOT_TIME_IN_MINUTES`, `RUNNER_NAME_PREFIX`, `RUNNER_JOB_START_GRACE_SECONDS`,
+//!   `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`, the App
 //!   parameters, `GHES_URL`, see [`Config`].
 //! - **IAM**: `ec2:DescribeInstances`; `ec2:TerminateInstances`, `ec2:CreateTags`,
-//!   `ec2:DeleteTags` conditioned on the runner tags; `ssm:GetParameters` on the App parameters.
+//!   `ec2:DeleteTags` (keys `ghr:orphan`, `ghr:offline_since`) conditioned on the runner tags; `ssm:GetParameters` on the App parameters.
 
 pub mod config;
 
 use common::config::FromEnv;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +42,8 @@ use common::clock::Clock;
 use common::deadline::Deadline;
 use common::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use common::domain::scale_down::{
-    Decision, OrphanDecision, Policy, expected_runner_name, ghost_candidates, job_in_flight, orphan_confirmed,
-    orphan_decision, plan_owner,
+    Decision, OFFLINE_SINCE_TAG, OrphanDecision, Policy, expected_runner_name, ghost_candidates, job_in_flight,
+    offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
 };
 use common::error::GithubError;
 use common::ports::{GithubApi, RunnerInstances, RunnerRemoval};
@@ -69,13 +74,16 @@ impl Default for Options {
 pub struct Summary {
     pub seen: usize,
     pub idle_kept: usize,
-    /// Terminated instance ids by reason (`idle`, `orphan`), and deregistered ghost runners.
+    /// Terminated instance ids by reason (`idle`, `orphan`, `crashed`), and deregistered ghost
+    /// runners.
     pub terminated: BTreeMap<&'static str, Vec<String>>,
     pub ghosts_removed: Vec<u64>,
     pub marked_orphan: Vec<String>,
     pub orphans_cleared: Vec<String>,
     pub skipped_busy: Vec<String>,
     pub skipped_unknown: Vec<String>,
+    /// Instances whose runner was first seen offline with a job marked (tagged `ghr:offline_since`).
+    pub marked_offline: Vec<String>,
     /// Idle runners left for the next run because this run's time ran out (GitHub's write pace
     /// allows about three deregistrations a second per App).
     pub deferred: Vec<String>,
@@ -89,6 +97,35 @@ pub struct ScaleDown {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     options: Options,
+    /// Ghost candidates whose instance EC2 does not know (terminated over an hour ago, or an
+    /// instance of another region), by runner id, with the time first seen so. Deregistered
+    /// only when still offline a boot time later: a runner registered by another region's
+    /// scale-up is offline only while its instance boots. Kept for the container's life; a
+    /// new container starts over, which only delays the removal.
+    unknown_ghosts: std::sync::Mutex<UnknownGhosts>,
+    /// Owners visited in earlier runs that may still have ghost runners: visited again even
+    /// with no instance left, so that their last runners' ghosts are removed too.
+    owners_with_ghosts: std::sync::Mutex<std::collections::BTreeSet<RunnerOwner>>,
+}
+
+#[derive(Default)]
+struct UnknownGhosts {
+    first_seen: HashMap<u64, chrono::DateTime<chrono::Utc>>,
+    /// Seen in the current run: the others are forgotten at its end (back online, or gone).
+    this_run: HashSet<u64>,
+}
+
+/// What one owner's pass leaves to terminate.
+#[derive(Default)]
+struct OwnerOutcome {
+    /// Deregistered idle runners: terminated after the grace period and a marker re-read.
+    deregistered: Vec<String>,
+    /// Confirmed orphans.
+    orphans: Vec<String>,
+    /// Crashed runners (offline past the timeout with a job marked): terminated at once.
+    crashed: Vec<String>,
+    /// Ghost candidates remain (or could not be checked): visit the owner again next run.
+    ghosts_left: bool,
 }
 
 /// An owner's instances: tagged orphans and the others.
@@ -107,13 +144,23 @@ impl ScaleDown {
         metrics: Metrics,
         options: Options,
     ) -> Self {
-        Self { config, github, ec2, clock, metrics, options }
+        Self {
+            config,
+            github,
+            ec2,
+            clock,
+            metrics,
+            options,
+            unknown_ghosts: Default::default(),
+            owners_with_ghosts: Default::default(),
+        }
     }
 
     fn policy(&self) -> Policy {
         Policy {
             minimum_running_time: chrono::Duration::minutes(self.config.minimum_running_minutes),
             boot_time: chrono::Duration::minutes(self.config.boot_time_minutes),
+            offline_timeout: chrono::Duration::minutes(self.config.offline_timeout_minutes),
             name_prefix: self.config.name_prefix.clone(),
         }
     }
@@ -146,11 +193,18 @@ impl ScaleDown {
                 }
             }
         }
+        if let Ok(remembered) = self.owners_with_ghosts.lock() {
+            for owner in remembered.iter() {
+                owners.entry(owner.clone()).or_default();
+            }
+        }
+        let mut owners_with_ghosts = std::collections::BTreeSet::new();
         let (idle_count, strategy) = self.config.idle.at(now);
         let mut idle_left = idle_count;
         let app = self.github.choose_app();
         let mut deregistered: Vec<String> = Vec::new();
         let mut orphans_to_terminate: Vec<String> = Vec::new();
+        let mut crashed: Vec<String> = Vec::new();
         for (owner, group) in &owners {
             if deadline.remaining() < Duration::from_secs(5) {
                 tracing::warn!(owner = %owner, "no time left; the remaining owners wait for the next run");
@@ -159,11 +213,25 @@ impl ScaleDown {
             let outcome = self
                 .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, deadline, &mut summary)
                 .await;
-            deregistered.extend(outcome.0);
-            orphans_to_terminate.extend(outcome.1);
+            deregistered.extend(outcome.deregistered);
+            orphans_to_terminate.extend(outcome.orphans);
+            crashed.extend(outcome.crashed);
+            if outcome.ghosts_left || !group.regular.is_empty() || !group.orphans.is_empty() {
+                owners_with_ghosts.insert(owner.clone());
+            }
+        }
+        if let Ok(mut remembered) = self.owners_with_ghosts.lock() {
+            *remembered = owners_with_ghosts;
         }
         if !orphans_to_terminate.is_empty() {
             self.terminate(&orphans_to_terminate, "orphan", &mut summary).await;
+        }
+        if !crashed.is_empty() {
+            self.terminate(&crashed, "crashed", &mut summary).await;
+        }
+        if let Ok(mut seen) = self.unknown_ghosts.lock() {
+            let this_run = std::mem::take(&mut seen.this_run);
+            seen.first_seen.retain(|id, _| this_run.contains(id));
         }
         if !deregistered.is_empty() {
             self.terminate_deregistered(deregistered, deadline, &mut summary).await;
@@ -178,7 +246,7 @@ impl ScaleDown {
         summary
     }
 
-    /// Handles one owner; returns (deregistered instances to terminate, orphans to terminate).
+    /// Handles one owner; returns what to terminate.
     #[allow(clippy::too_many_arguments)]
     async fn scale_owner(
         &self,
@@ -191,7 +259,7 @@ impl ScaleDown {
         idle_left: &mut usize,
         deadline: Deadline,
         summary: &mut Summary,
-    ) -> (Vec<String>, Vec<String>) {
+    ) -> OwnerOutcome {
         let all_ids = || group.orphans.iter().chain(&group.regular).map(|i| i.id.clone()).collect::<Vec<_>>();
         let github = match self.github.for_owner(app, owner, None, deadline).await {
             Ok(g) => g,
@@ -199,7 +267,7 @@ impl ScaleDown {
                 tracing::error!(owner = %owner, error = %e, "cannot reach the owner's installation; its runners are left alone");
                 summary.errors += 1;
                 summary.skipped_unknown.extend(all_ids());
-                return (Vec::new(), Vec::new());
+                return OwnerOutcome { ghosts_left: true, ..OwnerOutcome::default() };
             }
         };
         let runners = match github.list_runners().await {
@@ -208,7 +276,7 @@ impl ScaleDown {
                 tracing::error!(owner = %owner, error = %e, "cannot list the owner's runners; its runners are left alone");
                 summary.errors += 1;
                 summary.skipped_unknown.extend(all_ids());
-                return (Vec::new(), Vec::new());
+                return OwnerOutcome { ghosts_left: true, ..OwnerOutcome::default() };
             }
         };
 
@@ -247,21 +315,49 @@ impl ScaleDown {
         // still has time for it and for the grace period and terminations after it; the rest
         // wait for the next run (not an error: removals are paced to GitHub's write limit).
         let mut deregistered = Vec::new();
+        let mut crashed = Vec::new();
         let mut to_mark = Vec::new();
+        let mut to_mark_offline = Vec::new();
         let mut stop = false;
         let mut out_of_time = false;
         let reserve = self.termination_reserve();
         for (instance_id, decision) in plan_owner(&group.regular, &runners, now, &self.policy(), strategy, idle_left) {
-            if matches!(decision, Decision::Remove { .. }) && !stop && !out_of_time && deadline.remaining() < reserve {
+            let removal = matches!(decision, Decision::Remove { .. } | Decision::Crashed { .. });
+            if removal && !stop && !out_of_time && deadline.remaining() < reserve {
                 out_of_time = true;
                 tracing::info!(owner = %owner, "out of time for more deregistrations this run; the other idle runners are removed on the next run");
             }
             match decision {
                 Decision::MarkOrphan => to_mark.push(instance_id),
                 Decision::Busy | Decision::JobInFlight => summary.skipped_busy.push(instance_id),
+                Decision::OfflineBusy { first_seen } => {
+                    if first_seen {
+                        to_mark_offline.push(instance_id.clone());
+                    }
+                    summary.skipped_busy.push(instance_id);
+                }
                 Decision::IdleKept => summary.idle_kept += 1,
-                Decision::Remove { .. } if stop => summary.skipped_unknown.push(instance_id),
-                Decision::Remove { .. } if out_of_time => summary.deferred.push(instance_id),
+                Decision::Remove { .. } | Decision::Crashed { .. } if stop => summary.skipped_unknown.push(instance_id),
+                Decision::Remove { .. } | Decision::Crashed { .. } if out_of_time => summary.deferred.push(instance_id),
+                Decision::Crashed { runner_id } => match github.delete_runner(runner_id).await {
+                    Ok(removal) => {
+                        // Offline past the timeout: whatever GitHub still says about its job
+                        // (a 422 while it has not failed the job yet), no job can progress on
+                        // this instance. A runner left registered is removed as a ghost later.
+                        tracing::warn!(owner = %owner, instance_id, runner_id, ?removal, "runner offline past the offline timeout with a job marked: crashed, terminating");
+                        crashed.push(instance_id);
+                    }
+                    Err(GithubError::Deadline { .. }) => {
+                        out_of_time = true;
+                        summary.deferred.push(instance_id);
+                    }
+                    Err(e) => {
+                        tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
+                        summary.errors += 1;
+                        summary.skipped_unknown.push(instance_id);
+                        stop = true;
+                    }
+                },
                 Decision::Remove { runner_id } => match github.delete_runner(runner_id).await {
                     Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
                         tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
@@ -292,19 +388,40 @@ impl ScaleDown {
                 Err(e) => tracing::warn!(owner = %owner, error = %e, "tagging orphans failed; retried next run"),
             }
         }
+        if !to_mark_offline.is_empty() {
+            let since = [(OFFLINE_SINCE_TAG.to_string(), now.timestamp().to_string())];
+            match self.ec2.tag(&to_mark_offline, &since).await {
+                Ok(()) => summary.marked_offline.extend(to_mark_offline),
+                Err(e) => {
+                    tracing::warn!(owner = %owner, error = %e, "tagging offline runners failed; retried next run")
+                }
+            }
+        }
+        let back_online = offline_marks_to_clear(&group.regular, &runners, &self.config.name_prefix);
+        if !back_online.is_empty()
+            && let Err(e) = self.ec2.untag(&back_online, &[OFFLINE_SINCE_TAG.to_string()]).await
+        {
+            tracing::warn!(owner = %owner, error = %e, "clearing offline tags failed; retried next run");
+        }
 
         // Ghosts: offline runners whose instance EC2 shows terminated.
         let candidates = ghost_candidates(&runners, live_ids, &self.config.name_prefix);
+        let ghosts_left = !candidates.is_empty();
         if !candidates.is_empty() && !stop {
             let ids: Vec<String> = candidates.iter().map(|(_, i)| i.clone()).collect();
             match self.ec2.find(&ids).await {
                 Ok(found) => {
                     for (runner_id, instance_id) in candidates {
-                        let gone = found.iter().any(|i| {
-                            i.id == instance_id
-                                && i.tag(tags::ENVIRONMENT) == Some(self.config.environment.as_str())
-                                && matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped")
-                        });
+                        let gone = match found.iter().find(|i| i.id == instance_id) {
+                            // EC2 lists a terminated instance for about an hour; after that it
+                            // is unknown, and a runner still offline a boot time after first
+                            // seen so is a ghost just the same.
+                            None => self.unknown_ghost_confirmed(runner_id, now),
+                            Some(i) => {
+                                i.tag(tags::ENVIRONMENT) == Some(self.config.environment.as_str())
+                                    && matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped")
+                            }
+                        };
                         if !gone {
                             continue;
                         }
@@ -328,7 +445,18 @@ impl ScaleDown {
                 }
             }
         }
-        (deregistered, orphans)
+        OwnerOutcome { deregistered, orphans, crashed, ghosts_left }
+    }
+
+    /// Whether an offline runner whose instance EC2 does not know has been seen so for at least
+    /// the boot time (the first sighting is recorded).
+    fn unknown_ghost_confirmed(&self, runner_id: u64, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Ok(mut seen) = self.unknown_ghosts.lock() else {
+            return false;
+        };
+        seen.this_run.insert(runner_id);
+        let first = *seen.first_seen.entry(runner_id).or_insert(now);
+        first < now && first + chrono::Duration::minutes(self.config.boot_time_minutes) <= now
     }
 
     /// Time a run keeps for what follows its last deregistration: the job-start grace period,
@@ -361,12 +489,21 @@ impl ScaleDown {
                 return;
             }
         };
-        let (busy, idle): (Vec<String>, Vec<String>) =
-            deregistered.into_iter().partition(|id| fresh.iter().any(|i| &i.id == id && job_in_flight(i, now)));
-        for id in &busy {
-            tracing::warn!(instance_id = %id, "a job started just before deregistration: the instance is kept until it completes");
+        let mut idle = Vec::new();
+        for id in deregistered {
+            match fresh.iter().find(|i| i.id == id) {
+                Some(i) if job_in_flight(i, now) => {
+                    tracing::warn!(instance_id = %id, "a job started just before deregistration: the instance is kept until it completes");
+                    summary.skipped_busy.push(id);
+                }
+                Some(_) => idle.push(id),
+                None => {
+                    // Unknown is never idle: a later run finds it (as an orphan) and decides.
+                    tracing::warn!(instance_id = %id, "the instance is missing from the marker re-read; left for a later run");
+                    summary.skipped_unknown.push(id);
+                }
+            }
         }
-        summary.skipped_busy.extend(busy);
         if !idle.is_empty() {
             self.terminate(&idle, "idle", summary).await;
         }
@@ -390,7 +527,7 @@ impl ScaleDown {
     fn report(&self, s: &Summary) {
         self.metrics.count(&RUNNERS_SEEN, s.seen, &[]);
         self.metrics.count(&RUNNERS_IDLE_KEPT, s.idle_kept, &[]);
-        for reason in ["idle", "orphan"] {
+        for reason in ["idle", "orphan", "crashed"] {
             self.metrics.count(
                 &RUNNERS_TERMINATED,
                 s.terminated.get(reason).map_or(0, Vec::len),
@@ -408,6 +545,7 @@ impl ScaleDown {
             terminated = ?s.terminated,
             ghosts_removed = s.ghosts_removed.len(),
             marked_orphan = s.marked_orphan.len(),
+            marked_offline = s.marked_offline.len(),
             skipped_busy = s.skipped_busy.len(),
             skipped_unknown = s.skipped_unknown.len(),
             deferred = s.deferred.len(),
@@ -436,6 +574,7 @@ pub fn summary_json(summary: &Summary) -> serde_json::Value {
         "terminated": summary.terminated,
         "ghostsRemoved": summary.ghosts_removed.len(),
         "markedOrphan": summary.marked_orphan.len(),
+        "markedOffline": summary.marked_offline.len(),
         "skippedBusy": summary.skipped_busy.len(),
         "skippedUnknown": summary.skipped_unknown.len(),
         "deferred": summary.deferred.len(),

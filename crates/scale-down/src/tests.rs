@@ -308,8 +308,10 @@ async fn ghost_runners_of_terminated_instances_are_deregistered() {
     let offline =
         |id, name: &str| GithubRunner { id, name: name.into(), status: "offline".into(), busy: false, labels: vec![] };
     w.github.add_runner(&acme(), offline(10, "ci-i-00000000000000001"));
-    // Unknown to this environment's EC2 (another region or deployment): left alone.
+    // Unknown to EC2 (terminated over an hour ago, or another region's runner still booting):
+    // removed only when still offline a boot time later.
     w.github.add_runner(&acme(), offline(11, "ci-i-0000000000000abcd"));
+    w.github.add_runner(&acme(), offline(13, "ci-i-0000000000000beef"));
     w.add("i-00000000000000003", &acme(), 0, Some((12, false)), &[]);
     let s = w.run().await;
     assert_eq!(s.ghosts_removed, vec![10]);
@@ -317,4 +319,13 @@ async fn ghost_runners_of_terminated_instances_are_deregistered() {
     assert!(names.contains(&"ci-i-0000000000000abcd".to_string()));
     let metrics = w.metrics.lines.lock().unwrap().join("\n");
     assert!(metrics.contains(r#""Reason":"ghost""#) && metrics.contains(r#""RunnersTerminated":1.0"#), "{metrics}");
+    // One came online (its instance booted elsewhere); the other is still offline past the
+    // boot time (5 minutes): a ghost.
+    w.github.set_runner_status(&acme(), 13, "online");
+    w.clock.advance(chrono::Duration::minutes(3));
+    assert!(w.run().await.ghosts_removed.is_empty(), "not yet a boot time");
+    w.github.set_runner_status(&acme(), 13, "offline");
+    w.clock.advance(chrono::Duration::minutes(3));
+    let s = w.run().await;
+    assert_eq!(s.ghosts_removed, vec![11], "13 was online in between: its count starts over");
 }

@@ -141,6 +141,7 @@ locals {
     post_install         = var.userdata_post_install
     install_runner       = file("${path.module}/templates/install-runner.sh")
     start_runner         = file("${path.module}/templates/start-runner.sh")
+    job_marker           = file("${path.module}/templates/job-marker.sh")
     job_started_hook     = file("${path.module}/templates/job-started-hook.sh")
     job_completed_hook   = file("${path.module}/templates/job-completed-hook.sh")
     user_job_started     = var.runner_hook_job_started

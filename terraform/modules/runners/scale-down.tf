@@ -21,6 +21,7 @@ module "scale_down" {
       RUNNER_BOOT_TIME_IN_MINUTES               = tostring(var.runner_boot_time_in_minutes)
       RUNNER_JOB_START_GRACE_SECONDS            = tostring(var.scale_down_job_start_grace_seconds)
       RUNNER_NAME_PREFIX                        = var.runner_name_prefix
+      RUNNER_OFFLINE_TIMEOUT_IN_MINUTES         = tostring(var.runner_offline_timeout_in_minutes)
       SCALE_DOWN_CONFIG                         = jsonencode(var.idle_config)
       USER_AGENT                                = var.user_agent
     }
@@ -70,13 +71,13 @@ resource "aws_iam_role_policy" "scale_down" {
           }
         },
         {
-          Sid      = "MarkOrphans"
+          Sid      = "MarkOrphansAndOfflineRunners"
           Effect   = "Allow"
           Action   = ["ec2:CreateTags", "ec2:DeleteTags"]
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
             StringEquals                = { "aws:ResourceTag/ghr:environment" = var.prefix }
-            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan"] }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan", "ghr:offline_since"] }
           }
         },
         {

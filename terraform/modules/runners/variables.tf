@@ -170,6 +170,16 @@ variable "scale_down_job_start_grace_seconds" {
   }
 }
 
+variable "runner_offline_timeout_in_minutes" {
+  description = "A runner GitHub lists offline this long while its instance's job marker says a job runs (or GitHub still flags it busy) crashed mid-job: scale-down deregisters it and terminates its instance. Shorter blips keep it."
+  type        = number
+  default     = 15
+  validation {
+    condition     = var.runner_offline_timeout_in_minutes >= 1
+    error_message = "At least 1 minute."
+  }
+}
+
 variable "idle_config" {
   description = "When to keep idle runners: `cron` (6 fields, seconds first), `timeZone`, `idleCount`, `evictionStrategy` (`oldest_first` or `newest_first`)."
   type = list(object({
@@ -479,13 +489,13 @@ variable "runner_disable_default_labels" {
 }
 
 variable "enable_userdata" {
-  description = "Install and start the runner from user data (false for AMIs that start it themselves)."
+  description = "Install and start the runner from user data (false for AMIs that start it themselves). WARNING: without the default user data the job hooks that keep scale-down off busy runners are not installed; install them in the image as README.md \"Custom images\" says."
   type        = bool
   default     = true
 }
 
 variable "userdata_template" {
-  description = "Path of a user data template replacing the default one."
+  description = "Path of a user data template replacing the default one (it gets the hook scripts as `job_marker`, `job_started_hook`, `job_completed_hook`). WARNING: unless it installs them as the default template does, or the image has them (README.md \"Custom images\"), the job hooks that keep scale-down off busy runners are missing."
   type        = string
   default     = null
 }

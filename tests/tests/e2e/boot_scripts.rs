@@ -13,8 +13,9 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::json;
 use tests::apps::TestApp;
 use tests::aws::Aws;
+use tests::aws_proxy::{AwsFault, AwsProxy};
 use tests::fake_github::FakeGithub;
-use tests::imds::FakeImds;
+use tests::imds::{FakeImds, INSTANCE_PROFILE_ACCESS_KEY};
 use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, REGION, project_root, python, unique};
 use tests::stack::RunnerStack;
@@ -185,9 +186,11 @@ impl World {
         // What user-data.sh adds after the install.
         let hooks = dir.join("hooks");
         std::fs::create_dir_all(&hooks).unwrap();
-        for (template, hook) in
-            [("job-started-hook.sh", "job-started.sh"), ("job-completed-hook.sh", "job-completed.sh")]
-        {
+        for (template, hook) in [
+            ("job-marker.sh", "job-marker.sh"),
+            ("job-started-hook.sh", "job-started.sh"),
+            ("job-completed-hook.sh", "job-completed.sh"),
+        ] {
             std::fs::copy(project_root().join(TEMPLATES).join(template), hooks.join(hook)).unwrap();
         }
         std::fs::write(
@@ -241,6 +244,8 @@ impl World {
         for (k, v) in Moto::shared().lambda_env() {
             command.env(k, v);
         }
+        // The job markers reach AWS with the instance profile only, through this endpoint.
+        command.env("GHR_AWS_ENDPOINT_URL", &Moto::shared().endpoint);
         // The instance's region comes from IMDS, not the environment.
         command.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
         for (k, v) in env {
@@ -282,11 +287,13 @@ async fn ephemeral_jit_runner_boots_runs_one_job_and_terminates_its_instance() {
     assert_eq!(w.token(&id).await, None, "the instance deleted its token parameter after reading it");
     assert_eq!(boot.file("job.log").as_deref(), Some("job ran\n"));
 
-    // The job hooks marked the instance busy, then done, with epoch seconds.
+    // The job hooks marked the instance busy, then done: the start in unix milliseconds, and
+    // the completion naming the start it closes (a quick job can never look in flight).
     let tags = w.tags(&id).await;
     let started: u64 = tags.get("ghr:job_started").expect("job started marker").parse().unwrap();
     let completed: u64 = tags.get("ghr:job_completed").expect("job completed marker").parse().unwrap();
-    assert!(started > 1_700_000_000 && completed >= started, "{tags:?}");
+    assert!(started > 1_700_000_000_000, "milliseconds: {tags:?}");
+    assert_eq!(completed, started, "{tags:?}");
     assert!(boot.file("user-hook.ran").is_some(), "the user's job-started hook ran too");
 
     // One job, then the instance terminates itself.
@@ -381,12 +388,14 @@ async fn an_instance_without_its_configuration_gives_up_and_terminates() {
 async fn job_hooks_never_fail_the_job() {
     // No metadata service and no AWS: the markers cannot be written, the job goes on.
     let dir = scratch("hooks");
+    std::fs::copy(project_root().join(TEMPLATES).join("job-marker.sh"), dir.join("job-marker.sh")).unwrap();
     for hook in ["job-started-hook.sh", "job-completed-hook.sh"] {
         let output = tokio::process::Command::new("bash")
             .arg(project_root().join(TEMPLATES).join(hook))
             .env("IMDS_URL", "http://127.0.0.1:9")
             .env("HOOKS_DIR", &dir)
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("GHR_MARKER_ATTEMPTS", "2")
+            .env("GHR_AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             .env("PATH", format!("{}:/usr/bin:/bin", python().parent().unwrap().display()))
             .output()
             .await
@@ -428,4 +437,124 @@ fn boot_script_settings_are_the_ones_terraform_writes() {
         assert!(script.contains(&format!("tag {tag}")), "{tag}");
         assert!(main.contains(&format!("\"{tag}\"")), "the launch template sets {tag}");
     }
+}
+
+/// Installs the hook files into `<runner_dir>/hooks` as `(template, installed name)` pairs.
+fn install_hooks(runner_dir: &Path, files: &[(String, String)]) {
+    let hooks = runner_dir.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    for (template, installed) in files {
+        std::fs::copy(project_root().join(TEMPLATES).join(template), hooks.join(installed)).unwrap();
+    }
+}
+
+fn default_hook_files() -> Vec<(String, String)> {
+    [
+        ("job-marker.sh", "job-marker.sh"),
+        ("job-started-hook.sh", "job-started.sh"),
+        ("job-completed-hook.sh", "job-completed.sh"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
+}
+
+/// A command for a runner-side script: the venv's AWS CLI on the PATH, nothing else of the
+/// test process's AWS environment.
+fn runner_command(script: &Path, dir: &Path, imds: &FakeImds, aws_endpoint: &str) -> tokio::process::Command {
+    let venv_bin = python().parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg(script)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin.display()))
+        .env("HOME", dir)
+        .env("IMDS_URL", &imds.url)
+        .env("GHR_AWS_ENDPOINT_URL", aws_endpoint)
+        .kill_on_drop(true);
+    command
+}
+
+async fn output_log(command: &mut tokio::process::Command) -> (std::process::ExitStatus, String) {
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output()).await.expect("finished").unwrap();
+    (output.status, format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_markers_use_the_instance_profile_and_outlast_throttling() {
+    // Issue 12 item 8: the job's environment carries its own AWS credentials, profile and
+    // endpoint (as configure-aws-credentials leaves them for later steps, hooks included), and
+    // EC2 throttles the first two CreateTags. The markers are still written, with the instance
+    // profile's credentials, and the failed attempts are in the runner's diagnostics.
+    let w = World::new().await;
+    let id = w.scale_up_one(&[]).await;
+    let imds = FakeImds::start(&id, REGION, w.tags(&id).await).await;
+    let proxy = AwsProxy::start(&Moto::shared().endpoint).await;
+    proxy.inject(AwsFault::ec2_throttled("ec2:CreateTags").times(2));
+    let dir = scratch("markers");
+    install_hooks(&dir, &default_hook_files());
+    for hook in ["job-started.sh", "job-completed.sh"] {
+        let mut command = runner_command(&dir.join("hooks").join(hook), &dir, &imds, &proxy.url);
+        command
+            .env("AWS_ACCESS_KEY_ID", "AKIAJOBCREDENTIALS00")
+            .env("AWS_SECRET_ACCESS_KEY", "job-secret")
+            .env("AWS_SESSION_TOKEN", "job-session")
+            .env("AWS_PROFILE", "job-profile")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "us-east-1");
+        let (status, log) = output_log(&mut command).await;
+        assert!(status.success(), "{hook}:\n{log}");
+    }
+    let tags = w.tags(&id).await;
+    let started = tags.get("ghr:job_started").expect("the started marker despite the throttling");
+    assert_eq!(tags.get("ghr:job_completed"), Some(started), "{tags:?}");
+    let keys = proxy.access_keys("ec2:CreateTags");
+    assert_eq!(keys.len(), 4, "two throttled attempts, then one per marker: {keys:?}");
+    assert!(keys.iter().all(|k| k == INSTANCE_PROFILE_ACCESS_KEY), "signed with the job's credentials: {keys:?}");
+    let diag = std::fs::read_to_string(dir.join("_diag/ghr-job-markers.log")).expect("the diagnostics log");
+    assert!(diag.contains("attempt 1/5 to write ghr:job_started failed"), "{diag}");
+    assert!(diag.contains("written on attempt 3"), "{diag}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_image_installs_the_hooks_as_the_readme_says() {
+    // Issue 12 item 11: an image used with enable_userdata = false installs the hook files and
+    // the runner `.env` lines exactly as README.md "Custom images" lists them (read from the
+    // README here, so the documentation cannot drift); a job run by the stand-in runner then
+    // writes both markers.
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    let section =
+        readme.split("## Custom images").nth(1).expect("a Custom images section").split("\n## ").next().unwrap();
+    let runner_root = "/opt/actions-runner";
+    let files: Vec<(String, String)> = section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+            (cells.len() >= 3 && cells[2].starts_with(runner_root)).then(|| {
+                (cells[1].to_string(), cells[2].trim_start_matches(&format!("{runner_root}/hooks/")).to_string())
+            })
+        })
+        .collect();
+    let env_lines: Vec<&str> = section.lines().filter(|l| l.starts_with("ACTIONS_RUNNER_HOOK_")).collect();
+    assert_eq!(files.len(), 3, "{section}");
+    assert_eq!(env_lines.len(), 2, "{section}");
+
+    let w = World::new().await;
+    let id = w.scale_up_one(&[]).await;
+    let imds = FakeImds::start(&id, REGION, w.tags(&id).await).await;
+    let dir = scratch("image");
+    install_hooks(&dir, &files);
+    let runner_dir = dir.display().to_string();
+    let env: String = env_lines.iter().map(|l| format!("{}\n", l.replace(runner_root, &runner_dir))).collect();
+    std::fs::write(dir.join(".env"), env).unwrap();
+    let stub = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/runner-stub/run.sh");
+    std::fs::copy(&stub, dir.join("run.sh")).unwrap();
+    let (status, log) =
+        output_log(&mut runner_command(&dir.join("run.sh"), &dir, &imds, &Moto::shared().endpoint)).await;
+    assert!(status.success(), "{log}");
+    assert_eq!(std::fs::read_to_string(dir.join("job.log")).ok().as_deref(), Some("job ran\n"), "{log}");
+    let tags = w.tags(&id).await;
+    let started = tags.get("ghr:job_started").expect("the started marker");
+    assert_eq!(tags.get("ghr:job_completed"), Some(started), "{tags:?}\n{log}");
 }

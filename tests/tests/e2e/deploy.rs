@@ -760,16 +760,18 @@ async fn boot_instance(
         .env("TERMINATE_DELAY", "0")
         .env("TOKEN_WAIT_SECONDS", "60")
         .env("STUB_GITHUB_URL", &system.github.url)
-        // A job takes time. With a job that starts and ends within one second, the one-second
-        // job markers tie and scale-down keeps the runner as busy for ever: issue 12, item 7,
-        // which this test found (it passed or failed with where in a second the job ran).
-        .env("STUB_JOB_SECONDS", "2")
+        // A job done within its second: the completed marker names the start it closes, so
+        // scale-down still sees the runner idle (issue 12 item 7, which this test found when
+        // the markers were one-second stamps that could tie).
+        .env("STUB_JOB_SECONDS", "0")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .kill_on_drop(true);
     for (k, v) in system.moto.lambda_env() {
         command.env(k, v);
     }
+    // The job markers reach AWS with the instance profile (the fake IMDS's) through this endpoint.
+    command.env("GHR_AWS_ENDPOINT_URL", &system.moto.endpoint);
     command.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
     let output = tokio::time::timeout(Duration::from_secs(180), command.output())
         .await

@@ -110,6 +110,16 @@ impl World {
         self.states().await.into_iter().filter(|(_, s)| s == "running" || s == "pending").map(|(i, _)| i).collect()
     }
 
+    async fn instance_tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+        let out = self.aws.ec2.describe_instances().instance_ids(id).send().await.unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.tags())
+            .map(|t| (t.key().unwrap_or("").to_string(), t.value().unwrap_or("").to_string()))
+            .collect()
+    }
+
     async fn tag(&self, id: &str, key: &str, value: &str) {
         self.aws
             .ec2
@@ -353,4 +363,100 @@ async fn without_the_marker_recheck_the_simulation_kills_busy_runners() {
     eprintln!("busy-runner simulation, marker re-check off: {report:?}");
     assert!(!report.killed.is_empty(), "the simulation must be able to kill busy runners: {report:?}");
     assert!(report.deregistered_under_a_job > 0, "{report:?}");
+}
+
+/// A job marker value as the runner's hooks write it: unix milliseconds.
+fn marker_now() -> String {
+    Utc::now().timestamp_millis().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_done_within_its_second_does_not_keep_its_runner() {
+    // Issue 12 item 7: the job-completed hook writes the start it closes, so a job that started
+    // and ended within one second (or millisecond) reads as done; the runner is idle.
+    let w = World::new().await;
+    let ids = w.runners("acme", 1).await;
+    let stamp = marker_now();
+    w.tag(&ids[0], "ghr:job_started", &stamp).await;
+    w.tag(&ids[0], "ghr:job_completed", &stamp).await;
+    let f = w.function(&[]).await;
+    w.clock_in(6);
+    let out = run(&f).await;
+    assert_eq!(out["terminated"]["idle"], json!(ids), "{out}");
+    assert!(w.live().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_offline_past_the_timeout_with_a_job_marked_is_removed_as_crashed() {
+    // Issue 12 item 7: the runner crashed mid-job (the completed hook never ran). GitHub lists
+    // it offline; after RUNNER_OFFLINE_TIMEOUT_IN_MINUTES it is removed. One that comes back
+    // online in between is kept and loses its offline mark.
+    let w = World::new().await;
+    let ids = w.runners("acme", 2).await;
+    let (crashed, blip) = (&ids[0], &ids[1]);
+    for id in &ids {
+        w.tag(id, "ghr:job_started", &marker_now()).await;
+        w.github.set_runner_online(w.github.runner_by_name(id).unwrap().id, false);
+    }
+    let f = w.function(&[("RUNNER_OFFLINE_TIMEOUT_IN_MINUTES", "10")]).await;
+    w.clock_in(6);
+    let first = run(&f).await;
+    assert_eq!(first["markedOffline"], 2, "{first}");
+    assert_eq!(w.live().await.len(), 2, "offline for the first time: kept");
+    w.github.set_runner_online(w.github.runner_by_name(blip).unwrap().id, true);
+    w.clock_in(12);
+    let second = run(&f).await;
+    assert!(second["terminated"].get("crashed").is_none(), "not yet past the timeout: {second}");
+    let tags = w.instance_tags(blip).await;
+    assert!(!tags.contains_key("ghr:offline_since"), "back online: the mark is cleared ({tags:?})");
+    w.clock_in(18);
+    let third = run(&f).await;
+    assert_eq!(third["terminated"]["crashed"], json!([crashed]), "{third}");
+    assert!(w.github.runner_by_name(crashed).is_none(), "the crashed runner is deregistered");
+    assert_eq!(w.live().await, vec![blip.clone()], "the runner that came back runs its job on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghosts_of_instances_ec2_no_longer_lists_are_removed_a_boot_time_later() {
+    // Issue 12 item 12: the instance was terminated over an hour ago, so EC2 does not know it
+    // any more, and the owner has no instance left. Still offline a boot time after first seen
+    // (a runner of another region would be online by then), the runner is a ghost.
+    let w = World::new().await;
+    let ghost = "i-0123456789abcdef0";
+    w.github.add_runner(Scope::org("acme"), ghost, false, false);
+    let f = w.function(&[]).await;
+    // A run that sees an instance of the owner first: scale-down learns the owner.
+    let ids = w.runners("acme", 1).await;
+    w.clock_in(1);
+    let first = run(&f).await;
+    assert_eq!(first["ghostsRemoved"], 0, "first seen: not yet ({first})");
+    w.aws.ec2.terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
+    w.github.remove_runner(w.github.runner_by_name(&ids[0]).unwrap().id);
+    w.clock_in(7);
+    let second = run(&f).await;
+    assert_eq!(second["ghostsRemoved"], 1, "{second}");
+    assert!(w.github.runner_by_name(ghost).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_missing_from_the_marker_reread_is_not_terminated() {
+    // Issue 12 item 12: after the deregistration, EC2's re-read does not list the instance.
+    // Unknown is never idle: it is left for a later run, not terminated blind.
+    let w = World::new().await;
+    let ids = w.runners("acme", 1).await;
+    let f = w.function(&[("RUNNER_JOB_START_GRACE_SECONDS", "4")]).await;
+    w.clock_in(6);
+    let github = w.github.clone();
+    let id = ids[0].clone();
+    let hide = async {
+        // Once the runner is deregistered, the instance disappears from EC2's answers.
+        while github.runner_by_name(&id).is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        w.proxy.inject(AwsFault::hide_instances(&ids));
+    };
+    let (out, ()) = futures::join!(run(&f), hide);
+    assert_eq!(out["skippedUnknown"], 1, "{out}");
+    assert!(out["terminated"].get("idle").is_none(), "{out}");
+    assert_eq!(w.live().await, ids, "not terminated");
 }

@@ -16,24 +16,44 @@ use serde::Deserialize;
 use super::cron::CronExpression;
 use super::runner::{GithubRunner, RunnerInstance, runner_name, tags};
 
-/// Tag written by the runner's job-started hook on its own instance (unix seconds).
+/// Tag written by the runner's job-started hook on its own instance: the job's start, in unix
+/// milliseconds (hooks before 0.2 wrote seconds; both are read).
 pub const JOB_STARTED_TAG: &str = "ghr:job_started";
-/// Tag written by the runner's job-completed hook (unix seconds).
+/// Tag written by the runner's job-completed hook: the `ghr:job_started` stamp of the job it
+/// closes (or the time, when the start was not recorded). A job that starts and ends within the
+/// same second or millisecond therefore still reads as done: the stamps cannot tie by accident.
 pub const JOB_COMPLETED_TAG: &str = "ghr:job_completed";
+/// Tag scale-down writes on an instance whose runner it first saw offline while a job was
+/// marked in flight (unix seconds); removed when the runner is seen online again.
+pub const OFFLINE_SINCE_TAG: &str = "ghr:offline_since";
 /// GitHub stops a self-hosted job after 5 days; an older started marker is stale.
 pub const MAX_JOB_DURATION: Duration = Duration::days(5);
 
-/// Whether the instance's markers say a job is running: started after the last completion, and
-/// not longer ago than any job can run.
+/// A marker's value in unix milliseconds; values below 10^11 are seconds (older hooks).
+fn stamp_millis(value: &str) -> Option<i64> {
+    let v = value.trim().parse::<i64>().ok()?;
+    Some(if v < 100_000_000_000 { v.saturating_mul(1000) } else { v })
+}
+
+/// Whether the instance's markers say a job is running: a start later than the last completion
+/// (which names the start it closes), and not longer ago than any job can run.
 pub fn job_in_flight(instance: &RunnerInstance, now: DateTime<Utc>) -> bool {
-    let stamp = |key: &str| instance.tag(key).and_then(|v| v.trim().parse::<i64>().ok());
+    let stamp = |key: &str| instance.tag(key).and_then(stamp_millis);
     match stamp(JOB_STARTED_TAG) {
         None => false,
         Some(started) => {
             let completed = stamp(JOB_COMPLETED_TAG).unwrap_or(i64::MIN);
-            started >= completed && now.timestamp() - started < MAX_JOB_DURATION.num_seconds()
+            started > completed && now.timestamp_millis() - started < MAX_JOB_DURATION.num_milliseconds()
         }
     }
+}
+
+/// When scale-down first saw the instance's runner offline with a job in flight.
+pub fn offline_since(instance: &RunnerInstance) -> Option<DateTime<Utc>> {
+    instance
+        .tag(OFFLINE_SINCE_TAG)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .and_then(|s| DateTime::from_timestamp(s, 0))
 }
 
 /// Which idle runners go first.
@@ -101,6 +121,9 @@ impl IdleSchedule {
 pub struct Policy {
     pub minimum_running_time: Duration,
     pub boot_time: Duration,
+    /// How long a runner may be listed offline while a job is marked in flight (or GitHub
+    /// still calls it busy) before it counts as crashed.
+    pub offline_timeout: Duration,
     /// `RUNNER_NAME_PREFIX`, for instances without a `ghr:runner_name_prefix` tag.
     pub name_prefix: String,
 }
@@ -120,6 +143,12 @@ pub enum Decision {
     Busy,
     /// The job-started marker says a job is running (GitHub's flag may lag).
     JobInFlight,
+    /// GitHub lists the runner offline while it is busy or a job is marked in flight: kept for
+    /// now (a network blip), tagged `ghr:offline_since` when first seen.
+    OfflineBusy { first_seen: bool },
+    /// Offline for longer than the offline timeout with a job marked: the runner crashed
+    /// (its hook never ran). Deregister and terminate; no job can still finish there.
+    Crashed { runner_id: u64 },
     /// Idle, kept by the idle config.
     IdleKept,
     /// Idle: deregister the runner, then terminate the instance.
@@ -170,6 +199,15 @@ pub fn plan_owner(
                     None if exceeded(instance.launch_time, policy.boot_time, now) => Decision::MarkOrphan,
                     None => Decision::Booting,
                     Some(_) if !exceeded(instance.launch_time, policy.minimum_running_time, now) => Decision::TooYoung,
+                    Some(r) if r.status == "offline" && (r.busy || job_in_flight(instance, now)) => {
+                        match offline_since(instance) {
+                            None => Decision::OfflineBusy { first_seen: true },
+                            Some(since) if since + policy.offline_timeout < now => {
+                                Decision::Crashed { runner_id: r.id }
+                            }
+                            Some(_) => Decision::OfflineBusy { first_seen: false },
+                        }
+                    }
                     Some(r) if r.busy => Decision::Busy,
                     Some(_) if job_in_flight(instance, now) => Decision::JobInFlight,
                     Some(_) if *idle_left > 0 => {
@@ -181,6 +219,19 @@ pub fn plan_owner(
             };
             (instance.id.clone(), decision)
         })
+        .collect()
+}
+
+/// Instances tagged `ghr:offline_since` whose runner GitHub lists online again: the tag goes.
+pub fn offline_marks_to_clear(instances: &[RunnerInstance], runners: &[GithubRunner], prefix: &str) -> Vec<String> {
+    instances
+        .iter()
+        .filter(|i| i.tag(OFFLINE_SINCE_TAG).is_some())
+        .filter(|i| {
+            let name = expected_runner_name(i, prefix);
+            runners.iter().any(|r| r.name == name && r.status != "offline")
+        })
+        .map(|i| i.id.clone())
         .collect()
 }
 
@@ -259,6 +310,7 @@ mod tests {
         Policy {
             minimum_running_time: Duration::minutes(5),
             boot_time: Duration::minutes(5),
+            offline_timeout: Duration::minutes(15),
             name_prefix: "ci-".into(),
         }
     }
@@ -352,6 +404,57 @@ mod tests {
         assert!(!job_in_flight(&i(Some(8000), Some(9000)), now));
         let stale = DateTime::from_timestamp(at(0).timestamp() + MAX_JOB_DURATION.num_seconds() + 1, 0).unwrap();
         assert!(!job_in_flight(&i(Some(0), None), stale), "older than any job can run");
+        // The completed marker names the start it closes: a job done within its second is done.
+        assert!(!job_in_flight(&i(Some(9000), Some(9000)), now), "equal stamps: that job completed");
+        // Milliseconds (current hooks) and seconds (older hooks) compare on one scale.
+        let ms = |v: i64| (at(v).timestamp_millis() + 250).to_string();
+        let mixed =
+            instance("i-x", 0, &[(JOB_STARTED_TAG, &ms(9000)), (JOB_COMPLETED_TAG, &at(9000).timestamp().to_string())]);
+        assert!(job_in_flight(&mixed, now), "started 250 ms after a completion in the same second");
+        let done = instance("i-x", 0, &[(JOB_STARTED_TAG, &ms(9000)), (JOB_COMPLETED_TAG, &ms(9000))]);
+        assert!(!job_in_flight(&done, now));
+    }
+
+    #[test]
+    fn a_runner_offline_with_a_job_marked_is_crashed_after_the_offline_timeout() {
+        let now = at(10_000);
+        let started = at(9_000).timestamp_millis().to_string();
+        let offline = |id: u64, name: &str, busy: bool| GithubRunner {
+            id,
+            name: name.into(),
+            status: "offline".into(),
+            busy,
+            labels: vec![],
+        };
+        let since = |s: i64| at(s).timestamp().to_string();
+        let instances = vec![
+            instance("i-new", 0, &[(JOB_STARTED_TAG, &started)]),
+            instance("i-recent", 0, &[(JOB_STARTED_TAG, &started), (OFFLINE_SINCE_TAG, &since(9_900))]),
+            instance("i-dead", 0, &[(JOB_STARTED_TAG, &started), (OFFLINE_SINCE_TAG, &since(9_000))]),
+            instance("i-busyflag", 0, &[(OFFLINE_SINCE_TAG, &since(9_000))]),
+            instance("i-idle", 0, &[]),
+            instance("i-back", 0, &[(OFFLINE_SINCE_TAG, &since(9_000))]),
+        ];
+        let runners = vec![
+            offline(1, "ci-i-new", false),
+            offline(2, "ci-i-recent", false),
+            offline(3, "ci-i-dead", false),
+            offline(4, "ci-i-busyflag", true),
+            offline(5, "ci-i-idle", false),
+            runner(6, "ci-i-back", false),
+        ];
+        let mut idle = 0;
+        let plan: std::collections::BTreeMap<String, Decision> =
+            plan_owner(&instances, &runners, now, &policy(), EvictionStrategy::OldestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!(plan["i-new"], Decision::OfflineBusy { first_seen: true });
+        assert_eq!(plan["i-recent"], Decision::OfflineBusy { first_seen: false });
+        assert_eq!(plan["i-dead"], Decision::Crashed { runner_id: 3 });
+        assert_eq!(plan["i-busyflag"], Decision::Crashed { runner_id: 4 });
+        assert_eq!(plan["i-idle"], Decision::Remove { runner_id: 5 }, "offline and idle: removed as before");
+        assert_eq!(plan["i-back"], Decision::Remove { runner_id: 6 });
+        assert_eq!(offline_marks_to_clear(&instances, &runners, "ci-"), vec!["i-back"]);
     }
 
     #[test]

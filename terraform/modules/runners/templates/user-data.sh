@@ -34,6 +34,9 @@ GHR_SCRIPT
 cat >"$RUNNER_DIR/start-runner.sh" <<'GHR_SCRIPT'
 ${start_runner}
 GHR_SCRIPT
+cat >"$HOOKS_DIR/job-marker.sh" <<'GHR_SCRIPT'
+${job_marker}
+GHR_SCRIPT
 cat >"$HOOKS_DIR/job-started.sh" <<'GHR_SCRIPT'
 ${job_started_hook}
 GHR_SCRIPT
