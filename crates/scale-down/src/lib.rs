@@ -21,7 +21,8 @@
 //! - **Time budget**: deregistrations are paced to GitHub's write limit (about three a second
 //!   per App), so a run starts one only while it still has time for it, the grace period and
 //!   the terminations; the other idle runners are left for the next run (`deferred`, not an
-//!   error).
+//!   error). Each owner's GitHub calls end by its share of the run (`OwnerBudget`), so an owner
+//!   whose API hangs leaves the others, before or after it, their time.
 //! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
 //!   owner in this run; the other owners are still handled, and the error is counted.
 //! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
@@ -115,6 +116,27 @@ struct UnknownGhosts {
     this_run: HashSet<u64>,
 }
 
+/// The time one owner may use: its GitHub calls end by `owner`, an equal share of what the
+/// run has left for the owners not handled yet (after the time kept for the terminations),
+/// so that a hanging owner leaves the others their time whatever the order; what an owner does
+/// not use passes on to the next ones.
+#[derive(Debug, Clone, Copy)]
+struct OwnerBudget {
+    run: Deadline,
+    owner: Deadline,
+}
+
+/// The least an owner gets when the run has that much left: a listing and a few deletions.
+const MIN_OWNER_SHARE: Duration = Duration::from_secs(5);
+
+impl OwnerBudget {
+    fn share(run: Deadline, termination_reserve: Duration, owners_left: usize) -> Self {
+        let available = run.remaining().saturating_sub(termination_reserve);
+        let share = (available / owners_left.max(1) as u32).max(MIN_OWNER_SHARE).min(run.remaining());
+        Self { run, owner: Deadline::after(share).min(run) }
+    }
+}
+
 /// What one owner's pass leaves to terminate.
 #[derive(Default)]
 struct OwnerOutcome {
@@ -205,13 +227,15 @@ impl ScaleDown {
         let mut deregistered: Vec<String> = Vec::new();
         let mut orphans_to_terminate: Vec<String> = Vec::new();
         let mut crashed: Vec<String> = Vec::new();
-        for (owner, group) in &owners {
+        let owner_count = owners.len();
+        for (k, (owner, group)) in owners.iter().enumerate() {
             if deadline.remaining() < Duration::from_secs(5) {
                 tracing::warn!(owner = %owner, "no time left; the remaining owners wait for the next run");
                 break;
             }
+            let budget = OwnerBudget::share(deadline, self.termination_reserve(), owner_count - k);
             let outcome = self
-                .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, deadline, &mut summary)
+                .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, budget, &mut summary)
                 .await;
             deregistered.extend(outcome.deregistered);
             orphans_to_terminate.extend(outcome.orphans);
@@ -257,11 +281,14 @@ impl ScaleDown {
         now: chrono::DateTime<chrono::Utc>,
         strategy: common::domain::scale_down::EvictionStrategy,
         idle_left: &mut usize,
-        deadline: Deadline,
+        budget: OwnerBudget,
         summary: &mut Summary,
     ) -> OwnerOutcome {
+        let deadline = budget.run;
         let all_ids = || group.orphans.iter().chain(&group.regular).map(|i| i.id.clone()).collect::<Vec<_>>();
-        let github = match self.github.for_owner(app, owner, None, deadline).await {
+        // Every GitHub call for this owner ends by its share of the run: an owner whose API
+        // hangs cannot starve the others.
+        let github = match self.github.for_owner(app, owner, None, budget.owner).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!(owner = %owner, error = %e, "cannot reach the owner's installation; its runners are left alone");

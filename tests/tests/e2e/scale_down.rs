@@ -460,3 +460,37 @@ async fn an_instance_missing_from_the_marker_reread_is_not_terminated() {
     assert!(out["terminated"].get("idle").is_none(), "{out}");
     assert_eq!(w.live().await, ids, "not terminated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_owner_before_or_after_a_healthy_one_does_not_starve_it() {
+    // Issue 12 item 13: the runner lists of `aaa` (sorted before `acme`) and `zzz` (after it)
+    // hang, each attempt cut at its timeout. The healthy `acme` still gets its idle runners
+    // deregistered AND terminated in the same run; the hanging owners' runners are left alone.
+    // Terraform's defaults (60 s, 15 s grace), as the issue measured them.
+    let w = World::new().await;
+    for org in ["aaa", "zzz"] {
+        w.github.add_installation(w.app.id, org, "Organization");
+    }
+    let acme = w.runners("acme", 2).await;
+    let hanging: Vec<String> = [w.runners("aaa", 1).await, w.runners("zzz", 1).await].concat();
+    for org in ["aaa", "zzz"] {
+        w.github.inject(Fault::delay("GET", &format!("/orgs/{org}/actions/runners"), Duration::from_secs(300)));
+    }
+    let f = w.function(&[("RUNNER_JOB_START_GRACE_SECONDS", "15")]).await;
+    w.clock_in(6);
+    let out = run(&f).await;
+    let mut terminated: Vec<String> = out["terminated"]["idle"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    terminated.sort();
+    let mut expected = acme.clone();
+    expected.sort();
+    assert_eq!(terminated, expected, "the healthy owner's idle runners go in this run: {out}");
+    assert!(acme.iter().all(|id| w.github.runner_by_name(id).is_none()));
+    let live = w.live().await;
+    assert!(hanging.iter().all(|id| live.contains(id)), "the hanging owners are left alone: {out}");
+    assert_eq!(out["skippedUnknown"], 2, "{out}");
+}
