@@ -105,6 +105,12 @@ pub trait GithubOwner: Send + Sync {
         labels: &[String],
     ) -> Result<JitConfig, GithubError>;
     async fn registration_token(&self) -> Result<Secret<String>, GithubError>;
+    /// How long GitHub's rate limit still keeps this App off runner registration (JIT configs
+    /// when `jit`, else registration tokens), if it answered with one: nothing is sent there
+    /// until then, so work that needs it goes back at once.
+    fn registration_held(&self, _jit: bool) -> Option<std::time::Duration> {
+        None
+    }
     /// Every runner of the owner (all pages).
     async fn list_runners(&self) -> Result<Vec<GithubRunner>, GithubError>;
     async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError>;
@@ -119,6 +125,10 @@ pub trait GithubApi: Send + Sync {
     fn app_id(&self, app: usize) -> u64;
     /// Requests left in the App's primary rate limit, as last seen.
     fn rate_limit_remaining(&self, app: usize) -> Option<u64>;
+    /// Rate-limit answers GitHub gave the App since the last call.
+    fn take_rate_limits_hit(&self, _app: usize) -> u64 {
+        0
+    }
     /// The web base URL (`https://github.com` or the GHES URL), for `config.sh --url`.
     fn web_url(&self) -> String;
     /// The owner's installation, ready to call (token minted or cached). `installation_hint` is

@@ -160,6 +160,15 @@ pub mod metrics {
         "Requests left in the GitHub App installation's primary rate limit."
     );
 
+    metric!(
+        GITHUB_RATE_LIMIT_HITS,
+        "GitHubRateLimitHits",
+        Count,
+        ["AppId"],
+        "scale-up",
+        "Rate-limit answers from GitHub (the endpoint is then left alone until the limit passes)."
+    );
+
     // scale-down
     metric!(RUNNERS_SEEN, "RunnersSeen", Count, [], "scale-down", "Runner instances found.");
     metric!(RUNNERS_IDLE_KEPT, "RunnersIdleKept", Count, [], "scale-down", "Idle runners kept by the idle config.");
@@ -211,6 +220,7 @@ pub mod metrics {
         JOBS_SKIPPED,
         JOBS_RETRIED,
         GITHUB_APP_RATE_LIMIT_REMAINING,
+        GITHUB_RATE_LIMIT_HITS,
         RUNNERS_SEEN,
         RUNNERS_IDLE_KEPT,
         RUNNERS_TERMINATED,

@@ -42,8 +42,8 @@ use common::error::{GithubError, Retryable};
 use common::ports::{GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
-    GITHUB_APP_RATE_LIMIT_REMAINING, JOBS_RECEIVED, JOBS_RETRIED, JOBS_SKIPPED, MALFORMED_MESSAGES, RUNNERS_CREATED,
-    RUNNERS_FAILED, RUNNERS_REQUESTED,
+    GITHUB_APP_RATE_LIMIT_REMAINING, GITHUB_RATE_LIMIT_HITS, JOBS_RECEIVED, JOBS_RETRIED, JOBS_SKIPPED,
+    MALFORMED_MESSAGES, RUNNERS_CREATED, RUNNERS_FAILED, RUNNERS_REQUESTED,
 };
 use futures::StreamExt;
 
@@ -180,6 +180,12 @@ impl ScaleUp {
             .collect()
             .await;
         fates.extend(per_owner.into_iter().flatten());
+        let app_id = self.github.app_id(app).to_string();
+        self.metrics.count(
+            &GITHUB_RATE_LIMIT_HITS,
+            self.github.take_rate_limits_hit(app) as usize,
+            &[("AppId", &app_id)],
+        );
         if self.config.rate_limit_metric
             && let Some(remaining) = self.github.rate_limit_remaining(app)
         {
@@ -242,6 +248,17 @@ impl ScaleUp {
             jobs
         };
         if jobs.is_empty() {
+            return fates;
+        }
+        // GitHub told this App to keep away from runner registration: no instance is launched
+        // that could not be registered, and nothing is sent to GitHub until the limit passes.
+        if let Some(wait) = github.registration_held(self.config.jit) {
+            tracing::warn!(owner = %owner, retry_after_s = wait.as_secs(), "runner registration is rate limited; the jobs go back at once");
+            fates.extend(all_retry(
+                &jobs,
+                "rate_limited",
+                format!("GitHub's rate limit lasts another {} s", wait.as_secs()),
+            ));
             return fates;
         }
 

@@ -17,6 +17,7 @@ locals {
     JobsSkipped                 = ["Reason"]
     JobsRetried                 = []
     GitHubAppRateLimitRemaining = ["AppId"]
+    GitHubRateLimitHits         = ["AppId"]
     RunnersSeen                 = []
     RunnersIdleKept             = []
     RunnersTerminated           = ["Reason"]
@@ -44,7 +45,7 @@ locals {
     "Webhook deliveries"             = ["WebhookReceived", "WebhookAccepted", "WebhookRejected"]
     "Jobs and runners (scale-up)"    = ["JobsReceived", "RunnersRequested", "RunnersCreated", "JobsRetried", "MalformedMessages"]
     "Runners not created, by reason" = ["RunnersFailed", "JobsSkipped"]
-    "GitHub App rate limit left"     = ["GitHubAppRateLimitRemaining"]
+    "GitHub App rate limit left"     = ["GitHubAppRateLimitRemaining", "GitHubRateLimitHits"]
     "Scale-down"                     = ["RunnersSeen", "RunnersIdleKept", "RunnersTerminated", "RunnersSkipped", "ScaleDownErrors"]
     "Runner binary sync"             = ["RunnerBinarySync"]
   } : title => [for n in names : jsondecode(local.emf_rows[n])] }

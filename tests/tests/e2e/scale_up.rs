@@ -519,3 +519,28 @@ async fn a_create_fleet_retried_after_its_timeout_launches_once() {
     assert_eq!(w.instances().await.len() - before, 2, "one fleet, not two");
     assert_eq!(w.tokens().await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_is_remembered_across_batches() {
+    // Issue 12 item 4: generate-jitconfig answers 403 with `retry-after: 60`. A second batch a
+    // few seconds later, in the same container, sends GitHub nothing and launches nothing: its
+    // jobs go back at once. The limit is logged and counted.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let f = w.function(&[]).await;
+    w.github.inject(Fault::rate_limited("POST", "generate-jitconfig", 60));
+    let first = f.invoke(sqs_event(&[w.message(401, "a"), w.message(402, "b")])).await.unwrap();
+    assert_eq!(failures(&first).len(), 2, "{first}");
+    let sent = w.github.count("POST", "generate-jitconfig");
+    assert!(sent >= 1, "the first batch met the limit");
+    let launches = w.proxy.count("ec2:CreateFleet");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let second = f.invoke(sqs_event(&[w.message(403, "a"), w.message(404, "b"), w.message(405, "c")])).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(failures(&second).len(), 3, "every job of the second batch goes back: {second}");
+    assert_eq!(w.github.count("POST", "generate-jitconfig"), sent, "no request while the limit lasts");
+    assert_eq!(w.proxy.count("ec2:CreateFleet"), launches, "no instance launched that could not register");
+    let hits: f64 = f.metric("GitHubRateLimitHits").iter().map(|m| m.0).sum();
+    assert!(hits >= 1.0, "the limit is counted");
+    assert!(f.logs().iter().any(|l| l.contains("GitHub rate limit hit")), "and logged");
+}

@@ -11,6 +11,10 @@
 //!   `x-ratelimit-remaining`) are waited out only when the wait fits before the invocation's
 //!   deadline — otherwise the caller gets a retryable `RateLimited` error and hands the work
 //!   back (SQS retry), never sleeping past the deadline;
+//! - a rate limit is remembered for the container's life: until it passes, no request goes to
+//!   that endpoint for that App (a secondary limit, `retry-after`) or to any endpoint of that App
+//!   (the primary limit, `x-ratelimit-reset`); such a request fails at once with `RateLimited`.
+//!   GitHub warns that requests made while limited can get an integration banned;
 //! - `ghes_ssl_verify = false` turns off certificate checks for this client only.
 
 use std::collections::HashMap;
@@ -145,7 +149,26 @@ pub struct RequestStats {
     pub requests: u64,
     pub retries: u64,
     pub rate_limit_waits: u64,
+    /// Rate-limit answers received (403/429 with a limit).
+    pub rate_limits_hit: u64,
+    /// Requests not sent because a remembered limit had not passed.
+    pub requests_held: u64,
 }
+
+/// Which requests a rate-limit answer holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitScope {
+    /// A secondary limit (`retry-after`, or GitHub's message): this endpoint of this App.
+    Endpoint,
+    /// The primary limit is exhausted (`x-ratelimit-remaining: 0`): every endpoint of this App.
+    App,
+}
+
+/// The key of a remembered limit: the App and the endpoint template (`*` for the whole App).
+type LimitKey = (usize, String);
+
+/// The route key every endpoint-scoped limit of an App shares.
+const WHOLE_APP: &str = "*";
 
 pub struct GithubClient {
     http: Octocrab,
@@ -157,6 +180,10 @@ pub struct GithubClient {
     tokens: tokio::sync::Mutex<HashMap<(usize, u64), InstallationToken>>,
     installations: Mutex<HashMap<(usize, RunnerOwner), u64>>,
     rate_limits: Mutex<HashMap<usize, RateLimit>>,
+    /// Rate limits GitHub answered with, until they pass.
+    held_until: Mutex<HashMap<LimitKey, (Instant, u16)>>,
+    /// Rate-limit answers since the caller last asked (`take_rate_limits_hit`), by App.
+    hits: Mutex<HashMap<usize, u64>>,
     stats: Mutex<RequestStats>,
     in_flight: Arc<Semaphore>,
     pacer: WritePacer,
@@ -196,6 +223,8 @@ impl GithubClient {
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             installations: Mutex::new(HashMap::new()),
             rate_limits: Mutex::new(HashMap::new()),
+            held_until: Mutex::new(HashMap::new()),
+            hits: Mutex::new(HashMap::new()),
             stats: Mutex::new(RequestStats::default()),
             clock: Arc::new(SystemClock),
         })
@@ -345,6 +374,53 @@ impl GithubClient {
         }
     }
 
+    /// Remembers a rate limit: no request for `template` (or the whole App) until it passes.
+    fn hold(&self, app: usize, template: &str, scope: LimitScope, wait: Duration, status: u16) {
+        let key = match scope {
+            LimitScope::Endpoint => template.to_string(),
+            LimitScope::App => WHOLE_APP.to_string(),
+        };
+        let until = Instant::now() + wait;
+        let mut held = lock(&self.held_until);
+        let entry = held.entry((app, key.clone())).or_insert((until, status));
+        if entry.0 < until {
+            *entry = (until, status);
+        }
+        drop(held);
+        lock(&self.stats).rate_limits_hit += 1;
+        *lock(&self.hits).entry(app).or_default() += 1;
+        let app_id = self.apps.get(app).map_or(0, |a| a.app_id);
+        tracing::warn!(
+            app_id,
+            endpoint = %key,
+            status,
+            retry_after_s = wait.as_secs(),
+            "GitHub rate limit hit: no request goes there for this App until it passes"
+        );
+    }
+
+    /// The time left on a remembered limit covering `template` for `app`, and the status it came with.
+    fn held(&self, app: usize, template: &str) -> Option<(Duration, u16)> {
+        let now = Instant::now();
+        let mut held = lock(&self.held_until);
+        held.retain(|_, (until, _)| *until > now);
+        [template, WHOLE_APP]
+            .iter()
+            .filter_map(|key| held.get(&(app, key.to_string())))
+            .max_by_key(|(until, _)| *until)
+            .map(|(until, status)| (until.saturating_duration_since(now), *status))
+    }
+
+    /// How long requests to `method path` for `app` are held back by a remembered limit.
+    pub fn held_for(&self, app: usize, method: &Method, path: &str) -> Option<Duration> {
+        self.held(app, &format!("{method} {}", endpoint_template(path))).map(|(wait, _)| wait)
+    }
+
+    /// Rate-limit answers since the last call, for `app`.
+    pub fn take_rate_limits_hit(&self, app: usize) -> u64 {
+        lock(&self.hits).remove(&app).unwrap_or(0)
+    }
+
     /// Sends one request with the retry policy described in the module docs.
     pub async fn send(
         &self,
@@ -355,10 +431,29 @@ impl GithubClient {
         deadline: Deadline,
     ) -> Result<ApiResponse, GithubError> {
         let endpoint = format!("{method} {}", path.split('?').next().unwrap_or(path));
-        if method != Method::GET
-            && let Auth::App(app) | Auth::Installation { app, .. } = auth
+        let template = format!("{method} {}", endpoint_template(path));
+        let app = match auth {
+            Auth::App(app) | Auth::Installation { app, .. } => Some(app),
+            Auth::None => None,
+        };
+        let mut rate_limit_waits = 0u32;
+        if let Some(app) = app
+            && let Some((wait, status)) = self.held(app, &template)
         {
-            let template = format!("{method} {}", endpoint_template(path));
+            // Waited out only when it fits, as an answered limit is; otherwise the work goes
+            // back at once, and GitHub sees no request.
+            if self.settings.max_rate_limit_waits > 0 && deadline.allows(wait, Duration::from_secs(1)) {
+                rate_limit_waits += 1;
+                lock(&self.stats).rate_limit_waits += 1;
+                tokio::time::sleep(wait).await;
+            } else {
+                lock(&self.stats).requests_held += 1;
+                return Err(GithubError::RateLimited { endpoint, status, retry_after: Some(wait) });
+            }
+        }
+        if method != Method::GET
+            && let Some(app) = app
+        {
             let wait = self.pacer.reserve(app, &template);
             if !wait.is_zero() {
                 if !deadline.allows(wait, Duration::from_secs(1)) {
@@ -372,7 +467,6 @@ impl GithubClient {
             }
         }
         let mut retries = 0u32;
-        let mut rate_limit_waits = 0u32;
         let mut reauthenticated = false;
         loop {
             if deadline.is_past() {
@@ -407,7 +501,10 @@ impl GithubClient {
             if (200..400).contains(&status) {
                 return Ok(ApiResponse { status, headers, body: bytes, endpoint });
             }
-            if let Some(wait) = rate_limit_wait(status, &headers, &bytes) {
+            if let Some((wait, scope)) = rate_limit_wait(status, &headers, &bytes) {
+                if let Some(app) = app {
+                    self.hold(app, &template, scope, wait, status);
+                }
                 if rate_limit_waits < self.settings.max_rate_limit_waits
                     && deadline.allows(wait, Duration::from_secs(1))
                 {
@@ -581,23 +678,23 @@ impl Download {
 }
 
 /// How long GitHub asks us to wait, when the answer is a rate limit.
-fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &[u8]) -> Option<Duration> {
+fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &[u8]) -> Option<(Duration, LimitScope)> {
     if status != 403 && status != 429 {
         return None;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
+        return Some((Duration::from_secs(secs), LimitScope::Endpoint));
     }
     if header("x-ratelimit-remaining") == Some("0") {
         let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok())?;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+        return Some((Duration::from_secs(reset.saturating_sub(now) + 1), LimitScope::App));
     }
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
     if status == 429 || text.contains("secondary rate limit") || text.contains("rate limit exceeded") {
         // GitHub's advice when it gives no retry-after: wait at least a minute.
-        return Some(Duration::from_secs(60));
+        return Some((Duration::from_secs(60), LimitScope::Endpoint));
     }
     None
 }
@@ -789,16 +886,17 @@ mod tests {
         assert_eq!(rate_limit_wait(403, &h, br#"{"message":"Resource not accessible by integration"}"#), None);
         assert_eq!(
             rate_limit_wait(403, &h, br#"{"message":"You have exceeded a secondary rate limit."}"#),
-            Some(Duration::from_secs(60))
+            Some((Duration::from_secs(60), LimitScope::Endpoint))
         );
         h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(rate_limit_wait(429, &h, b""), Some(Duration::from_secs(7)));
+        assert_eq!(rate_limit_wait(429, &h, b""), Some((Duration::from_secs(7), LimitScope::Endpoint)));
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
         let reset = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() + 30;
         h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
-        let wait = rate_limit_wait(403, &h, b"").unwrap();
+        let (wait, scope) = rate_limit_wait(403, &h, b"").unwrap();
         assert!(wait >= Duration::from_secs(29) && wait <= Duration::from_secs(32), "{wait:?}");
+        assert_eq!(scope, LimitScope::App, "the primary limit covers every endpoint");
     }
 
     #[test]

@@ -120,6 +120,12 @@ impl GithubOwner for InstallationOwner<'_> {
         Ok(Secret::new(token.token))
     }
 
+    fn registration_held(&self, jit: bool) -> Option<std::time::Duration> {
+        let endpoint = if jit { "generate-jitconfig" } else { "registration-token" };
+        let path = format!("{}/actions/runners/{endpoint}", owner_path(&self.owner));
+        self.installation.client().held_for(self.installation.app, &http::Method::POST, &path)
+    }
+
     async fn list_runners(&self) -> Result<Vec<GithubRunner>, GithubError> {
         let path = format!("{}/actions/runners?per_page=100", owner_path(&self.owner));
         let runners: Vec<RunnerJson> = self.installation.get_all_pages(&path, "runners").await?;
@@ -154,6 +160,10 @@ impl GithubApi for GithubClient {
 
     fn rate_limit_remaining(&self, app: usize) -> Option<u64> {
         self.rate_limit(app).map(|r| r.remaining)
+    }
+
+    fn take_rate_limits_hit(&self, app: usize) -> u64 {
+        GithubClient::take_rate_limits_hit(self, app)
     }
 
     fn web_url(&self) -> String {
