@@ -47,6 +47,8 @@ pub struct AwsFault {
     pub kind: FaultKind,
     /// How many calls it applies to; `None` for all.
     pub times: Option<u32>,
+    /// Only calls whose request body contains this text (e.g. a parameter name).
+    pub body_contains: Option<String>,
 }
 
 impl AwsFault {
@@ -55,6 +57,7 @@ impl AwsFault {
             action: action.into(),
             kind: FaultKind::Error { status, code: code.into(), message: format!("injected {code}") },
             times: None,
+            body_contains: None,
         }
     }
 
@@ -68,27 +71,44 @@ impl AwsFault {
             action: "ec2:CreateFleet".into(),
             kind: FaultKind::FleetShortfall { fulfil, code: code.into() },
             times: None,
+            body_contains: None,
         }
     }
 
     /// A call to `action` forwarded only after `delay`.
     pub fn delayed(action: &str, delay: Duration) -> Self {
-        Self { action: action.into(), kind: FaultKind::Delay(delay), times: None }
+        Self { action: action.into(), kind: FaultKind::Delay(delay), times: None, body_contains: None }
     }
 
     /// A call to `action` that takes effect but is answered only after `delay`.
     pub fn slow_answer(action: &str, delay: Duration) -> Self {
-        Self { action: action.into(), kind: FaultKind::DelayResponse(delay), times: None }
+        Self { action: action.into(), kind: FaultKind::DelayResponse(delay), times: None, body_contains: None }
     }
 
     /// Instances listed by `DescribeInstances` only `lag` after their launch.
     pub fn visibility_lag(lag: Duration) -> Self {
-        Self { action: "ec2:DescribeInstances".into(), kind: FaultKind::HideNewInstances(lag), times: None }
+        Self {
+            action: "ec2:DescribeInstances".into(),
+            kind: FaultKind::HideNewInstances(lag),
+            times: None,
+            body_contains: None,
+        }
     }
 
     /// `DescribeInstances` leaves these instances out.
     pub fn hide_instances(ids: &[String]) -> Self {
-        Self { action: "ec2:DescribeInstances".into(), kind: FaultKind::HideInstances(ids.to_vec()), times: None }
+        Self {
+            action: "ec2:DescribeInstances".into(),
+            kind: FaultKind::HideInstances(ids.to_vec()),
+            times: None,
+            body_contains: None,
+        }
+    }
+
+    /// Only for calls whose body contains `text`.
+    pub fn when_body_contains(mut self, text: &str) -> Self {
+        self.body_contains = Some(text.to_string());
+        self
     }
 
     pub fn times(mut self, n: u32) -> Self {
@@ -317,7 +337,8 @@ async fn proxy(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         let mut s = lock(&shared.state);
         let mut chosen = None;
         for f in s.faults.iter_mut() {
-            if f.action == action && f.times.is_none_or(|t| t > 0) {
+            let body_ok = f.body_contains.as_ref().is_none_or(|t| String::from_utf8_lossy(&body).contains(t.as_str()));
+            if f.action == action && body_ok && f.times.is_none_or(|t| t > 0) {
                 if let Some(t) = f.times.as_mut() {
                     *t -= 1;
                 }

@@ -39,7 +39,9 @@ use common::domain::runner::{InstanceFilter, RunnerOwner, runner_name, tags};
 use common::domain::scale_up::{RegistrationArgs, beyond_maximum, runners_to_create};
 use common::domain::webhook::QueuedJobMessage;
 use common::error::{GithubError, Retryable};
-use common::ports::{GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances};
+use common::ports::{
+    GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances, RunnerRemoval,
+};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
     GITHUB_APP_RATE_LIMIT_REMAINING, GITHUB_RATE_LIMIT_HITS, JOBS_RECEIVED, JOBS_RETRIED, JOBS_SKIPPED,
@@ -455,8 +457,20 @@ impl ScaleUp {
 
     async fn configure_jit(&self, github: &dyn GithubOwner, group: u64, instance_id: &str) -> Result<(), Failure> {
         let name = runner_name(&self.config.name_prefix, instance_id);
-        let jit =
-            github.create_jit_config(&name, group, &self.config.labels).await.map_err(|e| ("github", e.to_string()))?;
+        let jit = match github.create_jit_config(&name, group, &self.config.labels).await {
+            Ok(jit) => jit,
+            Err(e) if e.status() == Some(409) => {
+                // The runner's name is its instance id, so the name is taken by an earlier attempt
+                // of this very request, whose answer (and JIT config) a timeout lost. Remove that
+                // registration and register again, rather than tear down a good instance.
+                self.remove_lost_registration(github, &name).await?;
+                github
+                    .create_jit_config(&name, group, &self.config.labels)
+                    .await
+                    .map_err(|e| ("github", e.to_string()))?
+            }
+            Err(e) => return Err(("github", e.to_string())),
+        };
         let tag = [(tags::GITHUB_RUNNER_ID.to_string(), jit.runner_id.to_string())];
         if let Err(e) = self.ec2.tag(&[instance_id.to_string()], &tag).await {
             tracing::warn!(instance_id, error = %e, "tagging the runner id failed");
@@ -470,6 +484,28 @@ impl ScaleUp {
             return Err(("ssm", e));
         }
         Ok(())
+    }
+
+    /// Removes the registration `name` left by an attempt whose answer was lost; only one that
+    /// never came online (it can have no job).
+    async fn remove_lost_registration(&self, github: &dyn GithubOwner, name: &str) -> Result<(), Failure> {
+        let runners = github.list_runners().await.map_err(|e| ("github", e.to_string()))?;
+        let Some(runner) = runners.iter().find(|r| r.name == name) else {
+            return Ok(());
+        };
+        if runner.status != "offline" || runner.busy {
+            return Err(("github", format!("a runner named {name} is already online")));
+        }
+        tracing::info!(
+            runner_id = runner.id,
+            name,
+            "an earlier attempt registered this runner and its answer was lost; registering again"
+        );
+        match github.delete_runner(runner.id).await {
+            Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => Ok(()),
+            Ok(RunnerRemoval::Busy) => Err(("github", format!("the runner {name} is busy"))),
+            Err(e) => Err(("github", e.to_string())),
+        }
     }
 
     async fn configure_with_token(

@@ -123,7 +123,8 @@ resource "aws_iam_role_policy" "scale_up" {
           Sid      = "ReadParameters"
           Effect   = "Allow"
           Action   = ["ssm:GetParameters", "ssm:GetParameter"]
-          Resource = concat(var.app_parameters.arns, ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/*", local.ami_param_arn])
+          # The token path: a retried write whose first attempt landed is confirmed by reading it back.
+          Resource = concat(var.app_parameters.arns, ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/*", "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.token_path}/*", local.ami_param_arn])
         },
         {
           Sid      = "ReadBuildQueue"

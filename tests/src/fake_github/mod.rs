@@ -77,6 +77,9 @@ pub struct Fault {
     pub headers: Vec<(String, String)>,
     pub body: Value,
     pub delay: Duration,
+    /// Handle the request for real, then hold the answer this long: the write takes effect,
+    /// but a client that gives up first sees a timeout (and may retry a write that succeeded).
+    pub answer_delay: Duration,
     /// How many requests it applies to; `None` for all.
     pub times: Option<u32>,
 }
@@ -90,6 +93,7 @@ impl Fault {
             headers: Vec::new(),
             body: json!({"message": format!("injected {status}")}),
             delay: Duration::ZERO,
+            answer_delay: Duration::ZERO,
             times: None,
         }
     }
@@ -107,6 +111,14 @@ impl Fault {
         let mut f = Self::status(method, matches, 0);
         f.status = None;
         f.delay = delay;
+        f
+    }
+
+    /// The request takes effect; its answer comes `delay` later.
+    pub fn slow_answer(method: &str, matches: &str, delay: Duration) -> Self {
+        let mut f = Self::status(method, matches, 0);
+        f.status = None;
+        f.answer_delay = delay;
         f
     }
 

@@ -269,22 +269,31 @@ async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> 
             next.run(request).await
         }
     };
+
     if let Some((limit, remaining, reset)) = rate_headers {
         add_rate_headers(response.headers_mut(), limit, remaining, reset);
     }
-    let mut s = lock(&state);
-    if counted_in_flight && let Some(n) = s.limits.in_flight.get_mut(&principal) {
-        *n = n.saturating_sub(1);
+    {
+        let mut s = lock(&state);
+        if counted_in_flight && let Some(n) = s.limits.in_flight.get_mut(&principal) {
+            *n = n.saturating_sub(1);
+        }
+        s.requests.push(RecordedRequest {
+            method,
+            path,
+            query,
+            endpoint,
+            status: response.status().as_u16(),
+            caller: caller.principal(),
+            at: Instant::now(),
+        });
     }
-    s.requests.push(RecordedRequest {
-        method,
-        path,
-        query,
-        endpoint,
-        status: response.status().as_u16(),
-        caller: caller.principal(),
-        at: Instant::now(),
-    });
+    // Handled and logged; only the answer is late.
+    if let Some(f) = &fault
+        && !f.answer_delay.is_zero()
+    {
+        tokio::time::sleep(f.answer_delay).await;
+    }
     response
 }
 

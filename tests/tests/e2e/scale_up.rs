@@ -544,3 +544,48 @@ async fn a_secondary_rate_limit_is_remembered_across_batches() {
     assert!(hits >= 1.0, "the limit is counted");
     assert!(f.logs().iter().any(|l| l.contains("GitHub rate limit hit")), "and logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jit_config_whose_answer_timed_out_is_registered_again_not_torn_down() {
+    // Issue 12 item 5: generate-jitconfig registers the runner but answers after the client's
+    // 10 s timeout; the client's retry meets 409 (name taken). Scale-up removes the registration
+    // whose config was lost and registers again: the instance keeps its job.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let f = w.function(&[]).await;
+    w.github.inject(Fault::slow_answer("POST", "generate-jitconfig", Duration::from_secs(11)).times(1));
+    let before = w.instances().await.len();
+    let response = f.invoke(sqs_event(&[w.message(501, "a")])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(w.instances().await.len(), before + 1, "the instance is kept");
+    let statuses: Vec<u16> =
+        w.github.requests().iter().filter(|r| r.endpoint.ends_with("generate-jitconfig")).map(|r| r.status).collect();
+    assert_eq!(statuses, vec![201, 409, 201], "created, name taken on the retry, created again");
+    let tokens = w.tokens().await;
+    assert_eq!(tokens.len(), 1);
+    let (id, (jit, _)) = tokens.into_iter().next().unwrap();
+    let decoded = FakeGithub::decode_jit_config(&jit).expect("a JIT config");
+    let runners: Vec<_> = w.github.runners().into_iter().filter(|r| r.name.ends_with(&id)).collect();
+    assert_eq!(runners.len(), 1, "one registration for the instance: {runners:?}");
+    assert_eq!(decoded["runner_id"], runners[0].id, "the stored config is the live registration's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_parameter_write_retried_after_its_timeout_converges() {
+    // Issue 12 item 5: the token parameter's PutParameter lands but answers after the SDK's 5 s
+    // attempt timeout; the SDK's retry meets ParameterAlreadyExists. The parameter holds our
+    // value, so the write is done: the runner is created, nothing torn down.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let f = w.function(&[]).await;
+    w.proxy.inject(
+        AwsFault::slow_answer("ssm:PutParameter", Duration::from_secs(6))
+            .when_body_contains(&w.stack.token_path())
+            .times(1),
+    );
+    let before = w.instances().await.len();
+    let response = f.invoke(sqs_event(&[w.message(502, "a")])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(w.instances().await.len(), before + 1);
+    let puts: Vec<u16> = w.proxy.calls().iter().filter(|(a, _)| a == "ssm:PutParameter").map(|(_, s)| *s).collect();
+    assert!(puts.contains(&400), "the retry met ParameterAlreadyExists: {puts:?}");
+    assert_eq!(w.tokens().await.len(), 1);
+}

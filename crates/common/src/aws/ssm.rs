@@ -111,7 +111,8 @@ impl ParameterWriter for SsmParameterStore {
             parameter.tags.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
         // Tags cannot be sent with Overwrite.
         let tags = (!tags.is_empty() && !parameter.overwrite).then_some(tags);
-        self.client
+        let written = self
+            .client
             .put_parameter()
             .name(&parameter.name)
             .value(value)
@@ -121,7 +122,21 @@ impl ParameterWriter for SsmParameterStore {
             .set_overwrite(parameter.overwrite.then_some(true))
             .send()
             .await
-            .map_err(|e| aws_error("ssm:PutParameter", e))?;
-        Ok(())
+            .map_err(|e| aws_error("ssm:PutParameter", e));
+        match written {
+            Ok(_) => Ok(()),
+            // The SDK retried a write whose first attempt landed (its answer timed out): when the
+            // parameter holds exactly our value, the write is done.
+            Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") && !parameter.overwrite => {
+                match self.get_parameter_fresh(&parameter.name).await {
+                    Ok(Some(existing)) if existing.expose() == value => {
+                        tracing::info!(parameter = %parameter.name, "an earlier attempt of this write landed");
+                        Ok(())
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
