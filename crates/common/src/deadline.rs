@@ -39,6 +39,11 @@ impl Deadline {
         self.remaining().is_zero()
     }
 
+    /// A deadline `margin` earlier: for a step that must leave time for what follows it.
+    pub fn less(&self, margin: Duration) -> Self {
+        Self(self.0.checked_sub(margin).unwrap_or(self.0))
+    }
+
     /// True when waiting `wait` still leaves `then_need` before the deadline.
     pub fn allows(&self, wait: Duration, then_need: Duration) -> bool {
         self.remaining() > wait + then_need

@@ -248,10 +248,10 @@ impl ScaleDown {
             *remembered = owners_with_ghosts;
         }
         if !orphans_to_terminate.is_empty() {
-            self.terminate(&orphans_to_terminate, "orphan", &mut summary).await;
+            self.terminate(&orphans_to_terminate, "orphan", deadline, &mut summary).await;
         }
         if !crashed.is_empty() {
-            self.terminate(&crashed, "crashed", &mut summary).await;
+            self.terminate(&crashed, "crashed", deadline, &mut summary).await;
         }
         if let Ok(mut seen) = self.unknown_ghosts.lock() {
             let this_run = std::mem::take(&mut seen.this_run);
@@ -332,7 +332,9 @@ impl ScaleDown {
             }
         }
         if !cleared.is_empty() {
-            match self.ec2.untag(&cleared, &[tags::ORPHAN.to_string()]).await {
+            match common::aws::within(deadline, "ec2:DeleteTags", self.ec2.untag(&cleared, &[tags::ORPHAN.to_string()]))
+                .await
+            {
                 Ok(()) => summary.orphans_cleared.extend(cleared),
                 Err(e) => tracing::warn!(owner = %owner, error = %e, "clearing orphan tags failed"),
             }
@@ -410,14 +412,20 @@ impl ScaleDown {
             }
         }
         if !to_mark.is_empty() {
-            match self.ec2.tag(&to_mark, &[(tags::ORPHAN.to_string(), "true".to_string())]).await {
+            match common::aws::within(
+                deadline,
+                "ec2:CreateTags",
+                self.ec2.tag(&to_mark, &[(tags::ORPHAN.to_string(), "true".to_string())]),
+            )
+            .await
+            {
                 Ok(()) => summary.marked_orphan.extend(to_mark),
                 Err(e) => tracing::warn!(owner = %owner, error = %e, "tagging orphans failed; retried next run"),
             }
         }
         if !to_mark_offline.is_empty() {
             let since = [(OFFLINE_SINCE_TAG.to_string(), now.timestamp().to_string())];
-            match self.ec2.tag(&to_mark_offline, &since).await {
+            match common::aws::within(deadline, "ec2:CreateTags", self.ec2.tag(&to_mark_offline, &since)).await {
                 Ok(()) => summary.marked_offline.extend(to_mark_offline),
                 Err(e) => {
                     tracing::warn!(owner = %owner, error = %e, "tagging offline runners failed; retried next run")
@@ -426,7 +434,12 @@ impl ScaleDown {
         }
         let back_online = offline_marks_to_clear(&group.regular, &runners, &self.config.name_prefix);
         if !back_online.is_empty()
-            && let Err(e) = self.ec2.untag(&back_online, &[OFFLINE_SINCE_TAG.to_string()]).await
+            && let Err(e) = common::aws::within(
+                deadline,
+                "ec2:DeleteTags",
+                self.ec2.untag(&back_online, &[OFFLINE_SINCE_TAG.to_string()]),
+            )
+            .await
         {
             tracing::warn!(owner = %owner, error = %e, "clearing offline tags failed; retried next run");
         }
@@ -436,7 +449,7 @@ impl ScaleDown {
         let ghosts_left = !candidates.is_empty();
         if !candidates.is_empty() && !stop {
             let ids: Vec<String> = candidates.iter().map(|(_, i)| i.clone()).collect();
-            match self.ec2.find(&ids).await {
+            match common::aws::within(deadline, "ec2:DescribeInstances", self.ec2.find(&ids)).await {
                 Ok(found) => {
                     for (runner_id, instance_id) in candidates {
                         let gone = match found.iter().find(|i| i.id == instance_id) {
@@ -497,7 +510,7 @@ impl ScaleDown {
     /// their job markers.
     async fn terminate_deregistered(&self, deregistered: Vec<String>, deadline: Deadline, summary: &mut Summary) {
         if !self.options.recheck_markers {
-            self.terminate(&deregistered, "idle", summary).await;
+            self.terminate(&deregistered, "idle", deadline, summary).await;
             return;
         }
         let grace = Duration::from_secs(self.config.job_start_grace_seconds);
@@ -507,7 +520,7 @@ impl ScaleDown {
         }
         tokio::time::sleep(grace).await;
         let now = self.clock.now();
-        let fresh = match self.ec2.find(&deregistered).await {
+        let fresh = match common::aws::within(deadline, "ec2:DescribeInstances", self.ec2.find(&deregistered)).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "cannot re-read the job markers; termination waits for the next run");
@@ -532,12 +545,12 @@ impl ScaleDown {
             }
         }
         if !idle.is_empty() {
-            self.terminate(&idle, "idle", summary).await;
+            self.terminate(&idle, "idle", deadline, summary).await;
         }
     }
 
-    async fn terminate(&self, ids: &[String], reason: &'static str, summary: &mut Summary) {
-        match self.ec2.terminate(ids).await {
+    async fn terminate(&self, ids: &[String], reason: &'static str, deadline: Deadline, summary: &mut Summary) {
+        match common::aws::within(deadline, "ec2:TerminateInstances", self.ec2.terminate(ids)).await {
             Ok(()) => {
                 tracing::info!(instances = ?ids, reason, "terminated");
                 summary.terminated.entry(reason).or_default().extend(ids.iter().cloned());

@@ -62,11 +62,14 @@ pub(crate) async fn launch(
     }
     let image_id = match &config.ami_parameter {
         None => None,
-        Some(name) => match scale_up.parameters.get_parameter_fresh(name).await {
-            Ok(Some(v)) => Some(v.expose().trim().to_string()),
-            Ok(None) => return Launched::failed(format!("the AMI parameter `{name}` does not exist")),
-            Err(e) => return Launched::failed(e.to_string()),
-        },
+        Some(name) => {
+            match common::aws::within(deadline, "ssm:GetParameter", scale_up.parameters.get_parameter_fresh(name)).await
+            {
+                Ok(Some(v)) => Some(v.expose().trim().to_string()),
+                Ok(None) => return Launched::failed(format!("the AMI parameter `{name}` does not exist")),
+                Err(e) => return Launched::failed(e.to_string()),
+            }
+        }
     };
     let mut request = LaunchRequest {
         count,

@@ -97,6 +97,9 @@ const OWNER_CONCURRENCY: usize = 4;
 const RUNNER_CONCURRENCY: usize = 8;
 /// Job lookups at once.
 const LOOKUP_CONCURRENCY: usize = 8;
+/// Time kept after a write that may fail, for its cleanup (deregistering the runner, terminating
+/// the instance) and the answer.
+const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
 /// How long the recount waits for EC2 to list the instances just launched.
 const RECOUNT_PATIENCE: Duration = Duration::from_secs(5);
 /// An instance launched longer ago than this has passed its invocation's recount: no
@@ -320,7 +323,7 @@ impl ScaleUp {
                     let surplus = beyond_maximum(&all, &mine, self.config.maximum);
                     if !surplus.is_empty() {
                         tracing::warn!(owner = %owner, surplus = ?surplus, "over the maximum after a concurrent launch, terminating our surplus");
-                        self.terminate(&surplus).await;
+                        self.terminate(&surplus, deadline).await;
                         let (gone, kept): (Vec<_>, Vec<_>) =
                             pairs.into_iter().partition(|(_, id)| surplus.contains(id));
                         pairs = kept;
@@ -390,8 +393,8 @@ impl ScaleUp {
         }
     }
 
-    async fn terminate(&self, ids: &[String]) {
-        if let Err(e) = self.ec2.terminate(ids).await {
+    async fn terminate(&self, ids: &[String], deadline: Deadline) {
+        if let Err(e) = common::aws::within(deadline, "ec2:TerminateInstances", self.ec2.terminate(ids)).await {
             tracing::error!(instances = ?ids, error = %e, "terminating instances failed; scale-down will remove them as orphans");
         }
     }
@@ -407,7 +410,7 @@ impl ScaleUp {
             Token(Secret<String>),
         }
         let shared = if self.config.jit {
-            self.runner_group_id(github).await.map(Shared::Jit)
+            self.runner_group_id(github, deadline).await.map(Shared::Jit)
         } else {
             github.registration_token().await.map(Shared::Token)
         };
@@ -416,7 +419,7 @@ impl ScaleUp {
             Err(e) => {
                 let ids: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
                 tracing::error!(owner = %github.owner(), error = %e, "cannot prepare runner registration, terminating the instances");
-                self.terminate(&ids).await;
+                self.terminate(&ids, deadline).await;
                 return pairs
                     .into_iter()
                     .map(|(job, _)| (job.message_id, Fate::retry("github", e.to_string())))
@@ -433,8 +436,10 @@ impl ScaleUp {
                         return (job, instance_id, Err(("deadline", "no time left".to_string())));
                     }
                     let result = match shared {
-                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id).await,
-                        Shared::Token(token) => self.configure_with_token(github, token, web_url, &instance_id).await,
+                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id, deadline).await,
+                        Shared::Token(token) => {
+                            self.configure_with_token(github, token, web_url, &instance_id, deadline).await
+                        }
                     };
                     (job, instance_id, result)
                 }
@@ -444,7 +449,7 @@ impl ScaleUp {
             .await;
         let failed: Vec<String> = results.iter().filter(|(_, _, r)| r.is_err()).map(|(_, id, _)| id.clone()).collect();
         if !failed.is_empty() {
-            self.terminate(&failed).await;
+            self.terminate(&failed, deadline).await;
         }
         results
             .into_iter()
@@ -455,7 +460,13 @@ impl ScaleUp {
             .collect()
     }
 
-    async fn configure_jit(&self, github: &dyn GithubOwner, group: u64, instance_id: &str) -> Result<(), Failure> {
+    async fn configure_jit(
+        &self,
+        github: &dyn GithubOwner,
+        group: u64,
+        instance_id: &str,
+        deadline: Deadline,
+    ) -> Result<(), Failure> {
         let name = runner_name(&self.config.name_prefix, instance_id);
         let jit = match github.create_jit_config(&name, group, &self.config.labels).await {
             Ok(jit) => jit,
@@ -472,10 +483,13 @@ impl ScaleUp {
             Err(e) => return Err(("github", e.to_string())),
         };
         let tag = [(tags::GITHUB_RUNNER_ID.to_string(), jit.runner_id.to_string())];
-        if let Err(e) = self.ec2.tag(&[instance_id.to_string()], &tag).await {
+        let ids = [instance_id.to_string()];
+        if let Err(e) =
+            common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:CreateTags", self.ec2.tag(&ids, &tag)).await
+        {
             tracing::warn!(instance_id, error = %e, "tagging the runner id failed");
         }
-        if let Err(e) = self.store_token(instance_id, jit.encoded).await {
+        if let Err(e) = self.store_token(instance_id, jit.encoded, deadline).await {
             // The registration is useless without its config: remove it now, or scale-down
             // removes it later as a ghost.
             if let Err(d) = github.delete_runner(jit.runner_id).await {
@@ -514,6 +528,7 @@ impl ScaleUp {
         token: &Secret<String>,
         web_url: &str,
         instance_id: &str,
+        deadline: Deadline,
     ) -> Result<(), Failure> {
         let args = RegistrationArgs {
             web_url,
@@ -525,10 +540,12 @@ impl ScaleUp {
             ephemeral: self.config.ephemeral,
         }
         .render();
-        self.store_token(instance_id, Secret::new(args)).await.map_err(|e| ("ssm", e))
+        self.store_token(instance_id, Secret::new(args), deadline).await.map_err(|e| ("ssm", e))
     }
 
-    async fn store_token(&self, instance_id: &str, value: Secret<String>) -> Result<(), String> {
+    /// Writes the instance's token parameter; it must end early enough to leave time for the
+    /// cleanup of a failure (deregistering the runner, terminating the instance) and the answer.
+    async fn store_token(&self, instance_id: &str, value: Secret<String>, deadline: Deadline) -> Result<(), String> {
         let mut tags = vec![("InstanceId".to_string(), instance_id.to_string())];
         tags.extend(self.config.parameter_tags.iter().cloned());
         let parameter = NewParameter {
@@ -538,12 +555,14 @@ impl ScaleUp {
             tags,
             overwrite: false,
         };
-        self.writer.put_parameter(&parameter).await.map_err(|e| e.to_string())
+        common::aws::within(deadline.less(CLEANUP_RESERVE), "ssm:PutParameter", self.writer.put_parameter(&parameter))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The runner group id: cached in memory, then in SSM (`<SSM_CONFIG_PATH>/runner-group/<name>`),
     /// then looked up and stored.
-    async fn runner_group_id(&self, github: &dyn GithubOwner) -> Result<u64, GithubError> {
+    async fn runner_group_id(&self, github: &dyn GithubOwner, deadline: Deadline) -> Result<u64, GithubError> {
         let RunnerOwner::Org(org) = github.owner() else {
             return Ok(1);
         };
@@ -552,7 +571,12 @@ impl ScaleUp {
             return Ok(id);
         }
         let parameter = format!("{}/runner-group/{}", self.config.config_path, self.config.runner_group);
-        if let Ok(Some(value)) = self.parameters.get_parameter_fresh(&parameter).await
+        let cached = common::aws::within(
+            deadline.less(CLEANUP_RESERVE),
+            "ssm:GetParameter",
+            self.parameters.get_parameter_fresh(&parameter),
+        );
+        if let Ok(Some(value)) = cached.await
             && let Ok(id) = value.expose().trim().parse::<u64>()
         {
             if let Ok(mut m) = self.group_ids.lock() {
@@ -574,7 +598,10 @@ impl ScaleUp {
             tags: self.config.parameter_tags.clone(),
             overwrite: true,
         };
-        if let Err(e) = self.writer.put_parameter(&cache).await {
+        if let Err(e) =
+            common::aws::within(deadline.less(CLEANUP_RESERVE), "ssm:PutParameter", self.writer.put_parameter(&cache))
+                .await
+        {
             tracing::warn!(error = %e, "caching the runner group id in SSM failed");
         }
         if let Ok(mut m) = self.group_ids.lock() {

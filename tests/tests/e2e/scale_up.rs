@@ -49,6 +49,10 @@ impl World {
 
     /// Starts the binary with Terraform's environment plus `overrides`, AWS through the proxy.
     async fn function(&self, overrides: &[(&str, &str)]) -> LambdaFunction {
+        self.function_with_timeout(overrides, Duration::from_secs(30)).await
+    }
+
+    async fn function_with_timeout(&self, overrides: &[(&str, &str)], timeout: Duration) -> LambdaFunction {
         let mut env = self.stack.scale_up_env(&self.github.url, overrides);
         env.extend(Moto::shared().lambda_env());
         env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
@@ -57,7 +61,7 @@ impl World {
             &binary("scale-up"),
             &format!("{}-scale-up", self.stack.prefix),
             &env,
-            Duration::from_secs(30),
+            timeout,
         )
         .await
     }
@@ -588,4 +592,23 @@ async fn a_token_parameter_write_retried_after_its_timeout_converges() {
     let puts: Vec<u16> = w.proxy.calls().iter().filter(|(a, _)| a == "ssm:PutParameter").map(|(_, s)| *s).collect();
     assert!(puts.contains(&400), "the retry met ParameterAlreadyExists: {puts:?}");
     assert_eq!(w.tokens().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_aws_service_hands_the_jobs_back_before_the_lambda_times_out() {
+    // Issue 12 item 6: SSM hangs on the token parameters. The SDK's own retries (3 attempts of
+    // 5 s) would outlast a 15 s function: Lambda would time the invocation out, and the whole
+    // batch come back with nothing cleaned up. Bounded by the deadline, the writes give up in
+    // time: the function answers, both jobs go back, their instances and registrations are gone.
+    let w = World::new(1, FakeGithubOptions::default()).await;
+    let f = w.function_with_timeout(&[], Duration::from_secs(15)).await;
+    w.proxy.inject(
+        AwsFault::delayed("ssm:PutParameter", Duration::from_secs(60)).when_body_contains(&w.stack.token_path()),
+    );
+    let before = w.instances().await.len();
+    let response = f.invoke(sqs_event(&[w.message(601, "a"), w.message(602, "b")])).await;
+    let response = response.expect("the function answers before its timeout");
+    assert_eq!(failures(&response), vec!["msg-0", "msg-1"], "{response}");
+    assert_eq!(w.instances().await.len(), before, "the instances without a configuration are terminated");
+    assert!(w.github.runners().is_empty(), "no registration left behind: {:?}", w.github.runners());
 }

@@ -39,6 +39,25 @@ pub async fn load_sdk_config(attempt_timeout: Duration, max_attempts: u32) -> Sd
         .await
 }
 
+/// Runs an AWS call (with whatever retries its client makes) only until `deadline`: past it the
+/// call is dropped and a transient `DeadlineExceeded` error returned, so that a slow AWS service
+/// hands the work back instead of letting Lambda time the whole invocation out.
+pub async fn within<T>(
+    deadline: Deadline,
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, AwsError>>,
+) -> Result<T, AwsError> {
+    match tokio::time::timeout(deadline.remaining(), call).await {
+        Ok(result) => result,
+        Err(_) => Err(AwsError::new(
+            operation,
+            AwsErrorKind::Transient,
+            Some("DeadlineExceeded".into()),
+            "no answer before the invocation's deadline",
+        )),
+    }
+}
+
 /// Runs an AWS call with up to three retries, jittered, only for retryable errors (or error
 /// codes in `extra_retryable`, e.g. `SCALE_ERRORS`) and only while the deadline allows. For
 /// clients built without SDK retries, so that no retry passes the invocation's deadline.
@@ -49,7 +68,7 @@ where
 {
     let mut attempt = 0;
     loop {
-        match op().await {
+        match within(deadline, "aws", op()).await {
             Ok(v) => return Ok(v),
             Err(e) => {
                 let retryable =
