@@ -57,13 +57,7 @@ impl World {
         env.extend(Moto::shared().lambda_env());
         env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
         env.push(("AWS_ENDPOINT_URL".into(), self.proxy.url.clone()));
-        LambdaFunction::spawn(
-            &binary("scale-up"),
-            &format!("{}-scale-up", self.stack.prefix),
-            &env,
-            timeout,
-        )
-        .await
+        LambdaFunction::spawn(&binary("scale-up"), &format!("{}-scale-up", self.stack.prefix), &env, timeout).await
     }
 
     fn message(&self, job_id: u64, repo: &str) -> Value {
