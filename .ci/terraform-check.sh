@@ -63,6 +63,7 @@ output "user_data" {
     post_install         = "echo post-install"
     install_runner       = file("$root/$templates/install-runner.sh")
     start_runner         = file("$root/$templates/start-runner.sh")
+    job_marker           = file("$root/$templates/job-marker.sh")
     job_started_hook     = file("$root/$templates/job-started-hook.sh")
     job_completed_hook   = file("$root/$templates/job-completed-hook.sh")
     user_job_started     = "echo user job started"

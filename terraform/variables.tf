@@ -241,9 +241,9 @@ variable "runner_boot_time_in_minutes" {
 }
 
 variable "scale_down_job_start_grace_seconds" {
-  description = "Scale-down waits this long after deregistering idle runners, then reads their job markers again before terminating (a job handed out just before is not killed)."
+  description = "Two-phase removal: an idle runner is deregistered, and its instance terminated on a later scale-down run at least this long after, once its job markers show no job started on it (a job handed out just before the deregistration, whose hook runs after \"Set up job\", is never killed)."
   type        = number
-  default     = 15
+  default     = 180
 }
 
 variable "runner_offline_timeout_in_minutes" {

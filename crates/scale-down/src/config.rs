@@ -15,8 +15,9 @@ pub struct Config {
     pub boot_time_minutes: i64,
     /// `RUNNER_NAME_PREFIX`, for instances without a `ghr:runner_name_prefix` tag.
     pub name_prefix: String,
-    /// How long to wait, after deregistering idle runners, for a job handed to one of them just
-    /// before to show up in its job-started marker (see ARCHITECTURE.md).
+    /// `RUNNER_JOB_START_GRACE_SECONDS`, the hold of two-phase removal: how long after its
+    /// runner's deregistration an instance is kept, for a job handed out just before to show
+    /// in its job-started marker (the hook runs after "Set up job", up to minutes later).
     pub job_start_grace_seconds: u64,
     /// `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`: a runner GitHub lists offline this long while a job
     /// is marked in flight (or it is flagged busy) counts as crashed and is removed.
@@ -68,7 +69,7 @@ impl FromEnv for Config {
             minimum_running_minutes,
             boot_time_minutes,
             name_prefix: env.string_or("RUNNER_NAME_PREFIX", ""),
-            job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 15),
+            job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 180),
             offline_timeout_minutes,
             apps,
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
@@ -98,7 +99,7 @@ mod tests {
             ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", "/k"),
         ]))
         .unwrap();
-        assert_eq!((c.minimum_running_minutes, c.boot_time_minutes, c.job_start_grace_seconds), (5, 5, 15));
+        assert_eq!((c.minimum_running_minutes, c.boot_time_minutes, c.job_start_grace_seconds), (5, 5, 180));
         assert_eq!(c.offline_timeout_minutes, 15);
         let err = Config::from_lookup(&lookup(&[
             ("SCALE_DOWN_CONFIG", r#"[{"cron":"bad"}]"#),

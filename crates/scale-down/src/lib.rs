@@ -13,11 +13,13 @@
 //!   marked for longer than `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES` crashed: it is deregistered and
 //!   its instance terminated.
 //! - **A busy runner is never killed**: a runner GitHub reports busy is kept; so is one whose
-//!   instance carries a job-started marker newer than its job-completed marker (written by the
+//!   instance carries a job-started marker later than its job-completed marker (written by the
 //!   runner's hooks, because GitHub's `busy` flag lags by up to a minute); a DELETE answered 422
-//!   keeps it; and after the deletes, the run waits `RUNNER_JOB_START_GRACE_SECONDS` and reads
-//!   the markers again, so a job GitHub handed to a runner just before its deregistration is
-//!   not killed either (upstream #5085). See ARCHITECTURE.md.
+//!   keeps it. Removal has two phases: a run deregisters an idle runner and tags its instance
+//!   `ghr:deregistered_at`; a later run, at least `RUNNER_JOB_START_GRACE_SECONDS` (the hold,
+//!   default 180) after, reads its markers again and terminates it only when no job started
+//!   on it, so a job GitHub handed out just before the deregistration (upstream #5085) is never
+//!   killed, however long its "Set up job" delays the hook. See ARCHITECTURE.md.
 //! - **Time budget**: deregistrations are paced to GitHub's write limit (about three a second
 //!   per App), so a run starts one only while it still has time for it, the grace period and
 //!   the terminations; the other idle runners are left for the next run (`deferred`, not an
@@ -43,8 +45,8 @@ use common::clock::Clock;
 use common::deadline::Deadline;
 use common::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use common::domain::scale_down::{
-    Decision, OFFLINE_SINCE_TAG, OrphanDecision, Policy, expected_runner_name, ghost_candidates, job_in_flight,
-    offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
+    Decision, DrainDecision, OFFLINE_SINCE_TAG, OrphanDecision, Policy, drain_decision, expected_runner_name,
+    ghost_candidates, offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
 };
 use common::error::GithubError;
 use common::ports::{GithubApi, RunnerInstances, RunnerRemoval};
@@ -59,14 +61,16 @@ pub use config::Config;
 /// Behaviour switches that are not configuration: the Lambda always runs with the defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Wait after deregistering and re-read the job markers before terminating. Only the busy
-    /// runner simulation turns it off, to show that without it busy runners get killed.
-    pub recheck_markers: bool,
+    /// Two-phase removal: deregister an idle runner in one run, terminate its instance in a
+    /// later one once its job markers are read again. Only the busy-runner simulation turns it
+    /// off (terminate right after the deregistration), to show that busy runners get killed
+    /// without it.
+    pub two_phase: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { recheck_markers: true }
+        Self { two_phase: true }
     }
 }
 
@@ -83,6 +87,10 @@ pub struct Summary {
     pub orphans_cleared: Vec<String>,
     pub skipped_busy: Vec<String>,
     pub skipped_unknown: Vec<String>,
+    /// Idle runners deregistered this run; their instances drain until a later run.
+    pub deregistered: Vec<String>,
+    /// Draining instances not yet past the hold after their deregistration.
+    pub draining: Vec<String>,
     /// Instances whose runner was first seen offline with a job marked (tagged `ghr:offline_since`).
     pub marked_offline: Vec<String>,
     /// Idle runners left for the next run because this run's time ran out (GitHub's write pace
@@ -140,8 +148,10 @@ impl OwnerBudget {
 /// What one owner's pass leaves to terminate.
 #[derive(Default)]
 struct OwnerOutcome {
-    /// Deregistered idle runners: terminated after the grace period and a marker re-read.
+    /// Idle runners deregistered this run, to terminate at once (two-phase removal off).
     deregistered: Vec<String>,
+    /// Draining instances past their hold with no job: terminated now (reason `idle`).
+    drained: Vec<String>,
     /// Confirmed orphans.
     orphans: Vec<String>,
     /// Crashed runners (offline past the timeout with a job marked): terminated at once.
@@ -150,9 +160,10 @@ struct OwnerOutcome {
     ghosts_left: bool,
 }
 
-/// An owner's instances: tagged orphans and the others.
+/// An owner's instances: draining (runner deregistered), tagged orphans and the others.
 #[derive(Default)]
 struct OwnerInstances {
+    draining: Vec<RunnerInstance>,
     orphans: Vec<RunnerInstance>,
     regular: Vec<RunnerInstance>,
 }
@@ -208,7 +219,13 @@ impl ScaleDown {
             match instance.owner() {
                 Some(owner) => {
                     let entry = owners.entry(owner).or_default();
-                    if instance.is_orphan() { entry.orphans.push(instance) } else { entry.regular.push(instance) }
+                    if instance.is_draining() {
+                        entry.draining.push(instance)
+                    } else if instance.is_orphan() {
+                        entry.orphans.push(instance)
+                    } else {
+                        entry.regular.push(instance)
+                    }
                 }
                 None => {
                     tracing::warn!(instance_id = %instance.id, "runner instance without ghr:Type/ghr:Owner tags, left alone")
@@ -227,6 +244,7 @@ impl ScaleDown {
         let mut deregistered: Vec<String> = Vec::new();
         let mut orphans_to_terminate: Vec<String> = Vec::new();
         let mut crashed: Vec<String> = Vec::new();
+        let mut drained: Vec<String> = Vec::new();
         let owner_count = owners.len();
         for (k, (owner, group)) in owners.iter().enumerate() {
             if deadline.remaining() < Duration::from_secs(5) {
@@ -238,9 +256,14 @@ impl ScaleDown {
                 .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, budget, &mut summary)
                 .await;
             deregistered.extend(outcome.deregistered);
+            drained.extend(outcome.drained);
             orphans_to_terminate.extend(outcome.orphans);
             crashed.extend(outcome.crashed);
-            if outcome.ghosts_left || !group.regular.is_empty() || !group.orphans.is_empty() {
+            if outcome.ghosts_left
+                || !group.regular.is_empty()
+                || !group.orphans.is_empty()
+                || !group.draining.is_empty()
+            {
                 owners_with_ghosts.insert(owner.clone());
             }
         }
@@ -257,8 +280,9 @@ impl ScaleDown {
             let this_run = std::mem::take(&mut seen.this_run);
             seen.first_seen.retain(|id, _| this_run.contains(id));
         }
-        if !deregistered.is_empty() {
-            self.terminate_deregistered(deregistered, deadline, &mut summary).await;
+        drained.extend(deregistered);
+        if !drained.is_empty() {
+            self.terminate(&drained, "idle", deadline, &mut summary).await;
         }
         if self.config.rate_limit_metric
             && let Some(remaining) = self.github.rate_limit_remaining(app)
@@ -285,7 +309,9 @@ impl ScaleDown {
         summary: &mut Summary,
     ) -> OwnerOutcome {
         let deadline = budget.run;
-        let all_ids = || group.orphans.iter().chain(&group.regular).map(|i| i.id.clone()).collect::<Vec<_>>();
+        let all_ids = || {
+            group.orphans.iter().chain(&group.regular).chain(&group.draining).map(|i| i.id.clone()).collect::<Vec<_>>()
+        };
         // Every GitHub call for this owner ends by its share of the run: an owner whose API
         // hangs cannot starve the others.
         let github = match self.github.for_owner(app, owner, None, budget.owner).await {
@@ -306,6 +332,23 @@ impl ScaleDown {
                 return OwnerOutcome { ghosts_left: true, ..OwnerOutcome::default() };
             }
         };
+
+        // Draining instances: their runner was deregistered on an earlier run (two-phase
+        // removal). GitHub cannot hand them a job any more; one it handed out just before the
+        // deregistration shows in the markers by now, and keeps its instance until it is done.
+        let hold = chrono::Duration::seconds(self.config.job_start_grace_seconds as i64);
+        let mut drained = Vec::new();
+        for instance in &group.draining {
+            match drain_decision(instance, now, hold) {
+                DrainDecision::Bypass => {}
+                DrainDecision::JobInFlight => {
+                    tracing::warn!(owner = %owner, instance_id = %instance.id, "a job started just before the deregistration: the instance is kept until it completes");
+                    summary.skipped_busy.push(instance.id.clone());
+                }
+                DrainDecision::Wait => summary.draining.push(instance.id.clone()),
+                DrainDecision::Terminate => drained.push(instance.id.clone()),
+            }
+        }
 
         // Orphans tagged on an earlier run.
         let mut orphans = Vec::new();
@@ -485,7 +528,20 @@ impl ScaleDown {
                 }
             }
         }
-        OwnerOutcome { deregistered, orphans, crashed, ghosts_left }
+        // Two-phase removal, first phase: the deregistered instances drain until a later run.
+        if self.options.two_phase && !deregistered.is_empty() {
+            let at = [(tags::DEREGISTERED_AT.to_string(), now.timestamp().to_string())];
+            match common::aws::within(deadline, "ec2:CreateTags", self.ec2.tag(&deregistered, &at)).await {
+                Ok(()) => summary.deregistered.append(&mut deregistered),
+                Err(e) => {
+                    // Their runners are gone: a later run finds them unregistered, tags them
+                    // orphans and terminates them after a look at their markers.
+                    tracing::warn!(owner = %owner, error = %e, "tagging deregistered instances failed; they are removed as orphans later");
+                    summary.deregistered.append(&mut deregistered);
+                }
+            }
+        }
+        OwnerOutcome { deregistered, drained, orphans, crashed, ghosts_left }
     }
 
     /// Whether an offline runner whose instance EC2 does not know has been seen so for at least
@@ -499,54 +555,9 @@ impl ScaleDown {
         first < now && first + chrono::Duration::minutes(self.config.boot_time_minutes) <= now
     }
 
-    /// Time a run keeps for what follows its last deregistration: the job-start grace period,
-    /// re-reading the markers and the terminations.
+    /// Time a run keeps for what follows its owners: tagging and the terminations.
     fn termination_reserve(&self) -> Duration {
-        let grace = if self.options.recheck_markers { self.config.job_start_grace_seconds } else { 0 };
-        Duration::from_secs(grace) + Duration::from_secs(10)
-    }
-
-    /// Terminates deregistered instances, after the job-start grace period and a fresh look at
-    /// their job markers.
-    async fn terminate_deregistered(&self, deregistered: Vec<String>, deadline: Deadline, summary: &mut Summary) {
-        if !self.options.recheck_markers {
-            self.terminate(&deregistered, "idle", deadline, summary).await;
-            return;
-        }
-        let grace = Duration::from_secs(self.config.job_start_grace_seconds);
-        if !deadline.allows(grace, Duration::from_secs(5)) {
-            tracing::warn!(instances = ?deregistered, "no time for the job-start grace period; these instances are terminated as orphans on a later run");
-            return;
-        }
-        tokio::time::sleep(grace).await;
-        let now = self.clock.now();
-        let fresh = match common::aws::within(deadline, "ec2:DescribeInstances", self.ec2.find(&deregistered)).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot re-read the job markers; termination waits for the next run");
-                summary.errors += 1;
-                summary.skipped_unknown.extend(deregistered);
-                return;
-            }
-        };
-        let mut idle = Vec::new();
-        for id in deregistered {
-            match fresh.iter().find(|i| i.id == id) {
-                Some(i) if job_in_flight(i, now) => {
-                    tracing::warn!(instance_id = %id, "a job started just before deregistration: the instance is kept until it completes");
-                    summary.skipped_busy.push(id);
-                }
-                Some(_) => idle.push(id),
-                None => {
-                    // Unknown is never idle: a later run finds it (as an orphan) and decides.
-                    tracing::warn!(instance_id = %id, "the instance is missing from the marker re-read; left for a later run");
-                    summary.skipped_unknown.push(id);
-                }
-            }
-        }
-        if !idle.is_empty() {
-            self.terminate(&idle, "idle", deadline, summary).await;
-        }
+        Duration::from_secs(10)
     }
 
     async fn terminate(&self, ids: &[String], reason: &'static str, deadline: Deadline, summary: &mut Summary) {
@@ -578,6 +589,7 @@ impl ScaleDown {
         self.metrics.count(&RUNNERS_SKIPPED, s.skipped_busy.len(), &[("Reason", "busy")]);
         self.metrics.count(&RUNNERS_SKIPPED, s.skipped_unknown.len(), &[("Reason", "unknown")]);
         self.metrics.count(&RUNNERS_SKIPPED, s.deferred.len(), &[("Reason", "deferred")]);
+        self.metrics.count(&RUNNERS_SKIPPED, s.draining.len(), &[("Reason", "draining")]);
         self.metrics.count(&SCALE_DOWN_ERRORS, s.errors, &[]);
         tracing::info!(
             seen = s.seen,
@@ -586,6 +598,8 @@ impl ScaleDown {
             ghosts_removed = s.ghosts_removed.len(),
             marked_orphan = s.marked_orphan.len(),
             marked_offline = s.marked_offline.len(),
+            deregistered = s.deregistered.len(),
+            draining = s.draining.len(),
             skipped_busy = s.skipped_busy.len(),
             skipped_unknown = s.skipped_unknown.len(),
             deferred = s.deferred.len(),
@@ -615,6 +629,8 @@ pub fn summary_json(summary: &Summary) -> serde_json::Value {
         "ghostsRemoved": summary.ghosts_removed.len(),
         "markedOrphan": summary.marked_orphan.len(),
         "markedOffline": summary.marked_offline.len(),
+        "deregistered": summary.deregistered,
+        "draining": summary.draining.len(),
         "skippedBusy": summary.skipped_busy.len(),
         "skippedUnknown": summary.skipped_unknown.len(),
         "deferred": summary.deferred.len(),

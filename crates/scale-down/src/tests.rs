@@ -112,14 +112,21 @@ async fn idle_runners_past_the_minimum_running_time_are_removed() {
     w.add("i-old", &acme(), 0, Some((1, false)), &[]);
     w.add("i-young", &acme(), 58, Some((2, false)), &[]);
     let s = w.run().await;
+    // Two phases: deregistered now, terminated on the next run (the hold is 0 here).
+    assert_eq!(s.deregistered, vec!["i-old"]);
+    assert!(!s.terminated.contains_key("idle"));
+    assert_eq!(w.github.runners(&acme()).len(), 1, "the runner is deregistered first");
+    let tagged = w.ec2.instances().into_iter().find(|i| i.id == "i-old").unwrap();
+    assert_eq!(tagged.deregistered_at(), Some(at(60)));
+    let s = w.run().await;
     assert_eq!(s.terminated.get("idle"), Some(&vec!["i-old".to_string()]));
     assert_eq!(w.live(), vec!["i-young"]);
-    assert_eq!(w.github.runners(&acme()).len(), 1, "the removed runner was deregistered first");
     // Later the young one is old enough.
     w.clock.set(at(70));
     w.run().await;
+    w.run().await;
     assert!(w.live().is_empty());
-    assert_eq!(w.github.count("list_runners"), 2, "one list per owner per run");
+    assert_eq!(w.github.count("list_runners"), 4, "one list per owner per run");
     assert_eq!(w.github.count("get_runner"), 0, "no per-runner GET");
 }
 
@@ -129,8 +136,8 @@ async fn a_run_out_of_time_leaves_idle_runners_for_the_next_run_without_an_error
     for i in 0..3 {
         w.add(&format!("i-{i}"), &acme(), 0, Some((i + 1, false)), &[]);
     }
-    // Less than the grace period plus the termination margin: nothing is started.
-    let s = w.scale_down.run_once(Deadline::after(Duration::from_secs(12))).await;
+    // Less than the termination margin: nothing is started.
+    let s = w.scale_down.run_once(Deadline::after(Duration::from_secs(9))).await;
     assert_eq!(s.deferred.len(), 3, "{s:?}");
     assert_eq!(s.errors, 0);
     assert_eq!(w.github.count("delete_runner"), 0, "no runner deregistered without time to terminate it");
@@ -148,7 +155,10 @@ async fn a_run_out_of_time_leaves_idle_runners_for_the_next_run_without_an_error
     assert_eq!(s.deferred.len(), 3, "the first deferral stops this run's deregistrations");
     assert_eq!(w.github.runners(&acme()).len(), 3);
 
-    // The next run with time removes them.
+    // The next run with time deregisters them, and the one after (past the hold) terminates them.
+    let s = w.run().await;
+    assert_eq!(s.deregistered.len(), 3, "{s:?}");
+    w.clock.advance(chrono::Duration::seconds(5));
     let s = w.run().await;
     assert_eq!(s.terminated.get("idle").map(Vec::len), Some(3), "{s:?}");
     assert!(w.live().is_empty());
@@ -171,31 +181,43 @@ async fn busy_runners_are_kept_by_flag_by_422_and_by_marker() {
         &[(JOB_STARTED_TAG, &done), (JOB_COMPLETED_TAG, &(T0 + 40 * 60).to_string())],
     );
     let s = w.run().await;
-    assert_eq!(w.live(), vec!["i-flag", "i-marker", "i-refused"]);
-    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-done".to_string()]));
+    assert_eq!(s.deregistered, vec!["i-done"]);
     let mut busy = s.skipped_busy.clone();
     busy.sort();
     assert_eq!(busy, vec!["i-flag", "i-marker", "i-refused"]);
     assert_eq!(w.github.count("delete_runner"), 2, "no DELETE for runners known busy");
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-done".to_string()]));
+    assert_eq!(w.live(), vec!["i-flag", "i-marker", "i-refused"]);
 }
 
 #[tokio::test]
-async fn a_job_started_during_the_grace_period_keeps_its_instance() {
-    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "1")], Options::default());
+async fn a_job_whose_hook_comes_late_keeps_its_deregistered_instance() {
+    // GitHub handed `i-late` a job just before its deregistration; "Set up job" takes 100 s,
+    // then the hook writes the marker. The hold (180 s) outlasts it: the instance is kept until
+    // the job completes; `i-idle` goes once the hold has passed.
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "180")], Options::default());
     w.add("i-late", &acme(), 0, Some((1, false)), &[]);
     w.add("i-idle", &acme(), 0, Some((2, false)), &[]);
-    let ec2 = w.ec2.clone();
-    let marker = tokio::spawn(async move {
-        // The runner got a job just before its deregistration; its hook writes the marker.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        ec2.tag(&["i-late".to_string()], &[(JOB_STARTED_TAG.to_string(), (T0 + 60 * 60).to_string())]).await.unwrap();
-    });
     let s = w.run().await;
-    marker.await.unwrap();
-    assert_eq!(w.live(), vec!["i-late"]);
+    assert_eq!(s.deregistered.len(), 2);
+    w.clock.advance(chrono::Duration::seconds(60));
+    let s = w.run().await;
+    assert_eq!(s.draining.len(), 2, "within the hold: {s:?}");
+    let hook_at = at(60) + chrono::Duration::seconds(100);
+    let started = hook_at.timestamp_millis().to_string();
+    w.ec2.tag(&["i-late".to_string()], &[(JOB_STARTED_TAG.to_string(), started.clone())]).await.unwrap();
+    w.clock.advance(chrono::Duration::seconds(130));
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-idle".to_string()]));
     assert_eq!(s.skipped_busy, vec!["i-late"]);
-    // Without the re-check (the negative control) the same situation kills the job.
-    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "1")], Options { recheck_markers: false });
+    assert_eq!(w.live(), vec!["i-late"]);
+    // The job completes: the next run terminates it.
+    w.ec2.tag(&["i-late".to_string()], &[(JOB_COMPLETED_TAG.to_string(), started)]).await.unwrap();
+    let s = w.run().await;
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-late".to_string()]));
+    // Without two-phase removal (the negative control) the same situation kills the job.
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "180")], Options { two_phase: false });
     w.add("i-late", &acme(), 0, Some((1, false)), &[]);
     w.run().await;
     assert!(w.live().is_empty());
@@ -213,6 +235,9 @@ async fn idle_config_keeps_runners_across_owners() {
     let s = w.run().await;
     assert_eq!(s.idle_kept, 3, "one count shared by the owners");
     // acme is handled first and keeps both; zeta keeps its newest.
+    assert_eq!(s.deregistered, vec!["i-z1"]);
+    let s = w.run().await;
+    assert_eq!(s.idle_kept, 3, "a draining instance takes no idle slot");
     assert_eq!(w.live(), vec!["i-a1", "i-a2", "i-z2"]);
 }
 
@@ -251,6 +276,8 @@ async fn an_owner_error_stops_only_that_owner() {
     w.github
         .fail_installation(&broken, GithubError::RateLimited { endpoint: "x".into(), status: 403, retry_after: None });
     let s = w.run().await;
+    assert_eq!(s.deregistered, vec!["i-a"], "the other owner is handled");
+    w.run().await;
     assert_eq!(w.live(), vec!["i-b", "i-b-orphan"], "unknown is never idle");
     assert_eq!(s.errors, 1);
     let mut unknown = s.skipped_unknown.clone();
@@ -281,8 +308,9 @@ async fn ec2_failures_leave_everything_for_the_next_run() {
     assert_eq!((s.errors, s.seen), (1, 0));
     assert_eq!(w.github.count("delete_runner"), 0);
     w.ec2.fail_listing(None);
-    // Terminate fails after deregistration: the next run finds an unregistered instance and
-    // removes it as an orphan.
+    let s = w.run().await;
+    assert_eq!(s.deregistered, vec!["i-a"]);
+    // Terminate fails after deregistration: the next run terminates the draining instance.
     w.ec2.fail_terminating(Some(AwsError::new(
         "ec2:TerminateInstances",
         AwsErrorKind::Throttled,
@@ -294,9 +322,7 @@ async fn ec2_failures_leave_everything_for_the_next_run() {
     assert_eq!(w.live(), vec!["i-a"]);
     w.ec2.fail_terminating(None);
     let s = w.run().await;
-    assert_eq!(s.marked_orphan, vec!["i-a"]);
-    let s = w.run().await;
-    assert_eq!(s.terminated.get("orphan"), Some(&vec!["i-a".to_string()]));
+    assert_eq!(s.terminated.get("idle"), Some(&vec!["i-a".to_string()]));
     assert!(w.live().is_empty());
 }
 

@@ -273,6 +273,9 @@ impl ScaleUp {
         let wanted = if self.config.maximum >= 0 {
             match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
                 Ok(current) => {
+                    // A draining instance (its runner deregistered by scale-down) takes no job
+                    // and is about to go: it is not a runner any more.
+                    let current: Vec<_> = current.into_iter().filter(|i| !i.is_draining()).collect();
                     let settled_before = chrono::Utc::now() - SETTLED_AFTER;
                     settled = current.iter().filter(|i| i.launch_time.is_some_and(|t| t < settled_before)).count();
                     runners_to_create(jobs.len(), current.len(), self.config.maximum)
@@ -361,7 +364,8 @@ impl ScaleUp {
     ) -> Result<Vec<common::domain::runner::RunnerInstance>, common::error::AwsError> {
         let started = std::time::Instant::now();
         loop {
-            let all = launch::with_retries(&self.config, deadline, || self.ec2.list(live)).await?;
+            let mut all = launch::with_retries(&self.config, deadline, || self.ec2.list(live)).await?;
+            all.retain(|i| !i.is_draining());
             let missing = mine.iter().filter(|id| !all.iter().any(|i| &i.id == *id)).count();
             let wait = Duration::from_millis(500);
             if missing == 0

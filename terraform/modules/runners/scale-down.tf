@@ -77,7 +77,7 @@ resource "aws_iam_role_policy" "scale_down" {
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
             StringEquals                = { "aws:ResourceTag/ghr:environment" = var.prefix }
-            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan", "ghr:offline_since"] }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan", "ghr:offline_since", "ghr:deregistered_at"] }
           }
         },
         {

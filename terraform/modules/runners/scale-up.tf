@@ -120,9 +120,9 @@ resource "aws_iam_role_policy" "scale_up" {
           Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.token_path}/*", "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/runner-group/*"]
         },
         {
-          Sid      = "ReadParameters"
-          Effect   = "Allow"
-          Action   = ["ssm:GetParameters", "ssm:GetParameter"]
+          Sid    = "ReadParameters"
+          Effect = "Allow"
+          Action = ["ssm:GetParameters", "ssm:GetParameter"]
           # The token path: a retried write whose first attempt landed is confirmed by reading it back.
           Resource = concat(var.app_parameters.arns, ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.config_path}/*", "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.token_path}/*", local.ami_param_arn])
         },

@@ -161,12 +161,12 @@ variable "runner_boot_time_in_minutes" {
 }
 
 variable "scale_down_job_start_grace_seconds" {
-  description = "After deregistering idle runners, scale-down waits this long and reads the job markers again before terminating, so that a job GitHub handed out just before is not killed."
+  description = "Two-phase removal: scale-down deregisters an idle runner, then terminates its instance on a later run at least this long after, once its job markers show no job started on it. It must outlast a job's \"Set up job\" (the job-started hook runs after it): a job GitHub handed out just before the deregistration is then never killed. Costs about one scale-down interval of instance time per removed runner."
   type        = number
-  default     = 15
+  default     = 180
   validation {
-    condition     = var.scale_down_job_start_grace_seconds >= 0 && var.scale_down_job_start_grace_seconds <= 40
-    error_message = "0 to 40 seconds (the function must still fit in its timeout)."
+    condition     = var.scale_down_job_start_grace_seconds >= 0 && var.scale_down_job_start_grace_seconds <= 3600
+    error_message = "0 to 3600 seconds."
   }
 }
 

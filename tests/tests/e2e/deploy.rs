@@ -588,6 +588,11 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
         github.runners(),
         scale_down.logs().join("\n")
     );
+    // Two-phase removal: the next scheduled run, past the hold, terminates what was deregistered.
+    let hold: i64 = system.var("scale-down", "RUNNER_JOB_START_GRACE_SECONDS").parse().unwrap_or(180);
+    std::fs::write(&clock, (later + ChronoDuration::seconds(hold.max(0) + 60)).to_rfc3339()).unwrap();
+    let result = scale_down.invoke(scheduled()).await;
+    assert!(result.is_ok(), "scale-down failed: {result:?}\n{}", scale_down.logs().join("\n"));
     assert!(running_instances(aws, &prefix).await.is_empty(), "scale-down left instances running");
     let errors: f64 = scale_down.metric("ScaleDownErrors").iter().map(|(v, _)| v).sum();
     assert_eq!(errors, 0.0, "{}", scale_down.logs().join("\n"));

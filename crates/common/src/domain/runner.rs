@@ -17,6 +17,9 @@ pub mod tags {
     pub const GITHUB_RUNNER_ID: &str = "ghr:github_runner_id";
     pub const RUNNER_LABELS: &str = "ghr:runner_labels";
     pub const ORPHAN: &str = "ghr:orphan";
+    /// Written by scale-down when it deregistered the instance's idle runner (unix seconds):
+    /// the instance drains, and is terminated on a later run once no job can still start on it.
+    pub const DEREGISTERED_AT: &str = "ghr:deregistered_at";
     pub const BYPASS_REMOVAL: &str = "ghr:bypass-removal";
     pub const SSM_CONFIG_PATH: &str = "ghr:ssm_config_path";
     pub const RUNNER_NAME_PREFIX: &str = "ghr:runner_name_prefix";
@@ -59,6 +62,18 @@ impl RunnerInstance {
 
     pub fn is_orphan(&self) -> bool {
         self.tag(tags::ORPHAN).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// When scale-down deregistered this instance's runner, if it did: the instance no longer
+    /// takes jobs and only waits to be terminated.
+    pub fn deregistered_at(&self) -> Option<DateTime<Utc>> {
+        self.tag(tags::DEREGISTERED_AT)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.tag(tags::DEREGISTERED_AT).is_some()
     }
 
     pub fn bypass_removal(&self) -> bool {

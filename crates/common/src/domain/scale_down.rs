@@ -235,6 +235,35 @@ pub fn offline_marks_to_clear(instances: &[RunnerInstance], runners: &[GithubRun
         .collect()
 }
 
+/// What to do with a draining instance (its runner deregistered on an earlier run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainDecision {
+    Bypass,
+    /// A job started on it (one GitHub handed out just before the deregistration): kept until
+    /// the job completes.
+    JobInFlight,
+    /// Not long enough since the deregistration for a job's start marker to have appeared.
+    Wait,
+    Terminate,
+}
+
+/// Two-phase removal, the second phase: an instance deregistered at least `hold` ago whose
+/// markers show no job is terminated. `hold` covers a job handed to the runner just before its
+/// deregistration: it starts within seconds, and its job-started hook runs after "Set up job"
+/// (0-120 s later), so by then its marker is there.
+pub fn drain_decision(instance: &RunnerInstance, now: DateTime<Utc>, hold: Duration) -> DrainDecision {
+    if instance.bypass_removal() {
+        DrainDecision::Bypass
+    } else if job_in_flight(instance, now) {
+        DrainDecision::JobInFlight
+    } else {
+        match instance.deregistered_at() {
+            Some(at) if at + hold > now => DrainDecision::Wait,
+            _ => DrainDecision::Terminate,
+        }
+    }
+}
+
 /// What to do with an instance tagged `ghr:orphan`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrphanDecision {
@@ -455,6 +484,31 @@ mod tests {
         assert_eq!(plan["i-idle"], Decision::Remove { runner_id: 5 }, "offline and idle: removed as before");
         assert_eq!(plan["i-back"], Decision::Remove { runner_id: 6 });
         assert_eq!(offline_marks_to_clear(&instances, &runners, "ci-"), vec!["i-back"]);
+    }
+
+    #[test]
+    fn draining_instances_wait_for_late_markers_then_go() {
+        let now = at(1_000);
+        let hold = Duration::seconds(180);
+        let drained = |deregistered: i64, extra: &[(&str, &str)]| {
+            let mut tags = vec![(super::tags::DEREGISTERED_AT, at(deregistered).timestamp().to_string())];
+            tags.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            instance("i-d", 0, &tags)
+        };
+        assert_eq!(drain_decision(&drained(900, &[]), now, hold), DrainDecision::Wait);
+        assert_eq!(drain_decision(&drained(800, &[]), now, hold), DrainDecision::Terminate);
+        let started = at(950).timestamp_millis().to_string();
+        assert_eq!(
+            drain_decision(&drained(800, &[(JOB_STARTED_TAG, &started)]), now, hold),
+            DrainDecision::JobInFlight,
+            "a job handed out just before the deregistration keeps its instance"
+        );
+        assert_eq!(
+            drain_decision(&drained(800, &[(JOB_STARTED_TAG, &started), (JOB_COMPLETED_TAG, &started)]), now, hold),
+            DrainDecision::Terminate
+        );
+        assert_eq!(drain_decision(&drained(800, &[("ghr:bypass-removal", "true")]), now, hold), DrainDecision::Bypass);
     }
 
     #[test]
