@@ -395,6 +395,7 @@ impl ScaleDown {
         let reserve = self.termination_reserve();
         for (instance_id, decision) in plan_owner(&group.regular, &runners, now, &self.policy(), strategy, idle_left) {
             let removal = matches!(decision, Decision::Remove { .. } | Decision::Crashed { .. });
+            let crashed_runner = matches!(decision, Decision::Crashed { .. });
             if removal && !stop && !out_of_time && deadline.remaining() < reserve {
                 out_of_time = true;
                 tracing::info!(owner = %owner, "out of time for more deregistrations this run; the other idle runners are removed on the next run");
@@ -411,46 +412,37 @@ impl ScaleDown {
                 Decision::IdleKept => summary.idle_kept += 1,
                 Decision::Remove { .. } | Decision::Crashed { .. } if stop => summary.skipped_unknown.push(instance_id),
                 Decision::Remove { .. } | Decision::Crashed { .. } if out_of_time => summary.deferred.push(instance_id),
-                Decision::Crashed { runner_id } => match github.delete_runner(runner_id).await {
-                    Ok(removal) => {
-                        // Offline past the timeout: whatever GitHub still says about its job
-                        // (a 422 while it has not failed the job yet), no job can progress on
-                        // this instance. A runner left registered is removed as a ghost later.
-                        tracing::warn!(owner = %owner, instance_id, runner_id, ?removal, "runner offline past the offline timeout with a job marked: crashed, terminating");
-                        crashed.push(instance_id);
+                Decision::Remove { runner_id } | Decision::Crashed { runner_id } => {
+                    match github.delete_runner(runner_id).await {
+                        Ok(removal) if crashed_runner => {
+                            // Offline past the timeout: whatever GitHub still says about its
+                            // job (a 422 while it has not failed the job yet), no job can
+                            // progress on this instance. A runner left registered is removed as
+                            // a ghost later.
+                            tracing::warn!(owner = %owner, instance_id, runner_id, ?removal, "runner offline past the offline timeout with a job marked: crashed, terminating");
+                            crashed.push(instance_id);
+                        }
+                        Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
+                            tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
+                            deregistered.push(instance_id);
+                        }
+                        Ok(RunnerRemoval::Busy) => {
+                            tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
+                            summary.skipped_busy.push(instance_id);
+                        }
+                        Err(GithubError::Deadline { .. }) => {
+                            // The write pace would pass the deadline: the runner is untouched.
+                            out_of_time = true;
+                            summary.deferred.push(instance_id);
+                        }
+                        Err(e) => {
+                            tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
+                            summary.errors += 1;
+                            summary.skipped_unknown.push(instance_id);
+                            stop = true;
+                        }
                     }
-                    Err(GithubError::Deadline { .. }) => {
-                        out_of_time = true;
-                        summary.deferred.push(instance_id);
-                    }
-                    Err(e) => {
-                        tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
-                        summary.errors += 1;
-                        summary.skipped_unknown.push(instance_id);
-                        stop = true;
-                    }
-                },
-                Decision::Remove { runner_id } => match github.delete_runner(runner_id).await {
-                    Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
-                        tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
-                        deregistered.push(instance_id);
-                    }
-                    Ok(RunnerRemoval::Busy) => {
-                        tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
-                        summary.skipped_busy.push(instance_id);
-                    }
-                    Err(GithubError::Deadline { .. }) => {
-                        // The write pace would pass the deadline: the runner is untouched.
-                        out_of_time = true;
-                        summary.deferred.push(instance_id);
-                    }
-                    Err(e) => {
-                        tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
-                        summary.errors += 1;
-                        summary.skipped_unknown.push(instance_id);
-                        stop = true;
-                    }
-                },
+                }
                 Decision::Bypass | Decision::Booting | Decision::TooYoung => {}
             }
         }
