@@ -21,9 +21,8 @@
 //!   on it, so a job GitHub handed out just before the deregistration (upstream #5085) is never
 //!   killed, however long its "Set up job" delays the hook. See ARCHITECTURE.md.
 //! - **Time budget**: deregistrations are paced to GitHub's write limit (about three a second
-//!   per App), so a run starts one only while it still has time for it, the grace period and
-//!   the terminations; the other idle runners are left for the next run (`deferred`, not an
-//!   error). Each owner's GitHub calls end by its share of the run (`OwnerBudget`), so an owner
+//!   per App), so a run starts one only while it still has time for it and the terminations
+//!   after it; the other idle runners are left for the next run (`deferred`, not an error). Each owner's GitHub calls end by its share of the run (`OwnerBudget`), so an owner
 //!   whose API hangs leaves the others, before or after it, their time.
 //! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
 //!   owner in this run; the other owners are still handled, and the error is counted.
@@ -384,8 +383,8 @@ impl ScaleDown {
         }
 
         // Registered and unregistered runners. A deregistration is only started while the run
-        // still has time for it and for the grace period and terminations after it; the rest
-        // wait for the next run (not an error: removals are paced to GitHub's write limit).
+        // still has time for it and for the tagging and terminations after it; the rest wait
+        // for the next run (not an error: removals are paced to GitHub's write limit).
         let mut deregistered = Vec::new();
         let mut crashed = Vec::new();
         let mut to_mark = Vec::new();
