@@ -197,20 +197,7 @@ async fn over_the_maximum_ephemeral_jobs_are_retried_and_reusable_ones_acknowled
         }
         let w = world(&extra);
         for i in 0..2 {
-            w.ec2.add(RunnerInstance {
-                id: format!("i-existing{i}"),
-                launch_time: chrono::DateTime::from_timestamp(1_600_000_000, 0),
-                state: "running".into(),
-                tags: [
-                    (tags::ENVIRONMENT, "ci"),
-                    (tags::APPLICATION, "github-action-runner"),
-                    (tags::TYPE, "Org"),
-                    (tags::OWNER, "acme"),
-                ]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            });
+            w.ec2.add(acme_instance(&format!("i-existing{i}"), chrono::DateTime::from_timestamp(1_600_000_000, 0)));
         }
         let fates = run(&w, &[message(1, "acme", "a"), message(2, "acme", "b"), message(3, "acme", "c")]).await;
         assert_eq!(created(&fates), 1, "3 - 2 existing");
@@ -224,26 +211,31 @@ async fn over_the_maximum_ephemeral_jobs_are_retried_and_reusable_ones_acknowled
     }
 }
 
+/// A running instance of this environment's organization runners for `acme`.
+fn acme_instance(id: &str, launch_time: Option<chrono::DateTime<chrono::Utc>>) -> RunnerInstance {
+    RunnerInstance {
+        id: id.into(),
+        launch_time,
+        state: "running".into(),
+        tags: [
+            (tags::ENVIRONMENT, "ci"),
+            (tags::APPLICATION, "github-action-runner"),
+            (tags::TYPE, "Org"),
+            (tags::OWNER, "acme"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    }
+}
+
 #[tokio::test]
 async fn reusable_jobs_over_the_maximum_come_back_while_the_runners_are_still_starting() {
     // Runners launched seconds ago may all still be terminated by a concurrent recount: a job
     // is left to them only once one of them has settled.
     let w = world(&[("RUNNERS_MAXIMUM_COUNT", "2"), ("ENABLE_JOB_QUEUED_CHECK", "false")]);
     for (i, age) in [(0, 5), (1, 20)] {
-        w.ec2.add(RunnerInstance {
-            id: format!("i-existing{i}"),
-            launch_time: Some(chrono::Utc::now() - chrono::TimeDelta::seconds(age)),
-            state: "running".into(),
-            tags: [
-                (tags::ENVIRONMENT, "ci"),
-                (tags::APPLICATION, "github-action-runner"),
-                (tags::TYPE, "Org"),
-                (tags::OWNER, "acme"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        });
+        w.ec2.add(acme_instance(&format!("i-existing{i}"), Some(chrono::Utc::now() - chrono::TimeDelta::seconds(age))));
     }
     let fates = run(&w, &[message(1, "acme", "a")]).await;
     assert_eq!(retried(&fates), vec!["m0"], "{fates:?}");
