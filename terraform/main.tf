@@ -85,6 +85,7 @@ module "runners" {
   minimum_running_time_in_minutes                                = var.minimum_running_time_in_minutes
   runner_boot_time_in_minutes                                    = var.runner_boot_time_in_minutes
   scale_down_job_start_grace_seconds                             = var.scale_down_job_start_grace_seconds
+  scale_down_withdrawal_wait_seconds                             = var.scale_down_withdrawal_wait_seconds
   runner_offline_timeout_in_minutes                              = var.runner_offline_timeout_in_minutes
   idle_config                                                    = var.idle_config
   scale_up_reserved_concurrent_executions                        = var.scale_up_reserved_concurrent_executions

@@ -246,6 +246,12 @@ variable "scale_down_job_start_grace_seconds" {
   default     = 180
 }
 
+variable "scale_down_withdrawal_wait_seconds" {
+  description = "Scale-down removes an idle runner's custom labels, then deregisters it this long after within the run, so that a job GitHub handed it just before starts instead of losing its runner. Needs custom labels (`runner_extra_labels`)."
+  type        = number
+  default     = 10
+}
+
 variable "runner_offline_timeout_in_minutes" {
   description = "A runner GitHub lists offline this long while a job is marked on its instance (or GitHub still flags it busy) crashed mid-job: scale-down deregisters it and terminates its instance."
   type        = number

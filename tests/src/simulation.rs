@@ -4,7 +4,9 @@
 //! clock file the simulation advances by one schedule interval per round).
 //!
 //! A job goes through what GitHub and the runner really do:
-//! 1. **assigned**: GitHub's broker hands the job to an idle runner. The REST API does not know
+//! 1. **assigned**: GitHub's broker hands the job to an idle runner that has every label it
+//!    asks for (most jobs ask for the runners' custom label; `read_only_share` of them only for
+//!    read-only ones, which a withdrawn runner still has). The REST API does not know
 //!    yet: a DELETE of the runner still answers 204 (upstream #5085's window). These moments
 //!    are real time around the run, so the race with its DELETE is real.
 //! 2. **started** `δ` later: the runner starts the job. GitHub now refuses to delete it (422),
@@ -49,6 +51,11 @@ pub struct SimulationReport {
     /// Jobs GitHub handed out in the window where a DELETE still succeeds, whose runner the
     /// scale-down run deregistered before they started: lost on GitHub.
     pub lost_on_deregistration: usize,
+    /// Jobs that ask only for read-only labels (`self-hosted`, OS, architecture): a withdrawn
+    /// runner (custom labels removed) can still be handed one.
+    pub read_only_jobs: usize,
+    /// Of the jobs lost on deregistration, those that ask only for read-only labels.
+    pub lost_read_only: usize,
     /// Simulated instance-minutes between a runner's deregistration and its instance's
     /// termination, summed over the terminated instances.
     pub drain_instance_minutes: f64,
@@ -58,6 +65,11 @@ impl SimulationReport {
     /// Jobs lost on deregistration per 1,000 removals.
     pub fn lost_per_1000_removals(&self) -> f64 {
         if self.removals == 0 { 0.0 } else { self.lost_on_deregistration as f64 * 1000.0 / self.removals as f64 }
+    }
+
+    /// Jobs lost on deregistration that asked for a custom label of the runners.
+    pub fn lost_with_custom_labels(&self) -> usize {
+        self.lost_on_deregistration - self.lost_read_only
     }
 
     /// The extra instance time a removal costs: from deregistration to termination.
@@ -96,6 +108,10 @@ pub struct BusySimulation {
     pub busy_lag: (f64, f64),
     /// The scale-down schedule: simulated time between runs.
     pub interval: chrono::Duration,
+    /// The runners' custom label (`runner_extra_labels`), asked for by most jobs.
+    pub custom_label: String,
+    /// The share of jobs that ask only for read-only labels.
+    pub read_only_share: f64,
     clock_file: PathBuf,
     now: DateTime<Utc>,
     running: Vec<RunningJob>,
@@ -135,6 +151,8 @@ impl BusySimulation {
             job_duration: (30.0, 400.0),
             busy_lag: (0.0, 2.0),
             interval: chrono::Duration::minutes(5),
+            custom_label: "sim-large".into(),
+            read_only_share: 0.1,
             clock_file,
             now,
             running: Vec::new(),
@@ -201,7 +219,8 @@ impl BusySimulation {
         if live < self.pool {
             let owner = RunnerOwner::Org(self.owner.clone());
             for id in self.stack.launch_instances(&self.aws, &owner, self.pool - live).await {
-                self.github.add_runner(Scope::org(&self.owner), &id, true, false);
+                let runner = self.github.add_runner(Scope::org(&self.owner), &id, true, false);
+                self.github.set_custom_labels(runner, &[&self.custom_label]);
             }
         }
     }
@@ -270,15 +289,24 @@ impl BusySimulation {
             let lag = between(&mut self.rng, self.busy_lag);
             let hook = between(&mut self.rng, self.hook_delay);
             let duration = between(&mut self.rng, self.job_duration);
-            let job = self.github.add_job(&self.owner, "app", &["self-hosted"]);
+            let read_only = self.rng.f64() < self.read_only_share;
+            let labels: Vec<String> = if read_only {
+                vec!["self-hosted".into(), "linux".into()]
+            } else {
+                vec!["self-hosted".into(), "linux".into(), self.custom_label.clone()]
+            };
+            let job = self.github.add_job(&self.owner, "app", &labels.iter().map(String::as_str).collect::<Vec<_>>());
             let (github, aws) = (self.github.clone(), self.aws.clone());
             let shift = Duration::from_secs_f64(offset.abs().min(0.85));
             let assign_at = if offset >= 0.0 { reference + shift } else { reference - shift };
             let start_sim = self.now + seconds(offset + delay);
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until(assign_at).await;
-                // The broker only hands jobs to registered runners.
-                github.runner(runner_id)?;
+                // The broker only hands a job to a registered runner with every label it asks
+                // for (a withdrawn runner has lost its custom ones).
+                if !github.can_take(runner_id, &labels.iter().map(String::as_str).collect::<Vec<_>>()) {
+                    return None;
+                }
                 tokio::time::sleep(Duration::from_secs_f64(delay)).await;
                 let registered_at_start = github.assign_job(job, runner_id, Duration::from_secs_f64(lag)).is_ok();
                 let stamp = start_sim.timestamp_millis().to_string();
@@ -296,16 +324,18 @@ impl BusySimulation {
                 };
                 let running =
                     RunningJob { job, instance, stamp, marker_due, ends_at: start_sim + seconds(hook + duration) };
-                Some((running, registered_at_start))
+                Some((running, registered_at_start, read_only))
             }));
         }
         tokio::time::sleep_until(reference).await;
         scale_down().await;
         for task in tasks {
-            if let Ok(Some((running, registered_at_start))) = task.await {
+            if let Ok(Some((running, registered_at_start, read_only))) = task.await {
                 self.report.jobs += 1;
+                self.report.read_only_jobs += usize::from(read_only);
                 if !registered_at_start {
                     self.report.lost_on_deregistration += 1;
+                    self.report.lost_read_only += usize::from(read_only);
                 }
                 self.running.push(running);
             }

@@ -170,6 +170,7 @@ impl RunnerStack {
             ("RUNNER_BOOT_TIME_IN_MINUTES".into(), "5".into()),
             ("RUNNER_NAME_PREFIX".into(), String::new()),
             ("RUNNER_JOB_START_GRACE_SECONDS".into(), "2".into()),
+            ("RUNNER_WITHDRAWAL_WAIT_SECONDS".into(), "2".into()),
             ("PARAMETER_GITHUB_APP_ID_NAME".into(), self.app_id_parameters.clone()),
             ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME".into(), self.app_key_parameters.clone()),
             ("LOG_LEVEL".into(), "info".into()),

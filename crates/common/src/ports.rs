@@ -88,6 +88,15 @@ pub enum RunnerRemoval {
     Busy,
 }
 
+/// What removing a runner's custom labels did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// 200: GitHub hands it no job that asks for one of them any more.
+    Withdrawn,
+    /// 404: the runner is gone.
+    NotFound,
+}
+
 /// GitHub for one owner, through one App installation, within one invocation's deadline.
 #[async_trait]
 pub trait GithubOwner: Send + Sync {
@@ -114,6 +123,10 @@ pub trait GithubOwner: Send + Sync {
     /// Every runner of the owner (all pages).
     async fn list_runners(&self) -> Result<Vec<GithubRunner>, GithubError>;
     async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError>;
+    /// Removes every custom label of a runner (`DELETE .../actions/runners/{id}/labels`), so
+    /// that GitHub stops handing it jobs that ask for them; a job already handed to it still
+    /// runs. The first step of removing an idle runner.
+    async fn remove_custom_labels(&self, id: u64) -> Result<Withdrawal, GithubError>;
     async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError>;
 }
 

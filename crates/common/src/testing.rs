@@ -16,7 +16,7 @@ use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
 use crate::error::{AwsError, AwsErrorKind, GithubError};
 use crate::ports::{
     GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, NewParameter, ParameterStore, ParameterWriter,
-    RunnerInstances, RunnerRemoval,
+    RunnerInstances, RunnerRemoval, Withdrawal,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -407,6 +407,19 @@ impl MemoryGithub {
         lock(&self.state).busy_on_delete.push(runner_id);
     }
 
+    /// DELETE of this runner succeeds again (its job is done).
+    pub fn not_busy_on_delete(&self, runner_id: u64) {
+        lock(&self.state).busy_on_delete.retain(|id| *id != runner_id);
+    }
+
+    /// Replaces the runner with the same id (or adds it).
+    pub fn replace_runner(&self, owner: &RunnerOwner, runner: GithubRunner) {
+        let mut s = lock(&self.state);
+        let list = s.runners.entry(owner.to_string()).or_default();
+        list.retain(|r| r.id != runner.id);
+        list.push(runner);
+    }
+
     /// The next calls of `operation` fail, one error each.
     pub fn fail(&self, operation: &'static str, errors: Vec<GithubError>) {
         lock(&self.state).failures.entry(operation).or_default().extend(errors);
@@ -432,6 +445,11 @@ impl MemoryGithub {
             None => Ok(()),
         }
     }
+}
+
+/// The labels GitHub gives every self-hosted runner (read-only): the rest are custom.
+pub fn is_read_only_label(label: &str) -> bool {
+    ["self-hosted", "linux", "windows", "macos", "x64", "arm", "arm64"].contains(&label.to_lowercase().as_str())
 }
 
 struct MemoryGithubOwner {
@@ -479,6 +497,7 @@ impl GithubOwner for MemoryGithubOwner {
             status: "offline".into(),
             busy: false,
             labels: labels.to_vec(),
+            custom_labels: labels.iter().filter(|l| !is_read_only_label(l)).cloned().collect(),
         });
         Ok(JitConfig { runner_id: id, encoded: Secret::new(format!("jit-config-for-{name}")) })
     }
@@ -496,6 +515,19 @@ impl GithubOwner for MemoryGithubOwner {
     async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError> {
         self.github.record(&self.owner, "get_runner", id.to_string())?;
         Ok(self.github.runners(&self.owner).into_iter().find(|r| r.id == id))
+    }
+
+    async fn remove_custom_labels(&self, id: u64) -> Result<Withdrawal, GithubError> {
+        self.github.record(&self.owner, "remove_custom_labels", id.to_string())?;
+        let mut s = lock(&self.github.state);
+        match s.runners.entry(self.owner.to_string()).or_default().iter_mut().find(|r| r.id == id) {
+            Some(r) => {
+                r.labels.retain(|l| is_read_only_label(l));
+                r.custom_labels.clear();
+                Ok(Withdrawal::Withdrawn)
+            }
+            None => Ok(Withdrawal::NotFound),
+        }
     }
 
     async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError> {

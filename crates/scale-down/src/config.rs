@@ -19,6 +19,10 @@ pub struct Config {
     /// runner's deregistration an instance is kept, for a job handed out just before to show
     /// in its job-started marker (the hook runs after "Set up job", up to minutes later).
     pub job_start_grace_seconds: u64,
+    /// `RUNNER_WITHDRAWAL_WAIT_SECONDS`: how long after removing an idle runner's custom
+    /// labels it is deregistered, for a job GitHub handed it just before to start (GitHub then
+    /// refuses the deletion instead of losing the job).
+    pub withdrawal_wait_seconds: u64,
     /// `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`: a runner GitHub lists offline this long while a job
     /// is marked in flight (or it is flagged busy) counts as crashed and is removed.
     pub offline_timeout_minutes: i64,
@@ -63,6 +67,10 @@ impl FromEnv for Config {
         if offline_timeout_minutes < 1 {
             env.problem("RUNNER_OFFLINE_TIMEOUT_IN_MINUTES", "must be at least 1");
         }
+        let withdrawal_wait_seconds = env.parse_or("RUNNER_WITHDRAWAL_WAIT_SECONDS", 10);
+        if withdrawal_wait_seconds > 30 {
+            env.problem("RUNNER_WITHDRAWAL_WAIT_SECONDS", "must be at most 30 (it is spent within the run)");
+        }
         Self {
             environment,
             idle,
@@ -70,6 +78,7 @@ impl FromEnv for Config {
             boot_time_minutes,
             name_prefix: env.string_or("RUNNER_NAME_PREFIX", ""),
             job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 180),
+            withdrawal_wait_seconds,
             offline_timeout_minutes,
             apps,
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
@@ -101,6 +110,7 @@ mod tests {
         .unwrap();
         assert_eq!((c.minimum_running_minutes, c.boot_time_minutes, c.job_start_grace_seconds), (5, 5, 180));
         assert_eq!(c.offline_timeout_minutes, 15);
+        assert_eq!(c.withdrawal_wait_seconds, 10);
         let err = Config::from_lookup(&lookup(&[
             ("SCALE_DOWN_CONFIG", r#"[{"cron":"bad"}]"#),
             ("MINIMUM_RUNNING_TIME_IN_MINUTES", "-1"),

@@ -20,6 +20,11 @@
 //!   default 180) after, reads its markers again and terminates it only when no job started
 //!   on it, so a job GitHub handed out just before the deregistration (upstream #5085) is never
 //!   killed, however long its "Set up job" delays the hook. See ARCHITECTURE.md.
+//! - **No job lost to a removal**: an idle runner with custom labels is first withdrawn (its
+//!   custom labels removed: GitHub hands it no new job that asks for one; tagged
+//!   `ghr:withdrawn_at`) and deregistered `RUNNER_WITHDRAWAL_WAIT_SECONDS` later, after every
+//!   owner's pass, when a job handed out just before has started and GitHub refuses the
+//!   deletion (422) instead of the job losing its runner.
 //! - **Time budget**: deregistrations are paced to GitHub's write limit (about three a second
 //!   per App), so a run starts one only while it still has time for it and the terminations
 //!   after it; the other idle runners are left for the next run (`deferred`, not an error). Each owner's GitHub calls end by its share of the run (`OwnerBudget`), so an owner
@@ -28,10 +33,11 @@
 //!   owner in this run; the other owners are still handled, and the error is counted.
 //! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
 //!   `RUNNER_BOOT_TIME_IN_MINUTES`, `RUNNER_NAME_PREFIX`, `RUNNER_JOB_START_GRACE_SECONDS`,
-//!   `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`, the App
+//!   `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`, `RUNNER_WITHDRAWAL_WAIT_SECONDS`, the App
 //!   parameters, `GHES_URL`, see [`Config`].
 //! - **IAM**: `ec2:DescribeInstances`; `ec2:TerminateInstances`, `ec2:CreateTags`,
-//!   `ec2:DeleteTags` (keys `ghr:orphan`, `ghr:offline_since`) conditioned on the runner tags; `ssm:GetParameters` on the App parameters.
+//!   `ec2:DeleteTags` (keys `ghr:orphan`, `ghr:offline_since`, `ghr:deregistered_at`,
+//!   `ghr:withdrawn_at`) conditioned on the runner tags; `ssm:GetParameters` on the App parameters.
 
 pub mod config;
 
@@ -44,11 +50,12 @@ use common::clock::Clock;
 use common::deadline::Deadline;
 use common::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use common::domain::scale_down::{
-    Decision, DrainDecision, OFFLINE_SINCE_TAG, OrphanDecision, Policy, drain_decision, expected_runner_name,
-    ghost_candidates, offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
+    Decision, DrainDecision, OFFLINE_SINCE_TAG, OrphanDecision, Policy, RemovalStep, drain_decision,
+    expected_runner_name, ghost_candidates, offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
+    removal_step,
 };
 use common::error::GithubError;
-use common::ports::{GithubApi, RunnerInstances, RunnerRemoval};
+use common::ports::{GithubApi, GithubOwner, RunnerInstances, RunnerRemoval, Withdrawal};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
     GITHUB_APP_RATE_LIMIT_REMAINING, RUNNERS_IDLE_KEPT, RUNNERS_SEEN, RUNNERS_SKIPPED, RUNNERS_TERMINATED,
@@ -65,11 +72,14 @@ pub struct Options {
     /// off (terminate right after the deregistration), to show that busy runners get killed
     /// without it.
     pub two_phase: bool,
+    /// Withdraw an idle runner (remove its custom labels) and wait before deregistering it.
+    /// Only the simulation's negative control turns it off.
+    pub withdraw: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { two_phase: true }
+        Self { two_phase: true, withdraw: true }
     }
 }
 
@@ -90,6 +100,8 @@ pub struct Summary {
     pub deregistered: Vec<String>,
     /// Draining instances not yet past the hold after their deregistration.
     pub draining: Vec<String>,
+    /// Idle runners withdrawn this run (custom labels removed) before their deregistration.
+    pub withdrawn: Vec<String>,
     /// Instances whose runner was first seen offline with a job marked (tagged `ghr:offline_since`).
     pub marked_offline: Vec<String>,
     /// Idle runners left for the next run because this run's time ran out (GitHub's write pace
@@ -149,6 +161,8 @@ impl OwnerBudget {
 struct OwnerOutcome {
     /// Idle runners deregistered this run, to terminate at once (two-phase removal off).
     deregistered: Vec<String>,
+    /// Idle runners withdrawn this run, to deregister after the wait.
+    withdrawn: Vec<Withdrawn>,
     /// Draining instances past their hold with no job: terminated now (reason `idle`).
     drained: Vec<String>,
     /// Confirmed orphans.
@@ -157,6 +171,36 @@ struct OwnerOutcome {
     crashed: Vec<String>,
     /// Ghost candidates remain (or could not be checked): visit the owner again next run.
     ghosts_left: bool,
+}
+
+/// The time one deregistration takes at GitHub's write pace (about three a second per App),
+/// with room for a slow answer.
+const DEREGISTRATION_TIME: Duration = Duration::from_millis(500);
+
+/// A runner withdrawn this run, to deregister after the wait.
+struct Withdrawn {
+    instance_id: String,
+    runner_id: u64,
+    at: tokio::time::Instant,
+}
+
+/// One runner to deregister.
+struct Removal {
+    instance_id: String,
+    runner_id: u64,
+    /// Offline past the offline timeout with a job marked: its instance is terminated at once.
+    crashed: bool,
+}
+
+/// One owner's deregistrations so far.
+#[derive(Default)]
+struct Removals {
+    deregistered: Vec<String>,
+    crashed: Vec<String>,
+    /// A GitHub error: no more removals for this owner this run.
+    stop: bool,
+    /// No time left for more this run: the rest are deferred.
+    out_of_time: bool,
 }
 
 /// An owner's instances: draining (runner deregistered), tagged orphans and the others.
@@ -244,6 +288,7 @@ impl ScaleDown {
         let mut orphans_to_terminate: Vec<String> = Vec::new();
         let mut crashed: Vec<String> = Vec::new();
         let mut drained: Vec<String> = Vec::new();
+        let mut withdrawn: Vec<(RunnerOwner, Vec<Withdrawn>)> = Vec::new();
         let owner_count = owners.len();
         for (k, (owner, group)) in owners.iter().enumerate() {
             if deadline.remaining() < Duration::from_secs(5) {
@@ -255,6 +300,9 @@ impl ScaleDown {
                 .scale_owner(app, owner, group, &live_ids, now, strategy, &mut idle_left, budget, &mut summary)
                 .await;
             deregistered.extend(outcome.deregistered);
+            if !outcome.withdrawn.is_empty() {
+                withdrawn.push((owner.clone(), outcome.withdrawn));
+            }
             drained.extend(outcome.drained);
             orphans_to_terminate.extend(outcome.orphans);
             crashed.extend(outcome.crashed);
@@ -268,6 +316,9 @@ impl ScaleDown {
         }
         if let Ok(mut remembered) = self.owners_with_ghosts.lock() {
             *remembered = owners_with_ghosts;
+        }
+        if !withdrawn.is_empty() {
+            deregistered.extend(self.deregister_withdrawn(app, withdrawn, now, deadline, &mut summary).await);
         }
         if !orphans_to_terminate.is_empty() {
             self.terminate(&orphans_to_terminate, "orphan", deadline, &mut summary).await;
@@ -385,20 +436,13 @@ impl ScaleDown {
         // Registered and unregistered runners. A deregistration is only started while the run
         // still has time for it and for the tagging and terminations after it; the rest wait
         // for the next run (not an error: removals are paced to GitHub's write limit).
-        let mut deregistered = Vec::new();
-        let mut crashed = Vec::new();
+        let mut removals = Removals::default();
+        let mut to_withdraw: Vec<(String, u64)> = Vec::new();
         let mut to_mark = Vec::new();
         let mut to_mark_offline = Vec::new();
-        let mut stop = false;
-        let mut out_of_time = false;
         let reserve = self.termination_reserve();
+        let wait = Duration::from_secs(self.config.withdrawal_wait_seconds);
         for (instance_id, decision) in plan_owner(&group.regular, &runners, now, &self.policy(), strategy, idle_left) {
-            let removal = matches!(decision, Decision::Remove { .. } | Decision::Crashed { .. });
-            let crashed_runner = matches!(decision, Decision::Crashed { .. });
-            if removal && !stop && !out_of_time && deadline.remaining() < reserve {
-                out_of_time = true;
-                tracing::info!(owner = %owner, "out of time for more deregistrations this run; the other idle runners are removed on the next run");
-            }
             match decision {
                 Decision::MarkOrphan => to_mark.push(instance_id),
                 Decision::Busy | Decision::JobInFlight => summary.skipped_busy.push(instance_id),
@@ -409,42 +453,37 @@ impl ScaleDown {
                     summary.skipped_busy.push(instance_id);
                 }
                 Decision::IdleKept => summary.idle_kept += 1,
-                Decision::Remove { .. } | Decision::Crashed { .. } if stop => summary.skipped_unknown.push(instance_id),
-                Decision::Remove { .. } | Decision::Crashed { .. } if out_of_time => summary.deferred.push(instance_id),
-                Decision::Remove { runner_id } | Decision::Crashed { runner_id } => {
-                    match github.delete_runner(runner_id).await {
-                        Ok(removal) if crashed_runner => {
-                            // Offline past the timeout: whatever GitHub still says about its
-                            // job (a 422 while it has not failed the job yet), no job can
-                            // progress on this instance. A runner left registered is removed as
-                            // a ghost later.
-                            tracing::warn!(owner = %owner, instance_id, runner_id, ?removal, "runner offline past the offline timeout with a job marked: crashed, terminating");
-                            crashed.push(instance_id);
+                Decision::Remove { runner_id } => {
+                    let custom_labels =
+                        runners.iter().find(|r| r.id == runner_id).map_or(&[][..], |r| &r.custom_labels[..]);
+                    let instance = group.regular.iter().find(|i| i.id == instance_id);
+                    let step = match instance {
+                        Some(i) if self.options.withdraw => {
+                            removal_step(i, custom_labels, now, chrono::Duration::seconds(wait.as_secs() as i64))
                         }
-                        Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
-                            tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
-                            deregistered.push(instance_id);
-                        }
-                        Ok(RunnerRemoval::Busy) => {
-                            tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
-                            summary.skipped_busy.push(instance_id);
-                        }
-                        Err(GithubError::Deadline { .. }) => {
-                            // The write pace would pass the deadline: the runner is untouched.
-                            out_of_time = true;
-                            summary.deferred.push(instance_id);
-                        }
-                        Err(e) => {
-                            tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
-                            summary.errors += 1;
-                            summary.skipped_unknown.push(instance_id);
-                            stop = true;
+                        _ => RemovalStep::Deregister,
+                    };
+                    match step {
+                        RemovalStep::Withdraw => to_withdraw.push((instance_id, runner_id)),
+                        RemovalStep::Deregister => {
+                            let at = Removal { instance_id, runner_id, crashed: false };
+                            self.deregister(&*github, owner, at, deadline, reserve, &mut removals, summary).await
                         }
                     }
+                }
+                Decision::Crashed { runner_id } => {
+                    let at = Removal { instance_id, runner_id, crashed: true };
+                    self.deregister(&*github, owner, at, deadline, reserve, &mut removals, summary).await
                 }
                 Decision::Bypass | Decision::Booting | Decision::TooYoung => {}
             }
         }
+        let withdrawn = if to_withdraw.is_empty() {
+            Vec::new()
+        } else {
+            self.withdraw(&*github, owner, to_withdraw, now, budget, &mut removals, summary).await
+        };
+        let Removals { deregistered, crashed, stop, .. } = removals;
         if !to_mark.is_empty() {
             match common::aws::within(
                 deadline,
@@ -519,20 +558,199 @@ impl ScaleDown {
                 }
             }
         }
-        // Two-phase removal, first phase: the deregistered instances drain until a later run.
-        if self.options.two_phase && !deregistered.is_empty() {
-            let at = [(tags::DEREGISTERED_AT.to_string(), now.timestamp().to_string())];
-            match common::aws::within(deadline, "ec2:CreateTags", self.ec2.tag(&deregistered, &at)).await {
-                Ok(()) => summary.deregistered.append(&mut deregistered),
+        let deregistered = self.mark_deregistered(owner, deregistered, now, deadline, summary).await;
+        OwnerOutcome { deregistered, withdrawn, drained, orphans, crashed, ghosts_left }
+    }
+
+    /// Deregisters one runner (idle or crashed), unless an earlier error stopped this owner's
+    /// removals or the run is out of time for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn deregister(
+        &self,
+        github: &dyn GithubOwner,
+        owner: &RunnerOwner,
+        removal: Removal,
+        deadline: Deadline,
+        reserve: Duration,
+        removals: &mut Removals,
+        summary: &mut Summary,
+    ) {
+        let Removal { instance_id, runner_id, crashed } = removal;
+        if removals.stop {
+            summary.skipped_unknown.push(instance_id);
+            return;
+        }
+        if !removals.out_of_time && deadline.remaining() < reserve {
+            removals.out_of_time = true;
+            tracing::info!(owner = %owner, "out of time for more deregistrations this run; the other idle runners are removed on the next run");
+        }
+        if removals.out_of_time {
+            summary.deferred.push(instance_id);
+            return;
+        }
+        match github.delete_runner(runner_id).await {
+            Ok(removal) if crashed => {
+                // Offline past the timeout: whatever GitHub still says about its job (a 422
+                // while it has not failed the job yet), no job can progress on this instance. A
+                // runner left registered is removed as a ghost later.
+                tracing::warn!(owner = %owner, instance_id, runner_id, ?removal, "runner offline past the offline timeout with a job marked: crashed, terminating");
+                removals.crashed.push(instance_id);
+            }
+            Ok(RunnerRemoval::Deleted | RunnerRemoval::NotFound) => {
+                tracing::info!(owner = %owner, instance_id, runner_id, "runner deregistered");
+                removals.deregistered.push(instance_id);
+            }
+            Ok(RunnerRemoval::Busy) => {
+                tracing::info!(owner = %owner, instance_id, runner_id, "runner busy (GitHub refused the deletion), kept");
+                summary.skipped_busy.push(instance_id);
+            }
+            Err(GithubError::Deadline { .. }) => {
+                // The write pace would pass the deadline: the runner is untouched.
+                removals.out_of_time = true;
+                summary.deferred.push(instance_id);
+            }
+            Err(e) => {
+                tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "deregistration failed; no more removals for this owner this run");
+                summary.errors += 1;
+                summary.skipped_unknown.push(instance_id);
+                removals.stop = true;
+            }
+        }
+    }
+
+    /// The first step of removing idle runners that have custom labels: remove those labels,
+    /// so that GitHub hands them no new job that asks for one, and tag their instances
+    /// `ghr:withdrawn_at`. Their deregistration follows after all owners
+    /// (`deregister_withdrawn`), `withdrawal_wait` after each withdrawal: a job GitHub handed
+    /// out just before has started by then, and GitHub refuses to delete its runner (422), so
+    /// the job is not lost between its assignment and its start. A withdrawn runner whose
+    /// deregistration does not happen this run (time, an error) is deregistered by a later run
+    /// without a new wait, and never kept as an idle runner (its labels are gone).
+    #[allow(clippy::too_many_arguments)]
+    async fn withdraw(
+        &self,
+        github: &dyn GithubOwner,
+        owner: &RunnerOwner,
+        runners: Vec<(String, u64)>,
+        now: chrono::DateTime<chrono::Utc>,
+        budget: OwnerBudget,
+        removals: &mut Removals,
+        summary: &mut Summary,
+    ) -> Vec<Withdrawn> {
+        let wait = Duration::from_secs(self.config.withdrawal_wait_seconds);
+        let reserve = self.termination_reserve();
+        let mut withdrawn: Vec<Withdrawn> = Vec::new();
+        for (instance_id, runner_id) in runners {
+            if removals.stop {
+                summary.skipped_unknown.push(instance_id);
+                continue;
+            }
+            // Room for the wait and for the deregistrations after it, paced like these.
+            let needed = reserve + wait + DEREGISTRATION_TIME * (withdrawn.len() as u32 + 1);
+            if !removals.out_of_time && budget.run.remaining() < needed {
+                removals.out_of_time = true;
+                tracing::info!(owner = %owner, "out of time for more withdrawals this run; the other idle runners are removed on the next run");
+            }
+            if removals.out_of_time {
+                summary.deferred.push(instance_id);
+                continue;
+            }
+            match github.remove_custom_labels(runner_id).await {
+                Ok(Withdrawal::Withdrawn) => {
+                    tracing::info!(owner = %owner, instance_id, runner_id, "runner withdrawn (custom labels removed)");
+                    withdrawn.push(Withdrawn { instance_id, runner_id, at: tokio::time::Instant::now() });
+                }
+                Ok(Withdrawal::NotFound) => {
+                    // Gone already (an ephemeral runner deregisters itself after its job):
+                    // the instance drains like a deregistered one.
+                    removals.deregistered.push(instance_id);
+                }
+                Err(GithubError::Deadline { .. }) => {
+                    removals.out_of_time = true;
+                    summary.deferred.push(instance_id);
+                }
                 Err(e) => {
-                    // Their runners are gone: a later run finds them unregistered, tags them
-                    // orphans and terminates them after a look at their markers.
-                    tracing::warn!(owner = %owner, error = %e, "tagging deregistered instances failed; they are removed as orphans later");
-                    summary.deregistered.append(&mut deregistered);
+                    tracing::error!(owner = %owner, instance_id, runner_id, error = %e, "withdrawal failed; no more removals for this owner this run");
+                    summary.errors += 1;
+                    summary.skipped_unknown.push(instance_id);
+                    removals.stop = true;
                 }
             }
         }
-        OwnerOutcome { deregistered, drained, orphans, crashed, ghosts_left }
+        if !withdrawn.is_empty() {
+            let ids: Vec<String> = withdrawn.iter().map(|w| w.instance_id.clone()).collect();
+            let at = [(tags::WITHDRAWN_AT.to_string(), now.timestamp().to_string())];
+            if let Err(e) = common::aws::within(budget.run, "ec2:CreateTags", self.ec2.tag(&ids, &at)).await {
+                // Their runners keep only read-only labels: a later run withdraws them again
+                // if this one does not deregister them.
+                tracing::warn!(owner = %owner, error = %e, "tagging withdrawn instances failed");
+            }
+            summary.withdrawn.extend(ids);
+        }
+        withdrawn
+    }
+
+    /// The second step: deregisters the runners withdrawn this run, each at least
+    /// `withdrawal_wait` after its withdrawal (the other owners' passes usually took that
+    /// long already), owner by owner, each within its share of what is left.
+    async fn deregister_withdrawn(
+        &self,
+        app: usize,
+        pending: Vec<(RunnerOwner, Vec<Withdrawn>)>,
+        now: chrono::DateTime<chrono::Utc>,
+        deadline: Deadline,
+        summary: &mut Summary,
+    ) -> Vec<String> {
+        let wait = Duration::from_secs(self.config.withdrawal_wait_seconds);
+        let reserve = self.termination_reserve();
+        let mut to_terminate = Vec::new();
+        let owners = pending.len();
+        for (k, (owner, withdrawn)) in pending.into_iter().enumerate() {
+            let budget = OwnerBudget::share(deadline, reserve, owners - k);
+            let github = match self.github.for_owner(app, &owner, None, budget.owner).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(owner = %owner, error = %e, "cannot reach the owner's installation; its withdrawn runners are deregistered on the next run");
+                    summary.errors += 1;
+                    summary.skipped_unknown.extend(withdrawn.into_iter().map(|w| w.instance_id));
+                    continue;
+                }
+            };
+            let mut removals = Removals::default();
+            for Withdrawn { instance_id, runner_id, at } in withdrawn {
+                if !removals.stop && !removals.out_of_time {
+                    tokio::time::sleep_until(at + wait).await;
+                }
+                let removal = Removal { instance_id, runner_id, crashed: false };
+                self.deregister(&*github, &owner, removal, budget.run, reserve, &mut removals, summary).await;
+            }
+            to_terminate.extend(self.mark_deregistered(&owner, removals.deregistered, now, deadline, summary).await);
+        }
+        to_terminate
+    }
+
+    /// Two-phase removal, first phase: the deregistered instances drain until a later run
+    /// (tagged `ghr:deregistered_at`). Returns what to terminate at once: nothing, unless
+    /// two-phase removal is off.
+    async fn mark_deregistered(
+        &self,
+        owner: &RunnerOwner,
+        mut deregistered: Vec<String>,
+        now: chrono::DateTime<chrono::Utc>,
+        deadline: Deadline,
+        summary: &mut Summary,
+    ) -> Vec<String> {
+        if !self.options.two_phase || deregistered.is_empty() {
+            return deregistered;
+        }
+        let at = [(tags::DEREGISTERED_AT.to_string(), now.timestamp().to_string())];
+        if let Err(e) = common::aws::within(deadline, "ec2:CreateTags", self.ec2.tag(&deregistered, &at)).await {
+            // Their runners are gone: a later run finds them unregistered, tags them orphans
+            // and terminates them after a look at their markers.
+            tracing::warn!(owner = %owner, error = %e, "tagging deregistered instances failed; they are removed as orphans later");
+        }
+        summary.deregistered.append(&mut deregistered);
+        Vec::new()
     }
 
     /// Whether an offline runner whose instance EC2 does not know has been seen so for at least
@@ -622,6 +840,7 @@ pub fn summary_json(summary: &Summary) -> serde_json::Value {
         "markedOffline": summary.marked_offline.len(),
         "deregistered": summary.deregistered,
         "draining": summary.draining.len(),
+        "withdrawn": summary.withdrawn,
         "skippedBusy": summary.skipped_busy.len(),
         "skippedUnknown": summary.skipped_unknown.len(),
         "deferred": summary.deferred.len(),

@@ -90,9 +90,31 @@ impl World {
         if let Some((runner_id, busy)) = runner {
             self.github.add_runner(
                 owner,
-                GithubRunner { id: runner_id, name: format!("ci-{id}"), status: "online".into(), busy, labels: vec![] },
+                GithubRunner {
+                    id: runner_id,
+                    name: format!("ci-{id}"),
+                    status: "online".into(),
+                    busy,
+                    labels: vec![],
+                    custom_labels: vec![],
+                },
             );
         }
+    }
+
+    /// Gives the runner of `id` custom labels, as `runner_extra_labels` do.
+    fn label(&self, owner: &RunnerOwner, id: &str, runner_id: u64, custom: &[&str]) {
+        let mut labels: Vec<String> = ["self-hosted", "linux", "x64"].iter().map(|l| l.to_string()).collect();
+        labels.extend(custom.iter().map(|l| l.to_string()));
+        let runner = GithubRunner {
+            id: runner_id,
+            name: format!("ci-{id}"),
+            status: "online".into(),
+            busy: false,
+            labels,
+            custom_labels: custom.iter().map(|l| l.to_string()).collect(),
+        };
+        self.github.replace_runner(owner, runner);
     }
 
     async fn run(&self) -> Summary {
@@ -217,7 +239,7 @@ async fn a_job_whose_hook_comes_late_keeps_its_deregistered_instance() {
     let s = w.run().await;
     assert_eq!(s.terminated.get("idle"), Some(&vec!["i-late".to_string()]));
     // Without two-phase removal (the negative control) the same situation kills the job.
-    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "180")], Options { two_phase: false });
+    let w = world(&[("RUNNER_JOB_START_GRACE_SECONDS", "180")], Options { two_phase: false, withdraw: false });
     w.add("i-late", &acme(), 0, Some((1, false)), &[]);
     w.run().await;
     assert!(w.live().is_empty());
@@ -254,7 +276,14 @@ async fn orphans_are_tagged_then_terminated_after_a_last_chance() {
     w.add("i-late", &acme(), 0, None, &[(tags::ORPHAN, "true"), (tags::GITHUB_RUNNER_ID, "77")]);
     w.github.add_runner(
         &acme(),
-        GithubRunner { id: 77, name: "ci-i-late".into(), status: "online".into(), busy: false, labels: vec![] },
+        GithubRunner {
+            id: 77,
+            name: "ci-i-late".into(),
+            status: "online".into(),
+            busy: false,
+            labels: vec![],
+            custom_labels: vec![],
+        },
     );
     // An orphan whose id tag points at a runner GitHub no longer has: confirmed.
     w.add("i-gone", &acme(), 0, None, &[(tags::ORPHAN, "true"), (tags::GITHUB_RUNNER_ID, "78")]);
@@ -331,8 +360,14 @@ async fn ghost_runners_of_terminated_instances_are_deregistered() {
     let w = world(&[], Options::default());
     w.add("i-00000000000000001", &acme(), 0, None, &[]);
     w.ec2.terminate(&["i-00000000000000001".to_string()]).await.unwrap();
-    let offline =
-        |id, name: &str| GithubRunner { id, name: name.into(), status: "offline".into(), busy: false, labels: vec![] };
+    let offline = |id, name: &str| GithubRunner {
+        id,
+        name: name.into(),
+        status: "offline".into(),
+        busy: false,
+        labels: vec![],
+        custom_labels: vec![],
+    };
     w.github.add_runner(&acme(), offline(10, "ci-i-00000000000000001"));
     // Unknown to EC2 (terminated over an hour ago, or another region's runner still booting):
     // removed only when still offline a boot time later.
@@ -354,4 +389,91 @@ async fn ghost_runners_of_terminated_instances_are_deregistered() {
     w.clock.advance(chrono::Duration::minutes(3));
     let s = w.run().await;
     assert_eq!(s.ghosts_removed, vec![11], "13 was online in between: its count starts over");
+}
+
+#[tokio::test]
+async fn idle_runners_with_custom_labels_are_withdrawn_then_deregistered_after_the_wait() {
+    // Issue 12 item 10: GitHub stops handing the runner jobs (its custom labels go) before it is
+    // deregistered, and the deregistration waits for a job handed out just before to start.
+    let w = world(&[("RUNNER_WITHDRAWAL_WAIT_SECONDS", "1")], Options::default());
+    w.add("i-old", &acme(), 0, Some((1, false)), &[]);
+    w.label(&acme(), "i-old", 1, &["gpu"]);
+    w.add("i-plain", &acme(), 0, Some((2, false)), &[]);
+    let started = std::time::Instant::now();
+    let s = w.run().await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "deregistered after the wait");
+    assert_eq!(s.withdrawn, vec!["i-old"]);
+    let mut deregistered = s.deregistered.clone();
+    deregistered.sort();
+    assert_eq!(deregistered, vec!["i-old", "i-plain"], "{s:?}");
+    let calls: Vec<(String, String)> = w
+        .github
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation != "list_runners")
+        .map(|c| (c.operation.to_string(), c.detail))
+        .collect();
+    let position = |op: &str, id: &str| calls.iter().position(|(o, d)| o == op && d == id);
+    assert!(position("remove_custom_labels", "1").unwrap() < position("delete_runner", "1").unwrap(), "{calls:?}");
+    assert_eq!(position("remove_custom_labels", "2"), None, "nothing to withdraw without custom labels: {calls:?}");
+    let tagged = w.ec2.instances().into_iter().find(|i| i.id == "i-old").unwrap();
+    assert_eq!(tagged.withdrawn_at(), Some(at(60)));
+    assert!(tagged.is_draining());
+}
+
+#[tokio::test]
+async fn a_withdrawn_runner_that_took_a_job_is_kept_then_removed_without_an_idle_slot() {
+    let config = r#"[{"cron":"* * * * * *","timeZone":"UTC","idleCount":1,"evictionStrategy":"oldest_first"}]"#;
+    let w = world(&[("RUNNER_WITHDRAWAL_WAIT_SECONDS", "1"), ("SCALE_DOWN_CONFIG", config)], Options::default());
+    w.add("i-new", &acme(), 10, Some((1, false)), &[]);
+    w.label(&acme(), "i-new", 1, &["gpu"]);
+    w.add("i-old", &acme(), 0, Some((2, false)), &[]);
+    w.label(&acme(), "i-old", 2, &["gpu"]);
+    // A job handed to i-old just before its withdrawal has started: GitHub refuses the DELETE.
+    w.github.busy_on_delete(2);
+    let s = w.run().await;
+    assert_eq!(s.idle_kept, 1);
+    assert_eq!(s.withdrawn, vec!["i-old"]);
+    assert!(s.deregistered.is_empty(), "{s:?}");
+    assert_eq!(s.skipped_busy, vec!["i-old"]);
+    assert_eq!(w.live(), vec!["i-new", "i-old"]);
+    let runner = w.github.runners(&acme()).into_iter().find(|r| r.id == 2).unwrap();
+    assert!(runner.custom_labels.is_empty(), "withdrawn: {runner:?}");
+
+    // Its job done, i-old is idle again and, i-new gone, the only idle runner: it still takes
+    // no idle slot (its labels are gone) and is deregistered without a new withdrawal or wait.
+    w.github.not_busy_on_delete(2);
+    w.ec2.terminate(&["i-new".to_string()]).await.unwrap();
+    w.github.replace_runner(
+        &acme(),
+        GithubRunner { status: "offline".into(), ..w.github.runners(&acme()).into_iter().find(|r| r.id == 1).unwrap() },
+    );
+    w.clock.set(at(70));
+    let labels_calls = w.github.count("remove_custom_labels");
+    let started = std::time::Instant::now();
+    let s = w.run().await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(s.idle_kept, 0);
+    assert_eq!(s.deregistered, vec!["i-old"], "{s:?}");
+    assert_eq!(w.github.count("remove_custom_labels"), labels_calls);
+    assert!(w.github.runners(&acme()).iter().all(|r| r.id != 2));
+}
+
+#[tokio::test]
+async fn a_failed_withdrawal_leaves_the_runner_registered() {
+    let w = world(&[("RUNNER_WITHDRAWAL_WAIT_SECONDS", "1")], Options::default());
+    w.add("i-a", &acme(), 0, Some((1, false)), &[]);
+    w.label(&acme(), "i-a", 1, &["gpu"]);
+    w.add("i-b", &acme(), 1, Some((2, false)), &[]);
+    w.label(&acme(), "i-b", 2, &["gpu"]);
+    w.github.fail(
+        "remove_custom_labels",
+        vec![GithubError::Status { endpoint: "x".into(), status: 502, message: String::new() }],
+    );
+    let s = w.run().await;
+    assert_eq!(s.errors, 1);
+    assert!(s.withdrawn.is_empty() && s.deregistered.is_empty(), "{s:?}");
+    assert_eq!(s.skipped_unknown.len(), 2, "unknown: no more removals for the owner: {s:?}");
+    assert_eq!(w.github.count("delete_runner"), 0);
+    assert_eq!(w.github.runners(&acme()).len(), 2);
 }

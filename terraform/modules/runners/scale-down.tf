@@ -22,6 +22,7 @@ module "scale_down" {
       RUNNER_JOB_START_GRACE_SECONDS            = tostring(var.scale_down_job_start_grace_seconds)
       RUNNER_NAME_PREFIX                        = var.runner_name_prefix
       RUNNER_OFFLINE_TIMEOUT_IN_MINUTES         = tostring(var.runner_offline_timeout_in_minutes)
+      RUNNER_WITHDRAWAL_WAIT_SECONDS            = tostring(var.scale_down_withdrawal_wait_seconds)
       SCALE_DOWN_CONFIG                         = jsonencode(var.idle_config)
       USER_AGENT                                = var.user_agent
     }
@@ -77,7 +78,7 @@ resource "aws_iam_role_policy" "scale_down" {
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
             StringEquals                = { "aws:ResourceTag/ghr:environment" = var.prefix }
-            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan", "ghr:offline_since", "ghr:deregistered_at"] }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:orphan", "ghr:offline_since", "ghr:deregistered_at", "ghr:withdrawn_at"] }
           }
         },
         {

@@ -170,6 +170,16 @@ variable "scale_down_job_start_grace_seconds" {
   }
 }
 
+variable "scale_down_withdrawal_wait_seconds" {
+  description = "Scale-down first removes an idle runner's custom labels (GitHub then hands it no job that asks for one), and deregisters it this long after, within the same run: a job GitHub handed it just before has started by then, and GitHub refuses the deletion instead of the job losing its runner. Runners without custom labels (`runner_extra_labels`) cannot be withdrawn this way."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.scale_down_withdrawal_wait_seconds >= 0 && var.scale_down_withdrawal_wait_seconds <= 30
+    error_message = "0 to 30 seconds (spent within the scale-down run)."
+  }
+}
+
 variable "runner_offline_timeout_in_minutes" {
   description = "A runner GitHub lists offline this long while its instance's job marker says a job runs (or GitHub still flags it busy) crashed mid-job: scale-down deregisters it and terminates its instance. Shorter blips keep it."
   type        = number

@@ -525,6 +525,23 @@ impl FakeGithub {
         id
     }
 
+    /// Sets a runner's labels (its custom ones, as `runner_extra_labels` give them, after the
+    /// read-only `self-hosted`, `linux`, `x64`).
+    pub fn set_custom_labels(&self, runner_id: u64, custom: &[&str]) {
+        if let Some(r) = self.lock().runners.get_mut(&runner_id) {
+            r.labels = ["self-hosted", "linux", "x64"].iter().chain(custom).map(|l| l.to_string()).collect();
+        }
+    }
+
+    /// What GitHub's broker checks before handing `job` to a runner: the runner is registered
+    /// and has every label the job asks for (case-insensitive). The job is not assigned here.
+    pub fn can_take(&self, runner_id: u64, job_labels: &[&str]) -> bool {
+        let s = self.lock();
+        s.runners
+            .get(&runner_id)
+            .is_some_and(|r| job_labels.iter().all(|want| r.labels.iter().any(|have| have.eq_ignore_ascii_case(want))))
+    }
+
     /// The runner process starts with a JIT config: the runner created by generate-jitconfig
     /// goes online. Returns its id.
     pub fn start_jit_runner(&self, encoded_jit_config: &str) -> Result<u64, String> {

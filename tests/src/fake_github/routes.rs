@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
 use serde::Deserialize;
@@ -54,6 +54,8 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/repos/{owner}/{repo}/actions/runners", get(repo_runners))
         .route("/orgs/{org}/actions/runners/{id}", get(org_runner).delete(delete_org_runner))
         .route("/repos/{owner}/{repo}/actions/runners/{id}", get(repo_runner).delete(delete_repo_runner))
+        .route("/orgs/{org}/actions/runners/{id}/labels", delete(delete_org_runner_labels))
+        .route("/repos/{owner}/{repo}/actions/runners/{id}/labels", delete(delete_repo_runner_labels))
         .route("/repos/actions/runner/releases/latest", get(latest_release))
         .route("/repos/actions/runner/releases", get(list_releases))
         .route("/repos/actions/runner/releases/tags/{tag}", get(release_by_tag))
@@ -505,21 +507,24 @@ async fn repo_registration_token(
     registration_token(&state, &caller, Scope::repo(&owner, &repo))
 }
 
-fn runner_json(r: &Runner, now: Instant) -> Value {
-    let labels: Vec<Value> = r
-        .labels
+/// The labels GitHub gives every self-hosted runner; the rest are custom.
+pub(super) fn is_read_only_label(label: &str) -> bool {
+    ["self-hosted", "linux", "x64", "arm", "arm64", "windows", "macos"].contains(&label.to_lowercase().as_str())
+}
+
+fn labels_json(labels: &[String]) -> Vec<Value> {
+    labels
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let kind =
-                if ["self-hosted", "linux", "x64", "arm64", "windows", "macos"].contains(&l.to_lowercase().as_str()) {
-                    "read-only"
-                } else {
-                    "custom"
-                };
+            let kind = if is_read_only_label(l) { "read-only" } else { "custom" };
             json!({"id": i + 1, "name": l, "type": kind})
         })
-        .collect();
+        .collect()
+}
+
+fn runner_json(r: &Runner, now: Instant) -> Value {
+    let labels = labels_json(&r.labels);
     json!({
         "id": r.id, "runner_group_id": r.group_id, "name": r.name, "os": r.os,
         "status": if r.online { "online" } else { "offline" },
@@ -715,6 +720,38 @@ fn get_runner(state: &Shared, caller: &Caller, scope: Scope, id: u64) -> Respons
         Some(r) if r.scope == scope => Json(runner_json(r, Instant::now())).into_response(),
         _ => github_error(404, "Not Found"),
     }
+}
+
+/// `DELETE .../actions/runners/{id}/labels`: removes every custom label; answers the remaining
+/// read-only ones. The broker then hands the runner only jobs those match.
+fn delete_runner_labels(state: &Shared, caller: &Caller, scope: Scope, id: u64) -> Response {
+    let mut s = lock(state);
+    if let Err(r) = require_installation(&s, caller, &scope) {
+        return r.into_response();
+    }
+    match s.runners.get_mut(&id) {
+        Some(r) if r.scope == scope => {
+            r.labels.retain(|l| is_read_only_label(l));
+            Json(json!({"total_count": r.labels.len(), "labels": labels_json(&r.labels)})).into_response()
+        }
+        _ => github_error(404, "Not Found"),
+    }
+}
+
+async fn delete_org_runner_labels(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((org, id)): Path<(String, u64)>,
+) -> Response {
+    delete_runner_labels(&state, &caller, Scope::org(&org), id)
+}
+
+async fn delete_repo_runner_labels(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+) -> Response {
+    delete_runner_labels(&state, &caller, Scope::repo(&owner, &repo), id)
 }
 
 fn delete_runner(state: &Shared, caller: &Caller, scope: Scope, id: u64) -> Response {

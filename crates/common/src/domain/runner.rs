@@ -20,6 +20,10 @@ pub mod tags {
     /// Written by scale-down when it deregistered the instance's idle runner (unix seconds):
     /// the instance drains, and is terminated on a later run once no job can still start on it.
     pub const DEREGISTERED_AT: &str = "ghr:deregistered_at";
+    /// Written by scale-down when it removed the idle runner's custom labels (unix seconds):
+    /// GitHub no longer hands it jobs that ask for them; it is deregistered once a job handed
+    /// out just before has had time to start.
+    pub const WITHDRAWN_AT: &str = "ghr:withdrawn_at";
     pub const BYPASS_REMOVAL: &str = "ghr:bypass-removal";
     pub const SSM_CONFIG_PATH: &str = "ghr:ssm_config_path";
     pub const RUNNER_NAME_PREFIX: &str = "ghr:runner_name_prefix";
@@ -72,6 +76,14 @@ impl RunnerInstance {
             .and_then(|s| DateTime::from_timestamp(s, 0))
     }
 
+    /// When scale-down withdrew this instance's runner from job assignment (removed its custom
+    /// labels), if it did.
+    pub fn withdrawn_at(&self) -> Option<DateTime<Utc>> {
+        self.tag(tags::WITHDRAWN_AT)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    }
+
     pub fn is_draining(&self) -> bool {
         self.tag(tags::DEREGISTERED_AT).is_some()
     }
@@ -94,6 +106,9 @@ pub struct GithubRunner {
     pub status: String,
     pub busy: bool,
     pub labels: Vec<String>,
+    /// The labels GitHub lists as `custom` (not the read-only `self-hosted`, OS and
+    /// architecture): the ones scale-down can remove to stop job assignment.
+    pub custom_labels: Vec<String>,
 }
 
 /// Which runner instances to list (upstream `listEC2Runners` filters).

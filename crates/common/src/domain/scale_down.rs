@@ -210,7 +210,8 @@ pub fn plan_owner(
                     }
                     Some(r) if r.busy => Decision::Busy,
                     Some(_) if job_in_flight(instance, now) => Decision::JobInFlight,
-                    Some(_) if *idle_left > 0 => {
+                    // A withdrawn runner may have lost its custom labels: it takes no idle slot.
+                    Some(_) if *idle_left > 0 && instance.withdrawn_at().is_none() => {
                         *idle_left -= 1;
                         Decision::IdleKept
                     }
@@ -220,6 +221,39 @@ pub fn plan_owner(
             (instance.id.clone(), decision)
         })
         .collect()
+}
+
+/// How an idle runner (a `Decision::Remove`) leaves GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalStep {
+    /// Remove its custom labels first, then deregister it once `wait` has passed, so that a job
+    /// GitHub handed it just before has started (GitHub then refuses the deletion) instead of
+    /// losing its runner between assignment and start.
+    Withdraw,
+    /// Deregister now: withdrawn at least `wait` ago, or it has no custom label to remove (then
+    /// a job that asks only for read-only labels can still be handed to it in the moment
+    /// before the deletion: the bound of this design).
+    Deregister,
+}
+
+/// The removal step for an idle runner on `instance` whose GitHub runner has `custom_labels`.
+pub fn removal_step(
+    instance: &RunnerInstance,
+    custom_labels: &[String],
+    now: DateTime<Utc>,
+    wait: Duration,
+) -> RemovalStep {
+    if custom_labels.is_empty() {
+        // Nothing GitHub matches on is left to remove (withdrawn by an earlier run whose
+        // deregistration was deferred or refused, or never labelled): a new withdrawal would
+        // change nothing. A runner withdrawn less than `wait` ago waits for the next run.
+        match instance.withdrawn_at() {
+            Some(at) if at + wait > now => RemovalStep::Withdraw,
+            _ => RemovalStep::Deregister,
+        }
+    } else {
+        RemovalStep::Withdraw
+    }
 }
 
 /// Instances tagged `ghr:offline_since` whose runner GitHub lists online again: the tag goes.
@@ -332,7 +366,7 @@ mod tests {
     }
 
     fn runner(id: u64, name: &str, busy: bool) -> GithubRunner {
-        GithubRunner { id, name: name.into(), status: "online".into(), busy, labels: vec![] }
+        GithubRunner { id, name: name.into(), status: "online".into(), busy, labels: vec![], custom_labels: vec![] }
     }
 
     fn policy() -> Policy {
@@ -445,6 +479,37 @@ mod tests {
     }
 
     #[test]
+    fn removal_steps() {
+        let now = at(1_000);
+        let wait = Duration::seconds(10);
+        let gpu = vec!["gpu".to_string()];
+        let plain = instance("i-a", 0, &[]);
+        assert_eq!(removal_step(&plain, &gpu, now, wait), RemovalStep::Withdraw);
+        assert_eq!(removal_step(&plain, &[], now, wait), RemovalStep::Deregister, "nothing to withdraw");
+        let recent = at(995).timestamp().to_string();
+        let withdrawn_recently = instance("i-b", 0, &[(tags::WITHDRAWN_AT, &recent)]);
+        assert_eq!(removal_step(&withdrawn_recently, &[], now, wait), RemovalStep::Withdraw, "waits again");
+        let long_ago = at(900).timestamp().to_string();
+        let withdrawn = instance("i-c", 0, &[(tags::WITHDRAWN_AT, &long_ago)]);
+        assert_eq!(removal_step(&withdrawn, &[], now, wait), RemovalStep::Deregister);
+        assert_eq!(removal_step(&withdrawn, &gpu, now, wait), RemovalStep::Withdraw, "labelled again: withdrawn again");
+        // A withdrawn runner takes no idle slot.
+        let runners = vec![runner(1, "i-c", false)];
+        let policy = Policy { name_prefix: String::new(), ..policy() };
+        let mut idle_left = 1;
+        let plan = plan_owner(
+            std::slice::from_ref(&withdrawn),
+            &runners,
+            now,
+            &policy,
+            EvictionStrategy::OldestFirst,
+            &mut idle_left,
+        );
+        assert_eq!(plan, vec![("i-c".to_string(), Decision::Remove { runner_id: 1 })]);
+        assert_eq!(idle_left, 1);
+    }
+
+    #[test]
     fn a_runner_offline_with_a_job_marked_is_crashed_after_the_offline_timeout() {
         let now = at(10_000);
         let started = at(9_000).timestamp_millis().to_string();
@@ -454,6 +519,7 @@ mod tests {
             status: "offline".into(),
             busy,
             labels: vec![],
+            custom_labels: vec![],
         };
         let since = |s: i64| at(s).timestamp().to_string();
         let instances = vec![
@@ -538,6 +604,7 @@ mod tests {
             status: "offline".into(),
             busy: false,
             labels: vec![],
+            custom_labels: vec![],
         };
         let runners = vec![
             offline(1, "ci-i-0123456789abcdef0"),

@@ -11,7 +11,7 @@ use crate::config::Secret;
 use crate::deadline::Deadline;
 use crate::domain::runner::RunnerOwner;
 use crate::error::GithubError;
-use crate::ports::{GithubApi, GithubOwner, GithubRunner, JitConfig, RunnerRemoval};
+use crate::ports::{GithubApi, GithubOwner, GithubRunner, JitConfig, RunnerRemoval, Withdrawal};
 
 /// One owner through one installation.
 pub struct InstallationOwner<'a> {
@@ -33,6 +33,9 @@ struct RunnerJson {
 #[derive(Deserialize)]
 struct LabelJson {
     name: String,
+    /// `read-only` or `custom`.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
 }
 
 impl From<RunnerJson> for GithubRunner {
@@ -42,6 +45,12 @@ impl From<RunnerJson> for GithubRunner {
             name: r.name,
             status: r.status,
             busy: r.busy,
+            custom_labels: r
+                .labels
+                .iter()
+                .filter(|l| l.kind.as_deref() == Some("custom"))
+                .map(|l| l.name.clone())
+                .collect(),
             labels: r.labels.into_iter().map(|l| l.name).collect(),
         }
     }
@@ -135,6 +144,16 @@ impl GithubOwner for InstallationOwner<'_> {
     async fn get_runner(&self, id: u64) -> Result<Option<GithubRunner>, GithubError> {
         let path = format!("{}/actions/runners/{id}", owner_path(&self.owner));
         Ok(not_found_is_none(self.installation.get::<RunnerJson>(&path).await)?.map(GithubRunner::from))
+    }
+
+    async fn remove_custom_labels(&self, id: u64) -> Result<Withdrawal, GithubError> {
+        // Answers the remaining (read-only) labels, which we do not need.
+        let path = format!("{}/actions/runners/{id}/labels", owner_path(&self.owner));
+        match self.installation.delete(&path).await {
+            Ok(_) => Ok(Withdrawal::Withdrawn),
+            Err(e) if e.is_not_found() => Ok(Withdrawal::NotFound),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError> {
