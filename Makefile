@@ -12,7 +12,7 @@ AWSCLI_VERSION := 1.46.3
 PARLIAMENT_VERSION := 1.6.4
 TOOLS_VENV   ?= .venv-tools
 CARGO_LAMBDA_VERSION := 1.9.2
-FUNCTIONS    := webhook scale-up scale-down syncer
+FUNCTIONS    := webhook dispatcher scale-up scale-down syncer
 
 # Reuse compiled dependencies across clones on this machine (CI does the same).
 ifneq ($(shell command -v sccache 2>/dev/null),)

@@ -146,6 +146,8 @@ async fn main() {
         matcher_config_version: None,
         repository_allow_list: vec![],
         queue_selection_strategy: QueueSelectionStrategy::First,
+        event_bus: None,
+        accept_events: Vec::new(),
         telemetry: TelemetryConfig {
             environment: prefix.clone(),
             namespace: "GitHub Runners".into(),

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod deadline;
+pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod github;

@@ -54,6 +54,31 @@ pub trait JobQueue: Send + Sync {
     async fn send(&self, queue_url: &str, body: &str, fifo_group: Option<&str>) -> Result<(), AwsError>;
 }
 
+/// One event to publish on an EventBridge bus.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingEvent<'a> {
+    pub bus: &'a str,
+    pub source: &'a str,
+    pub detail_type: &'a str,
+    /// A JSON document (EventBridge refuses anything else).
+    pub detail: &'a str,
+}
+
+impl OutgoingEvent<'_> {
+    /// The entry's size as EventBridge counts it against its 256 KB limit (source, detail type
+    /// and detail, in UTF-8 bytes; the bus name and time are not part of it).
+    pub fn size(&self) -> usize {
+        self.source.len() + self.detail_type.len() + self.detail.len()
+    }
+}
+
+/// EventBridge, publish side.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes one event; an entry EventBridge did not take is an error.
+    async fn put_event(&self, event: &OutgoingEvent<'_>) -> Result<(), AwsError>;
+}
+
 /// EC2, for runner instances.
 #[async_trait]
 pub trait RunnerInstances: Send + Sync {

@@ -129,6 +129,17 @@ pub mod metrics {
     metric!(WEBHOOK_ACCEPTED, "WebhookAccepted", Count, [], "webhook", "Queued jobs enqueued to a runner queue.");
     metric!(WEBHOOK_REJECTED, "WebhookRejected", Count, ["Reason"], "webhook", "Deliveries not enqueued, by reason.");
 
+    // dispatcher (EventBridge mode)
+    metric!(JOBS_DISPATCHED, "JobsDispatched", Count, [], "dispatcher", "Queued jobs sent to a runner queue.");
+    metric!(
+        JOBS_NOT_DISPATCHED,
+        "JobsNotDispatched",
+        Count,
+        ["Reason"],
+        "dispatcher",
+        "Events not sent to a runner queue, by reason (a send failure is retried by EventBridge)."
+    );
+
     // scale-up
     metric!(JOBS_RECEIVED, "JobsReceived", Count, [], "scale-up", "Job messages received from SQS.");
     metric!(
@@ -212,6 +223,8 @@ pub mod metrics {
         WEBHOOK_RECEIVED,
         WEBHOOK_ACCEPTED,
         WEBHOOK_REJECTED,
+        JOBS_DISPATCHED,
+        JOBS_NOT_DISPATCHED,
         JOBS_RECEIVED,
         MALFORMED_MESSAGES,
         RUNNERS_REQUESTED,

@@ -15,8 +15,8 @@ use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
 use crate::error::{AwsError, AwsErrorKind, GithubError};
 use crate::ports::{
-    GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, NewParameter, ParameterStore, ParameterWriter,
-    RunnerInstances, RunnerRemoval, Withdrawal,
+    EventBus, GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, NewParameter, OutgoingEvent, ParameterStore,
+    ParameterWriter, RunnerInstances, RunnerRemoval, Withdrawal,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -180,6 +180,48 @@ impl JobQueue for MemoryJobQueue {
             queue_url: queue_url.to_string(),
             body: body.to_string(),
             fifo_group: fifo_group.map(str::to_string),
+        });
+        Ok(())
+    }
+}
+
+/// One event published on a [`MemoryEventBus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedEvent {
+    pub bus: String,
+    pub source: String,
+    pub detail_type: String,
+    pub detail: String,
+}
+
+/// An event bus that records what was published.
+#[derive(Default)]
+pub struct MemoryEventBus {
+    published: Mutex<Vec<PublishedEvent>>,
+    failure: Mutex<Option<AwsError>>,
+}
+
+impl MemoryEventBus {
+    pub fn fail_with(&self, error: Option<AwsError>) {
+        *lock(&self.failure) = error;
+    }
+
+    pub fn events(&self) -> Vec<PublishedEvent> {
+        lock(&self.published).clone()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryEventBus {
+    async fn put_event(&self, event: &OutgoingEvent<'_>) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        lock(&self.published).push(PublishedEvent {
+            bus: event.bus.to_string(),
+            source: event.source.to_string(),
+            detail_type: event.detail_type.to_string(),
+            detail: event.detail.to_string(),
         });
         Ok(())
     }

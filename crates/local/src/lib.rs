@@ -175,7 +175,7 @@ impl Local {
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut queues: Vec<(String, String)> =
-            webhook.settings().matchers.iter().map(|m| (m.id.clone(), m.arn.clone())).collect();
+            webhook.settings().matchers().iter().map(|m| (m.id.clone(), m.arn.clone())).collect();
         queues.dedup();
         for (url, arn) in queues {
             let poller = Poller {

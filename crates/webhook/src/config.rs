@@ -11,6 +11,10 @@ pub const MATCHER_CONFIG_PARAMETERS: &str = "PARAMETER_RUNNER_MATCHER_CONFIG_PAT
 pub const MATCHER_CONFIG_VERSION: &str = "PARAMETER_RUNNER_MATCHER_VERSION";
 pub const REPOSITORY_ALLOW_LIST: &str = "REPOSITORY_ALLOW_LIST";
 pub const QUEUE_SELECTION_STRATEGY: &str = "QUEUE_SELECTION_STRATEGY";
+/// Set: EventBridge mode (publish every accepted delivery on this bus); unset: direct mode.
+pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+/// EventBridge mode: the event types published (JSON array; `null` or `[]` publishes all).
+pub const ACCEPT_EVENTS: &str = "ACCEPT_EVENTS";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -21,18 +25,26 @@ pub struct Config {
     /// `owner/repo` names allowed to use the runners; empty allows all.
     pub repository_allow_list: Vec<String>,
     pub queue_selection_strategy: QueueSelectionStrategy,
+    /// `EVENT_BUS_NAME`: EventBridge mode when set (upstream's default deployment).
+    pub event_bus: Option<String>,
+    /// `ACCEPT_EVENTS`: the event types EventBridge mode publishes; empty publishes all.
+    pub accept_events: Vec<String>,
     pub telemetry: TelemetryConfig,
 }
 
 impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
         let webhook_secret_parameter = env.required(WEBHOOK_SECRET_PARAMETER);
-        let matcher_config_parameters: Vec<String> = env
-            .required(MATCHER_CONFIG_PARAMETERS)
-            .split(':')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let event_bus = env.optional(EVENT_BUS_NAME).filter(|b| !b.trim().is_empty());
+        // Terraform sets the matcher parameters in both modes; only direct mode reads them.
+        let matchers = if event_bus.is_some() {
+            env.optional(MATCHER_CONFIG_PARAMETERS).unwrap_or_default()
+        } else {
+            env.required(MATCHER_CONFIG_PARAMETERS)
+        };
+        let accept_events = env.json_or::<Option<Vec<String>>>(ACCEPT_EVENTS, None).unwrap_or_default();
+        let matcher_config_parameters: Vec<String> =
+            matchers.split(':').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         let matcher_config_version = env.optional(MATCHER_CONFIG_VERSION);
         let repository_allow_list = env.json_or::<Vec<String>>(REPOSITORY_ALLOW_LIST, Vec::new());
         let queue_selection_strategy = env.parse_or(QUEUE_SELECTION_STRATEGY, QueueSelectionStrategy::First);
@@ -43,6 +55,8 @@ impl FromEnv for Config {
             matcher_config_version,
             repository_allow_list,
             queue_selection_strategy,
+            event_bus,
+            accept_events,
             telemetry,
         }
     }
@@ -72,6 +86,27 @@ mod tests {
         assert_eq!(c.repository_allow_list, vec!["o/a", "o/b"]);
         assert_eq!(c.queue_selection_strategy, QueueSelectionStrategy::All);
         assert_eq!(c.telemetry.environment, "prod");
+    }
+
+    #[test]
+    fn eventbridge_mode_needs_no_matcher_config() {
+        let c = Config::from_lookup(&lookup(&[
+            (WEBHOOK_SECRET_PARAMETER, "/s"),
+            (EVENT_BUS_NAME, "ci-runners"),
+            (ACCEPT_EVENTS, "null"),
+        ]))
+        .unwrap();
+        assert_eq!(c.event_bus.as_deref(), Some("ci-runners"));
+        assert!(c.accept_events.is_empty() && c.matcher_config_parameters.is_empty());
+        let c = Config::from_lookup(&lookup(&[
+            (WEBHOOK_SECRET_PARAMETER, "/s"),
+            (EVENT_BUS_NAME, "ci-runners"),
+            (ACCEPT_EVENTS, r#"["workflow_job"]"#),
+        ]))
+        .unwrap();
+        assert_eq!(c.accept_events, vec!["workflow_job"]);
+        let err = Config::from_lookup(&lookup(&[(WEBHOOK_SECRET_PARAMETER, "/s")])).unwrap_err();
+        assert!(err.to_string().contains(MATCHER_CONFIG_PARAMETERS), "direct mode needs it: {err}");
     }
 
     #[test]

@@ -4,15 +4,23 @@
 //!   `POST /webhook`.
 //! - **Reads at cold start**: the webhook secret and the runner matcher config from SSM (one
 //!   GetParameters call), kept for the container's life.
-//! - **Per delivery**: verifies `X-Hub-Signature-256` over the exact bytes GitHub sent, accepts
-//!   only `workflow_job` + `queued` whose labels match a runner configuration, and sends the
-//!   upstream job message to that configuration's SQS queue(s). Answers well within GitHub's
-//!   10 s deadline; never answers 2xx for a job that should have been queued and was not.
+//! - **Per delivery**: verifies `X-Hub-Signature-256` over the exact bytes GitHub sent, then
+//!   - **direct mode** (`EVENT_BUS_NAME` unset): accepts only `workflow_job` + `queued` whose
+//!     labels match a runner configuration, and sends the upstream job message to that
+//!     configuration's SQS queue(s) (`common::dispatch`, shared with the dispatcher);
+//!   - **EventBridge mode** (`EVENT_BUS_NAME` set, upstream's default): publishes the delivery
+//!     (event types in `ACCEPT_EVENTS`, all when empty) on the bus, `Source = github`,
+//!     `DetailType` = the event, `Detail` = the raw body; a delivery over EventBridge's 256 KB
+//!     entry limit is answered 400 and an `error.<event>` notice published instead.
+//!
+//!   Answers well within GitHub's 10 s deadline; never answers 2xx for a job that should have
+//!   been queued (or an event that should have been published) and was not.
 //! - **Environment**: `PARAMETER_GITHUB_APP_WEBHOOK_SECRET`, `PARAMETER_RUNNER_MATCHER_CONFIG_PATH`
 //!   (`:`-joined chunks), `PARAMETER_RUNNER_MATCHER_VERSION`, `REPOSITORY_ALLOW_LIST`,
-//!   `QUEUE_SELECTION_STRATEGY`, `ENVIRONMENT`, `LOG_LEVEL`, `POWERTOOLS_METRICS_NAMESPACE`.
-//! - **IAM**: `ssm:GetParameters` on those parameters (and `kms:Decrypt`), `sqs:SendMessage` on
-//!   the runner queues.
+//!   `QUEUE_SELECTION_STRATEGY`, `EVENT_BUS_NAME`, `ACCEPT_EVENTS`, `ENVIRONMENT`, `LOG_LEVEL`,
+//!   `POWERTOOLS_METRICS_NAMESPACE`.
+//! - **IAM**: `ssm:GetParameters` on those parameters (and `kms:Decrypt`); `sqs:SendMessage` on
+//!   the runner queues (direct) or `events:PutEvents` on the bus (EventBridge).
 //!
 //! Answers (upstream §1.1, with decisions.md #1):
 //!
@@ -27,6 +35,10 @@
 //! | no runner configuration accepts the labels | 202 |
 //! | SQS failed or timed out | 500 (GitHub shows a failed delivery to redeliver) |
 //! | queued | 201 |
+//! | EventBridge: event type not in `ACCEPT_EVENTS` | 202 |
+//! | EventBridge: entry over 256 KB | 400 |
+//! | EventBridge: PutEvents failed, refused the entry or timed out | 500 |
+//! | EventBridge: published | 201 |
 
 pub mod config;
 pub mod event;
@@ -37,28 +49,34 @@ use std::time::Duration;
 
 use common::config::Secret;
 use common::deadline::Deadline;
-use common::domain::webhook::{
-    QueueSelectionStrategy, QueuedJobMessage, RunnerMatcherConfig, WorkflowJobEvent, parse_matcher_config,
-    repository_allowed, route_job,
-};
+use common::dispatch::{Dispatch, DispatchError, JobRouting, RoutingError, dispatch};
+use common::domain::webhook::{RunnerMatcherConfig, WorkflowJobEvent};
 use common::error::AwsError;
 use common::github::signature;
-use common::ports::{JobQueue, ParameterStore};
+use common::ports::{EventBus, JobQueue, OutgoingEvent, ParameterStore};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{WEBHOOK_ACCEPTED, WEBHOOK_RECEIVED, WEBHOOK_REJECTED};
 
 pub use config::Config;
 pub use event::{HttpRequest, HttpResponse, parse_event};
 
-/// Deliveries larger than this are logged (EventBridge would refuse them; SQS takes 256 KiB).
-const LARGE_BODY: usize = 256 * 1024;
+/// EventBridge's limit for one entry; direct mode only logs larger deliveries (SQS takes 256 KiB
+/// too, but the job message is small).
+const EVENT_SIZE_LIMIT: usize = 256 * 1024;
+
+/// What the webhook does with an accepted delivery.
+pub enum Mode {
+    /// Route `workflow_job` deliveries to the runner queues itself.
+    Direct(JobRouting),
+    /// Publish deliveries on the bus (`accept_events` of them, all when empty); the dispatcher
+    /// routes them.
+    EventBridge { bus: String, accept_events: Vec<String> },
+}
 
 /// What the webhook needs per delivery, loaded once per container.
 pub struct Settings {
     pub secret: Secret<Vec<u8>>,
-    pub matchers: Vec<RunnerMatcherConfig>,
-    pub repository_allow_list: Vec<String>,
-    pub strategy: QueueSelectionStrategy,
+    pub mode: Mode,
 }
 
 /// Why the webhook could not start.
@@ -70,29 +88,55 @@ pub enum InitError {
     Invalid(String),
 }
 
+impl From<RoutingError> for InitError {
+    fn from(e: RoutingError) -> Self {
+        match e {
+            RoutingError::Parameters(e) => InitError::Parameters(e),
+            RoutingError::Invalid(e) => InitError::Invalid(e),
+        }
+    }
+}
+
 impl Settings {
-    /// Reads the secret and every matcher config chunk with one GetParameters call.
+    /// Reads the secret and, in direct mode, every matcher config chunk, with one
+    /// GetParameters call.
     pub async fn load(config: &Config, store: &dyn ParameterStore) -> Result<Self, InitError> {
         let mut names = vec![config.webhook_secret_parameter.clone()];
-        names.extend(config.matcher_config_parameters.iter().cloned());
+        if config.event_bus.is_none() {
+            names.extend(config.matcher_config_parameters.iter().cloned());
+        }
         let values = store.get_parameters(&names).await?;
         let secret = values
             .get(&config.webhook_secret_parameter)
             .map(|s| s.expose().as_bytes().to_vec())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| InitError::Invalid("the webhook secret is empty".into()))?;
-        let chunks: Vec<&str> = config
-            .matcher_config_parameters
-            .iter()
-            .map(|n| values.get(n).map_or("", |v| v.expose().as_str()))
-            .collect();
-        let matchers = parse_matcher_config(&chunks).map_err(InitError::Invalid)?;
-        Ok(Self {
-            secret: Secret::new(secret),
-            matchers,
-            repository_allow_list: config.repository_allow_list.clone(),
-            strategy: config.queue_selection_strategy,
-        })
+        let mode = match &config.event_bus {
+            Some(bus) => Mode::EventBridge { bus: bus.clone(), accept_events: config.accept_events.clone() },
+            None => {
+                let chunks: Vec<&str> = config
+                    .matcher_config_parameters
+                    .iter()
+                    .map(|n| values.get(n).map_or("", |v| v.expose().as_str()))
+                    .collect();
+                let matchers = common::domain::webhook::parse_matcher_config(&chunks).map_err(InitError::Invalid)?;
+                Mode::Direct(JobRouting {
+                    matchers,
+                    repository_allow_list: config.repository_allow_list.clone(),
+                    strategy: config.queue_selection_strategy,
+                })
+            }
+        };
+        Ok(Self { secret: Secret::new(secret), mode })
+    }
+
+    /// The runner configurations (direct mode; none in EventBridge mode, where the dispatcher
+    /// has them).
+    pub fn matchers(&self) -> &[RunnerMatcherConfig] {
+        match &self.mode {
+            Mode::Direct(routing) => &routing.matchers,
+            Mode::EventBridge { .. } => &[],
+        }
     }
 }
 
@@ -100,6 +144,7 @@ impl Settings {
 pub struct Webhook {
     settings: Settings,
     queue: Arc<dyn JobQueue>,
+    bus: Option<Arc<dyn EventBus>>,
     metrics: Metrics,
 }
 
@@ -118,6 +163,20 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome about `job`, to be completed.
+    fn about(job: &WorkflowJobEvent) -> Self {
+        Self {
+            status: 0,
+            message: String::new(),
+            rejected: None,
+            action: Some(job.action.clone()),
+            repository: Some(job.repository.full_name.clone()),
+            job_id: Some(job.workflow_job.id),
+            queues: Vec::new(),
+            queue_ms: 0.0,
+        }
+    }
+
     fn rejected(status: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -134,7 +193,13 @@ impl Outcome {
 
 impl Webhook {
     pub fn new(settings: Settings, queue: Arc<dyn JobQueue>, metrics: Metrics) -> Self {
-        Self { settings, queue, metrics }
+        Self { settings, queue, bus: None, metrics }
+    }
+
+    /// The bus client EventBridge mode publishes with.
+    pub fn with_event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// What the webhook loaded at start (the runner configurations and their queues).
@@ -203,10 +268,25 @@ impl Webhook {
         {
             return Outcome::rejected(401, "signature", format!("Unable to verify signature: {e}"));
         }
-        if request.body.len() > LARGE_BODY {
+        let event_type = request.header("x-github-event").unwrap_or("");
+        match &self.settings.mode {
+            Mode::Direct(routing) => self.route_directly(request, event_type, routing, deadline).await,
+            Mode::EventBridge { bus, accept_events } => {
+                self.publish(request, event_type, bus, accept_events, deadline).await
+            }
+        }
+    }
+
+    async fn route_directly(
+        &self,
+        request: &HttpRequest,
+        event_type: &str,
+        routing: &JobRouting,
+        deadline: Deadline,
+    ) -> Outcome {
+        if request.body.len() > EVENT_SIZE_LIMIT {
             tracing::warn!(bytes = request.body.len(), "delivery body is larger than 256 KiB");
         }
-        let event_type = request.header("x-github-event").unwrap_or("");
         if event_type != "workflow_job" {
             let shown = if event_type.is_empty() { "(none)" } else { event_type };
             return Outcome::rejected(202, "unsupported_event", format!("Unsupported event type: {shown}"));
@@ -215,79 +295,116 @@ impl Webhook {
             Ok(job) => job,
             Err(e) => return Outcome::rejected(400, "malformed", format!("Malformed workflow_job payload: {e}")),
         };
-        let mut outcome = Outcome {
-            status: 0,
-            message: String::new(),
-            rejected: None,
-            action: Some(job.action.clone()),
-            repository: Some(job.repository.full_name.clone()),
-            job_id: Some(job.workflow_job.id),
-            queues: Vec::new(),
-            queue_ms: 0.0,
-        };
-        let mut reject = |status, reason, message: String| {
-            outcome.status = status;
-            outcome.rejected = Some(reason);
-            outcome.message = message;
-        };
-        if !repository_allowed(&self.settings.repository_allow_list, &job.repository.full_name) {
-            reject(
-                403,
-                "unauthorized_repository",
-                format!("Received event from unauthorized repository {}", job.repository.full_name),
-            );
-            return outcome;
-        }
-        if job.action != "queued" {
-            reject(201, "not_queued", "Workflow job not queued, not dispatching to queue.".into());
-            return outcome;
-        }
-        let Some(route) = route_job(&job.workflow_job.labels, &self.settings.matchers, self.settings.strategy, |n| {
-            fastrand::usize(..n)
-        }) else {
-            reject(
+        let mut outcome = Outcome::about(&job);
+        let result = dispatch(&job, routing, &self.queue, deadline).await;
+        let (status, message) = match &result {
+            Ok(Dispatch::Unauthorized) => {
+                (403, format!("Received event from unauthorized repository {}", job.repository.full_name))
+            }
+            Ok(Dispatch::NotQueued) => (201, "Workflow job not queued, not dispatching to queue.".into()),
+            Ok(Dispatch::NoMatch) => (
                 202,
-                "no_matching_runner",
                 format!(
                     "Received event contains runner labels '{}' from '{}' that are not accepted.",
                     job.workflow_job.labels.join(","),
                     job.repository.full_name
                 ),
-            );
-            return outcome;
+            ),
+            Ok(Dispatch::Queued { queues, queue_ms }) => {
+                outcome.queues = queues.clone();
+                outcome.queue_ms = *queue_ms;
+                (
+                    201,
+                    format!(
+                        "Successfully queued job for {} to the queue(s) {}",
+                        job.repository.full_name,
+                        queues.join(", ")
+                    ),
+                )
+            }
+            Err(DispatchError::Timeout) => (500, "Queueing the job timed out; redeliver this delivery.".into()),
+            Err(e @ DispatchError::Queue { .. }) => {
+                tracing::error!(error = %e, "sending the job to its runner queue failed");
+                (500, "The job could not be queued; redeliver this delivery.".into())
+            }
         };
-        let queues: Vec<String> = route.targets.iter().map(|t| t.id.clone()).collect();
-        let sends = route.targets.iter().map(|target| {
-            let message = QueuedJobMessage::for_job(&job, &target.id, route.labels.clone());
-            let body = serde_json::to_string(&message).unwrap_or_default();
-            let group = target.fifo.then(|| job.workflow_job.id.to_string());
-            let queue = self.queue.clone();
-            let url = target.id.clone();
-            async move { queue.send(&url, &body, group.as_deref()).await }
-        });
-        let sending = std::time::Instant::now();
-        let all_sent = tokio::time::timeout(deadline.remaining(), futures::future::join_all(sends)).await;
-        outcome.queue_ms = sending.elapsed().as_secs_f64() * 1000.0;
-        outcome.queues = queues;
-        match all_sent {
-            Ok(results) => {
-                if let Some(e) = results.into_iter().find_map(Result::err) {
-                    tracing::error!(error = %e, "sending the job to its runner queue failed");
-                    reject(500, "queue_error", "The job could not be queued; redeliver this delivery.".into());
-                    return outcome;
+        outcome.status = status;
+        outcome.message = message;
+        outcome.rejected = match result {
+            Ok(Dispatch::Queued { .. }) => None,
+            Ok(other) => Some(other.reason()),
+            Err(_) => Some("queue_error"),
+        };
+        outcome
+    }
+
+    /// EventBridge mode (upstream `eventBridgeWebhook`): every accepted event type goes on the
+    /// bus as `Source = github`, `DetailType` = the event header, `Detail` = the raw body; the
+    /// dispatcher's rule picks the queued jobs. Never 2xx for an event that was not published.
+    async fn publish(
+        &self,
+        request: &HttpRequest,
+        event_type: &str,
+        bus: &str,
+        accept_events: &[String],
+        deadline: Deadline,
+    ) -> Outcome {
+        if !accept_events.is_empty() && !accept_events.iter().any(|e| e == event_type) {
+            let shown = if event_type.is_empty() { "(none)" } else { event_type };
+            return Outcome::rejected(202, "unsupported_event", format!("Unsupported event type: {shown}"));
+        }
+        if event_type.is_empty() {
+            return Outcome::rejected(400, "malformed", "The delivery has no X-GitHub-Event header");
+        }
+        let mut outcome = Outcome::rejected(0, "", "");
+        outcome.rejected = None;
+        if event_type == "workflow_job" {
+            // Parsed for the log line only; the dispatcher validates it.
+            match serde_json::from_slice::<WorkflowJobEvent>(&request.body) {
+                Ok(job) => outcome = Outcome::about(&job),
+                Err(e) => {
+                    return Outcome::rejected(400, "malformed", format!("Malformed workflow_job payload: {e}"));
                 }
             }
-            Err(_) => {
-                reject(500, "queue_error", "Queueing the job timed out; redeliver this delivery.".into());
-                return outcome;
+        }
+        let Ok(detail) = std::str::from_utf8(&request.body) else {
+            return Outcome::rejected(400, "malformed", "The delivery body is not UTF-8 JSON");
+        };
+        let Some(events) = &self.bus else {
+            return Outcome::rejected(500, "publish_error", "No event bus client configured");
+        };
+        let event = OutgoingEvent { bus, source: "github", detail_type: event_type, detail };
+        let publishing = std::time::Instant::now();
+        if event.size() > EVENT_SIZE_LIMIT {
+            // As upstream: an error event on the bus tells what was dropped, GitHub gets a 400.
+            let error =
+                serde_json::json!({"error": "Body size exceeded 256KB", "size": request.body.len()}).to_string();
+            let detail_type = format!("error.{event_type}");
+            let notice = OutgoingEvent { bus, source: "runners.webhook", detail_type: &detail_type, detail: &error };
+            if let Err(e) = common::aws::within(deadline, "events:PutEvents", events.put_event(&notice)).await {
+                tracing::warn!(error = %e, "publishing the oversized-body notice failed");
+            }
+            let mut rejected = Outcome::rejected(400, "body_too_large", "Body size exceeded 256KB");
+            rejected.action = outcome.action;
+            rejected.repository = outcome.repository;
+            rejected.job_id = outcome.job_id;
+            return rejected;
+        }
+        let result = common::aws::within(deadline, "events:PutEvents", events.put_event(&event)).await;
+        outcome.queue_ms = publishing.elapsed().as_secs_f64() * 1000.0;
+        outcome.queues = vec![bus.to_string()];
+        match result {
+            Ok(()) => {
+                outcome.status = 201;
+                outcome.message = "Event sent successfully to the EventBridge.".into();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "publishing the delivery on the event bus failed");
+                outcome.status = 500;
+                outcome.rejected = Some("publish_error");
+                outcome.message = "The event could not be published; redeliver this delivery.".into();
             }
         }
-        outcome.status = 201;
-        outcome.message = format!(
-            "Successfully queued job for {} to the queue(s) {}",
-            job.repository.full_name,
-            outcome.queues.join(", ")
-        );
         outcome
     }
 }
@@ -298,7 +415,13 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     let store = common::aws::ssm::SsmParameterStore::new(sdk);
     let settings = Settings::load(config, &store).await?;
     let queue = Arc::new(common::aws::sqs::SqsJobQueue::new(sdk));
-    Ok(Webhook::new(settings, queue, metrics))
+    let eventbridge = matches!(settings.mode, Mode::EventBridge { .. });
+    let webhook = Webhook::new(settings, queue, metrics);
+    Ok(if eventbridge {
+        webhook.with_event_bus(Arc::new(common::aws::events::EventBridgeBus::new(sdk)))
+    } else {
+        webhook
+    })
 }
 
 /// Starts the function: reads its configuration and parameters, then serves invocations.
@@ -312,6 +435,8 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         matcher_version = config.matcher_config_version.as_deref().unwrap_or(""),
         strategy = ?config.queue_selection_strategy,
         allow_list = ?config.repository_allow_list,
+        event_bus = config.event_bus.as_deref().unwrap_or(""),
+        accept_events = ?config.accept_events,
         "webhook configuration"
     );
     // SQS answers in milliseconds; keep well inside GitHub's 10 s deadline.
@@ -322,7 +447,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         .inspect_err(|e| tracing::error!(error = %e, "loading the webhook parameters"))?;
     let parameters_ms = (started.elapsed() - sdk_ready).as_secs_f64() * 1000.0;
     tracing::info!(
-        configurations = webhook.settings.matchers.len(),
+        configurations = webhook.settings.matchers().len(),
         sdk_ms = sdk_ready.as_secs_f64() * 1000.0,
         parameters_ms,
         init_ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::deadline::Deadline;
-use common::domain::webhook::QueuedJobMessage;
+use common::domain::webhook::{QueueSelectionStrategy, QueuedJobMessage};
 use common::error::{AwsError, AwsErrorKind};
 use common::github::signature::sign;
 use common::telemetry::{MemorySink, Metrics, TelemetryConfig};
-use common::testing::{MemoryJobQueue, MemoryParameterStore};
+use common::testing::{MemoryEventBus, MemoryJobQueue, MemoryParameterStore};
 
 use super::*;
 
@@ -44,6 +44,8 @@ async fn world_with(allow_list: &[&str], strategy: QueueSelectionStrategy) -> Wo
         matcher_config_version: None,
         repository_allow_list: allow_list.iter().map(|s| s.to_string()).collect(),
         queue_selection_strategy: strategy,
+        event_bus: None,
+        accept_events: Vec::new(),
         telemetry: TelemetryConfig {
             environment: "test".into(),
             namespace: "GitHub Runners".into(),
@@ -249,6 +251,8 @@ async fn strategy_all_sends_to_every_equal_match() {
         matcher_config_version: None,
         repository_allow_list: vec![],
         queue_selection_strategy: QueueSelectionStrategy::All,
+        event_bus: None,
+        accept_events: Vec::new(),
         telemetry: TelemetryConfig { environment: "t".into(), namespace: "n".into(), log_level: "info".into() },
     };
     let queue = Arc::new(MemoryJobQueue::default());
@@ -260,4 +264,94 @@ async fn strategy_all_sends_to_every_equal_match() {
     assert_eq!(webhook.handle(&signed("workflow_job", QUEUED), deadline()).await.status, 201);
     let urls: Vec<String> = queue.messages().into_iter().map(|m| m.queue_url).collect();
     assert_eq!(urls, vec!["q1", "q2"]);
+}
+
+/// EventBridge mode: the webhook publishes, it does not route (no matcher config is read).
+async fn eventbridge(accept_events: &[&str]) -> (Webhook, Arc<MemoryEventBus>, Arc<MemorySink>) {
+    let store = MemoryParameterStore::with(&[("/app/webhook_secret", SECRET)]);
+    let config = Config {
+        webhook_secret_parameter: "/app/webhook_secret".into(),
+        matcher_config_parameters: vec!["/webhook/not-read".into()],
+        matcher_config_version: None,
+        repository_allow_list: Vec::new(),
+        queue_selection_strategy: QueueSelectionStrategy::First,
+        event_bus: Some("ci-runners".into()),
+        accept_events: accept_events.iter().map(|s| s.to_string()).collect(),
+        telemetry: TelemetryConfig {
+            environment: "test".into(),
+            namespace: "GitHub Runners".into(),
+            log_level: "info".into(),
+        },
+    };
+    let settings = Settings::load(&config, &store).await.unwrap();
+    assert!(settings.matchers().is_empty());
+    let bus = Arc::new(MemoryEventBus::default());
+    let metrics = Arc::new(MemorySink::default());
+    let webhook =
+        Webhook::new(settings, Arc::new(MemoryJobQueue::default()), Metrics::new(&config.telemetry, metrics.clone()))
+            .with_event_bus(bus.clone());
+    (webhook, bus, metrics)
+}
+
+#[tokio::test]
+async fn eventbridge_mode_publishes_the_raw_delivery() {
+    let (webhook, bus, _) = eventbridge(&[]).await;
+    let answer = webhook.handle(&signed("workflow_job", QUEUED), deadline()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (201, "Event sent successfully to the EventBridge."));
+    // Every event type goes on the bus when ACCEPT_EVENTS is empty; the rule picks the jobs.
+    assert_eq!(webhook.handle(&signed("check_run", CHECK_RUN), deadline()).await.status, 201);
+    let events = bus.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (events[0].bus.as_str(), events[0].source.as_str(), events[0].detail_type.as_str(), events[0].detail.as_str()),
+        ("ci-runners", "github", "workflow_job", QUEUED),
+        "the raw body, byte for byte"
+    );
+    assert_eq!(events[1].detail_type, "check_run");
+    // The signature is still checked first.
+    assert_eq!(
+        webhook.handle(&request("workflow_job", QUEUED, Some("sha256=00".into())), deadline()).await.status,
+        401
+    );
+    assert_eq!(bus.events().len(), 2);
+}
+
+#[tokio::test]
+async fn eventbridge_mode_accept_events_oversized_bodies_and_failures() {
+    let (webhook, bus, metrics) = eventbridge(&["workflow_job"]).await;
+    let answer = webhook.handle(&signed("workflow_run", WORKFLOW_RUN), deadline()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (202, "Unsupported event type: workflow_run"));
+    assert!(bus.events().is_empty());
+
+    // Over EventBridge's 256 KB entry limit: 400, and an error notice on the bus instead.
+    let mut big: serde_json::Value = serde_json::from_str(QUEUED).unwrap();
+    big["workflow_job"]["steps"] = serde_json::json!(["x".repeat(256 * 1024)]);
+    let big = big.to_string();
+    let answer = webhook.handle(&signed("workflow_job", &big), deadline()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (400, "Body size exceeded 256KB"));
+    let events = bus.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].source.as_str(), events[0].detail_type.as_str()), ("runners.webhook", "error.workflow_job"));
+    let notice: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
+    assert_eq!(notice["size"].as_u64(), Some(big.len() as u64));
+
+    // A failed PutEvents (or a refused entry) is a 5xx: GitHub shows a delivery to redeliver.
+    bus.fail_with(Some(AwsError::new(
+        "events:PutEvents",
+        AwsErrorKind::Transient,
+        Some("InternalException".into()),
+        "x",
+    )));
+    let answer = webhook.handle(&signed("workflow_job", QUEUED), deadline()).await;
+    assert_eq!(answer.status, 500);
+    let reasons: Vec<String> = metrics
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("WebhookRejected").is_some())
+        .map(|v| v["Reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reasons, vec!["unsupported_event", "body_too_large", "publish_error"]);
 }

@@ -9,6 +9,8 @@ locals {
     WebhookReceived             = []
     WebhookAccepted             = []
     WebhookRejected             = ["Reason"]
+    JobsDispatched              = []
+    JobsNotDispatched           = ["Reason"]
     JobsReceived                = []
     MalformedMessages           = []
     RunnersRequested            = []
@@ -43,6 +45,7 @@ locals {
   )
   widget = { for title, names in {
     "Webhook deliveries"             = ["WebhookReceived", "WebhookAccepted", "WebhookRejected"]
+    "Dispatcher (EventBridge mode)"  = ["JobsDispatched", "JobsNotDispatched"]
     "Jobs and runners (scale-up)"    = ["JobsReceived", "RunnersRequested", "RunnersCreated", "JobsRetried", "MalformedMessages"]
     "Runners not created, by reason" = ["RunnersFailed", "JobsSkipped"]
     "GitHub App rate limit left"     = ["GitHubAppRateLimitRemaining", "GitHubRateLimitHits"]

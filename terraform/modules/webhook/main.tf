@@ -44,6 +44,10 @@ module "lambda" {
       PARAMETER_RUNNER_MATCHER_VERSION     = join(":", aws_ssm_parameter.runner_matcher_config[*].version)
       REPOSITORY_ALLOW_LIST                = jsonencode(var.repository_white_list)
       QUEUE_SELECTION_STRATEGY             = var.queue_selection_strategy
+      # EventBridge mode publishes on this bus (and ACCEPT_EVENTS filters what); empty is direct
+      # mode, the only one this module deploys until the bus, its rule and the dispatcher do.
+      EVENT_BUS_NAME = ""
+      ACCEPT_EVENTS  = jsonencode(null)
     }
   })
 }

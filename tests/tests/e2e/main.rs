@@ -5,6 +5,7 @@
 mod boot_scripts;
 mod demo;
 mod deploy;
+mod eventbridge;
 mod github_client;
 mod scale_down;
 mod scale_up;

@@ -9,6 +9,7 @@ pub fn binary(name: &str) -> PathBuf {
         "scale-up" => env!("CARGO_BIN_EXE_lambda-scale-up"),
         "scale-down" => env!("CARGO_BIN_EXE_lambda-scale-down"),
         "syncer" => env!("CARGO_BIN_EXE_lambda-syncer"),
+        "dispatcher" => env!("CARGO_BIN_EXE_lambda-dispatcher"),
         other => panic!("no function {other}"),
     };
     PathBuf::from(path)

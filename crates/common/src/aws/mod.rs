@@ -4,6 +4,7 @@
 //! reaches moto in tests and the local stack without any test-only code path.
 
 pub mod ec2;
+pub mod events;
 pub mod s3;
 pub mod sqs;
 pub mod ssm;
