@@ -195,11 +195,14 @@ async fn a_queued_job_travels_from_the_webhook_over_the_bus_to_its_queue() {
     let all = w.dispatcher("all", "[]", &[&w.linux_queue, &w.gpu_queue]).await;
     all.invoke(event.clone()).await.expect("dispatched");
     assert_eq!((w.jobs_in(&w.linux_queue).await.len(), w.jobs_in(&w.gpu_queue).await.len()), (1, 1));
-    let random = w.dispatcher("random", "[]", &[&w.linux_queue, &w.gpu_queue]).await;
+    // Two standard queues here: a FIFO queue deduplicates the same job sent twice (its
+    // deduplication id is the job id), which is what it is for.
+    let other_queue = w.aws.create_queue(&format!("{}-other", w.prefix), false).await;
+    let random = w.dispatcher("random", "[]", &[&w.linux_queue, &other_queue]).await;
     for _ in 0..6 {
         random.invoke(event.clone()).await.expect("dispatched");
     }
-    assert_eq!(w.jobs_in(&w.linux_queue).await.len() + w.jobs_in(&w.gpu_queue).await.len(), 6);
+    assert_eq!(w.jobs_in(&w.linux_queue).await.len() + w.jobs_in(&other_queue).await.len(), 6);
 
     // The allow list: a job of another repository is done, not queued.
     let strict = w.dispatcher("first", r#"["someone/else"]"#, &[&w.linux_queue]).await;
