@@ -647,6 +647,26 @@ variable "webhook_lambda_zip" {
   default     = null
 }
 
+variable "dispatcher_lambda_zip" {
+  description = "Dispatcher zip (EventBridge mode); null for `target/lambda/<arch>/dispatcher/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "eventbridge" {
+  description = <<-EOT
+    Enable the use of EventBridge by the module. By enabling this feature events will be put on the EventBridge by the webhook instead of directly dispatching to queues for scaling.
+
+    `enable`: Enable the EventBridge feature.
+    `accept_events`: List can be used to only allow specific events to be putted on the EventBridge. By default all events, empty list will be be interpreted as all events.
+  EOT
+  type = object({
+    enable        = optional(bool, true)
+    accept_events = optional(list(string), null)
+  })
+  default = {}
+}
+
 variable "scale_up_lambda_zip" {
   description = "Scale-up zip; null for `target/lambda/<arch>/scale-up/bootstrap.zip`."
   type        = string
