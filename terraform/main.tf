@@ -197,6 +197,7 @@ module "monitoring" {
   namespace = var.metrics.namespace
   functions = {
     webhook    = module.webhook.lambda.function.name
+    dispatcher = try(module.webhook.eventbridge.dispatcher.function.name, null)
     scale_up   = module.runners.lambda_up.function.name
     scale_down = module.runners.lambda_down.function.name
     syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
