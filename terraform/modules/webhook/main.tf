@@ -70,10 +70,11 @@ resource "aws_iam_role_policy" "webhook" {
           Resource = [for m in var.runner_matcher_config : m.arn]
         },
         {
-          Sid      = "ReadParameters"
-          Effect   = "Allow"
-          Action   = ["ssm:GetParameters"]
-          Resource = concat([var.webhook_secret_parameter.arn], aws_ssm_parameter.runner_matcher_config[*].arn)
+          Sid    = "ReadParameters"
+          Effect = "Allow"
+          Action = ["ssm:GetParameters"]
+          # EventBridge mode reads only the secret: the dispatcher routes.
+          Resource = local.eventbridge ? [var.webhook_secret_parameter.arn] : concat([var.webhook_secret_parameter.arn], aws_ssm_parameter.runner_matcher_config[*].arn)
         },
       ],
       var.kms_key_arn == null ? [] : [{
