@@ -655,10 +655,8 @@ variable "dispatcher_lambda_zip" {
 
 variable "eventbridge" {
   description = <<-EOT
-    Enable the use of EventBridge by the module. By enabling this feature events will be put on the EventBridge by the webhook instead of directly dispatching to queues for scaling.
-
-    `enable`: Enable the EventBridge feature.
-    `accept_events`: List can be used to only allow specific events to be putted on the EventBridge. By default all events, empty list will be be interpreted as all events.
+    EventBridge mode (on by default, as upstream): the webhook publishes each delivery on the bus `<prefix>-runners` (archived) and the dispatcher routes queued jobs from it to the runner queues; off, the webhook routes jobs to the queues itself (direct mode).
+    `enable`; `accept_events`: the GitHub event types published (null or empty: all).
   EOT
   type = object({
     enable        = optional(bool, true)
