@@ -6,7 +6,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "scale-up", "scale-down", "syncer"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
   labels   = sort(distinct(concat(var.runner_disable_default_labels ? [] : ["self-hosted", var.runner_os, var.runner_architecture], var.runner_extra_labels)))
   # Settings every function shares (see modules/lambda).
   lambda = {
@@ -174,9 +174,15 @@ module "webhook" {
   repository_white_list               = var.repository_white_list
   queue_selection_strategy            = var.queue_selection_strategy
   enable_function_url                 = var.enable_webhook_function_url
-  apigateway_access_log_settings      = var.webhook_lambda_apigateway_access_log_settings
-  kms_key_arn                         = var.kms_key_arn
-  tags                                = local.tags
+  eventbridge                         = var.eventbridge
+  dispatcher_lambda = {
+    zip         = coalesce(var.dispatcher_lambda_zip, local.zip["dispatcher"])
+    memory_size = var.webhook_lambda_memory_size
+    timeout     = var.webhook_lambda_timeout
+  }
+  apigateway_access_log_settings = var.webhook_lambda_apigateway_access_log_settings
+  kms_key_arn                    = var.kms_key_arn
+  tags                           = local.tags
   lambda = merge(local.lambda, {
     zip         = coalesce(var.webhook_lambda_zip, local.zip["webhook"])
     memory_size = var.webhook_lambda_memory_size
@@ -191,6 +197,7 @@ module "monitoring" {
   namespace = var.metrics.namespace
   functions = {
     webhook    = module.webhook.lambda.function.name
+    dispatcher = try(module.webhook.eventbridge.dispatcher.function.name, null)
     scale_up   = module.runners.lambda_up.function.name
     scale_down = module.runners.lambda_down.function.name
     syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null

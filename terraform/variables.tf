@@ -647,6 +647,24 @@ variable "webhook_lambda_zip" {
   default     = null
 }
 
+variable "dispatcher_lambda_zip" {
+  description = "Dispatcher zip (EventBridge mode); null for `target/lambda/<arch>/dispatcher/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "eventbridge" {
+  description = <<-EOT
+    EventBridge mode (on by default, as upstream): the webhook publishes each delivery on the bus `<prefix>-runners` (archived) and the dispatcher routes queued jobs from it to the runner queues; off, the webhook routes jobs to the queues itself (direct mode).
+    `enable`; `accept_events`: the GitHub event types published (null or empty: all).
+  EOT
+  type = object({
+    enable        = optional(bool, true)
+    accept_events = optional(list(string), null)
+  })
+  default = {}
+}
+
 variable "scale_up_lambda_zip" {
   description = "Scale-up zip; null for `target/lambda/<arch>/scale-up/bootstrap.zip`."
   type        = string

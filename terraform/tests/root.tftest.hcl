@@ -1,6 +1,9 @@
 # The root module: the parts wired together, feature flags, the upstream SSM layout.
 
 mock_provider "aws" {
+  mock_resource "aws_cloudwatch_event_bus" {
+    defaults = { arn = "arn:aws:events:eu-west-1:123456789012:event-bus/test-runners" }
+  }
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/github-action-runners/role" }
   }

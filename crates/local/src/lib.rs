@@ -127,8 +127,13 @@ impl Local {
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Self, String> {
         let metrics = |t: &common::telemetry::TelemetryConfig| Metrics::new(t, options.metrics.clone());
-        let webhook_config =
+        let mut webhook_config =
             webhook::config::Config::from_lookup(&lookup(&envs.webhook)).map_err(|e| format!("webhook: {e}"))?;
+        if let Some(bus) = webhook_config.event_bus.take() {
+            // The local runner has no bus rule to invoke a dispatcher: it routes jobs itself,
+            // with the same code (direct mode reads the matcher config Terraform sets anyway).
+            tracing::warn!(bus, "EVENT_BUS_NAME is set: the local runner routes jobs directly instead");
+        }
         let scale_up_config =
             scale_up::config::Config::from_lookup(&lookup(&envs.scale_up)).map_err(|e| format!("scale-up: {e}"))?;
         let scale_down_config = scale_down::config::Config::from_lookup(&lookup(&envs.scale_down))

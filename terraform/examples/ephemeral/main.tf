@@ -34,6 +34,10 @@ module "runners" {
   enable_ephemeral_runners = true
   enable_jit_config        = true
 
+  # Direct mode: the webhook sends jobs to the queue itself, without the EventBridge bus and
+  # the dispatcher of the default mode (one function and one hop less per job).
+  eventbridge = { enable = false }
+
   # No webhook delay: the instance is for this job only, so start it at once.
   delay_webhook_event   = 0
   runners_maximum_count = 20

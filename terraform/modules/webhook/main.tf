@@ -44,10 +44,9 @@ module "lambda" {
       PARAMETER_RUNNER_MATCHER_VERSION     = join(":", aws_ssm_parameter.runner_matcher_config[*].version)
       REPOSITORY_ALLOW_LIST                = jsonencode(var.repository_white_list)
       QUEUE_SELECTION_STRATEGY             = var.queue_selection_strategy
-      # EventBridge mode publishes on this bus (and ACCEPT_EVENTS filters what); empty is direct
-      # mode, the only one this module deploys until the bus, its rule and the dispatcher do.
-      EVENT_BUS_NAME = ""
-      ACCEPT_EVENTS  = jsonencode(null)
+      # EventBridge mode publishes on this bus (ACCEPT_EVENTS filters what); empty is direct mode.
+      EVENT_BUS_NAME = local.eventbridge ? aws_cloudwatch_event_bus.runners[0].name : ""
+      ACCEPT_EVENTS  = jsonencode(var.eventbridge.accept_events)
     }
   })
 }
@@ -59,17 +58,23 @@ resource "aws_iam_role_policy" "webhook" {
     Version = "2012-10-17"
     Statement = concat(
       [
-        {
+        local.eventbridge ? {
+          Sid      = "PublishDeliveries"
+          Effect   = "Allow"
+          Action   = ["events:PutEvents"]
+          Resource = [aws_cloudwatch_event_bus.runners[0].arn]
+          } : {
           Sid      = "SendJobs"
           Effect   = "Allow"
           Action   = ["sqs:SendMessage"]
           Resource = [for m in var.runner_matcher_config : m.arn]
         },
         {
-          Sid      = "ReadParameters"
-          Effect   = "Allow"
-          Action   = ["ssm:GetParameters"]
-          Resource = concat([var.webhook_secret_parameter.arn], aws_ssm_parameter.runner_matcher_config[*].arn)
+          Sid    = "ReadParameters"
+          Effect = "Allow"
+          Action = ["ssm:GetParameters"]
+          # EventBridge mode reads only the secret: the dispatcher routes.
+          Resource = local.eventbridge ? [var.webhook_secret_parameter.arn] : concat([var.webhook_secret_parameter.arn], aws_ssm_parameter.runner_matcher_config[*].arn)
         },
       ],
       var.kms_key_arn == null ? [] : [{

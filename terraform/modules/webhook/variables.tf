@@ -63,6 +63,27 @@ variable "queue_selection_strategy" {
   }
 }
 
+variable "eventbridge" {
+  description = <<-EOT
+    EventBridge mode (upstream's default): the webhook publishes deliveries on the bus
+    `<prefix>-runners` and the dispatcher routes queued jobs to the runner queues.
+    `enable`; `accept_events`: the event types published (null or empty: all);
+    `archive_retention_days` of the bus archive.
+  EOT
+  type = object({
+    enable                 = optional(bool, true)
+    accept_events          = optional(list(string), null)
+    archive_retention_days = optional(number, 7)
+  })
+  default = {}
+}
+
+variable "dispatcher_lambda" {
+  description = "Dispatcher settings over `lambda` (`zip`, `memory_size`, `timeout`)."
+  type        = any
+  default     = {}
+}
+
 variable "enable_function_url" {
   description = "Also expose the function with a Lambda function URL (GitHub can post to it directly; the API Gateway endpoint stays)."
   type        = bool

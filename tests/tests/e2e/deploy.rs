@@ -40,6 +40,7 @@ use crate::support::binary;
 /// The functions every example deploys, with the root module input that takes each zip.
 const FUNCTIONS: &[(&str, &str)] = &[
     ("webhook", "webhook_lambda_zip"),
+    ("dispatcher", "dispatcher_lambda_zip"),
     ("scale-up", "scale_up_lambda_zip"),
     ("scale-down", "scale_down_lambda_zip"),
     ("syncer", "runner_binaries_syncer_lambda_zip"),
@@ -449,6 +450,55 @@ impl Deployed<'_> {
     }
 }
 
+/// A test-side target on the applied `<prefix>-workflow_job` rule: an SQS queue that receives
+/// what the rule routes (EventBridge envelopes), removed again before the destroy.
+struct EventCapture {
+    events: aws_sdk_eventbridge::Client,
+    bus: String,
+    rule: String,
+    queue_url: String,
+}
+
+impl EventCapture {
+    async fn attach(moto: &Moto, aws: &Aws, bus: &str, prefix: &str) -> Self {
+        let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config().await);
+        let name = format!("{prefix}-test-capture");
+        let queue_url = aws.create_queue(&name, false).await;
+        let rule = format!("{prefix}-workflow_job");
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("test-capture")
+                    .arn(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"))
+                    .build()
+                    .expect("a target"),
+            )
+            .send()
+            .await
+            .expect("a capture target on the applied rule");
+        Self { events, bus: bus.to_string(), rule, queue_url }
+    }
+
+    /// The routed events; the capture target and its queue go.
+    async fn take(self, aws: &Aws) -> Vec<Value> {
+        let events =
+            aws.drain(&self.queue_url).await.into_iter().map(|(b, _)| serde_json::from_str(&b).unwrap()).collect();
+        self.events
+            .remove_targets()
+            .rule(&self.rule)
+            .event_bus_name(&self.bus)
+            .ids("test-capture")
+            .send()
+            .await
+            .expect("remove the capture");
+        aws.sqs.delete_queue().queue_url(&self.queue_url).send().await.expect("delete the capture queue");
+        events
+    }
+}
+
 async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     let functions = deployed["functions"].as_object().unwrap();
     let github = FakeGithub::start().await;
@@ -483,14 +533,29 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     let job = github.add_job(owner, "web", &label_refs);
     let body = fixtures::workflow_job("queued", job, &label_refs, owner, "web", installation);
     let event = api_event(deployed, &prefix, &body);
+    // EventBridge mode: moto does not invoke a Lambda target, so a second target on the applied
+    // rule (an SQS queue of the test's) captures what the rule routes, for the dispatcher.
+    let bus = system.var("webhook", "EVENT_BUS_NAME");
+    let capture = if bus.is_empty() { None } else { Some(EventCapture::attach(moto, aws, &bus, &prefix).await) };
     let webhook = system.spawn("webhook", &[]).await;
     let answer = webhook.invoke(event).await.expect("the webhook answers");
     assert_eq!(
         answer["statusCode"],
         201,
-        "the webhook did not enqueue the job: {answer}\n{}",
+        "the webhook did not enqueue (or publish) the job: {answer}\n{}",
         webhook.logs().join("\n")
     );
+    if let Some(capture) = capture {
+        let events = capture.take(aws).await;
+        assert_eq!(events.len(), 1, "the applied rule routes the queued job once: {events:?}");
+        let dispatcher = system.spawn("dispatcher", &[]).await;
+        let answer = dispatcher.invoke(events[0].clone()).await;
+        assert!(
+            answer.as_ref().is_ok_and(|a| a["decision"] == "queued"),
+            "the dispatcher did not queue the job: {answer:?}\n{}",
+            dispatcher.logs().join("\n")
+        );
+    }
 
     // Scale-up, fed by the applied event source mapping from the applied queue.
     let mapping = deployed["event_source_mappings"]

@@ -143,6 +143,7 @@ fn every_variable_a_function_reads_is_set_by_terraform_and_every_one_set_is_read
     let terraform = terraform_environments();
     let code: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
         ("webhook", webhook::config::Config::variables()),
+        ("dispatcher", dispatcher::config::Config::variables()),
         ("scale-up", scale_up::config::Config::variables()),
         ("scale-down", scale_down::config::Config::variables()),
         ("syncer", syncer::config::Config::variables()),

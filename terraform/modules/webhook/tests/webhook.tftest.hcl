@@ -1,6 +1,18 @@
 # The webhook module: endpoint → function → queues, matcher config in SSM.
 
 mock_provider "aws" {
+  mock_resource "aws_cloudwatch_event_bus" {
+    defaults = { arn = "arn:aws:events:eu-west-1:123456789012:event-bus/test-runners" }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:eu-west-1:123456789012:rule/test-runners/test-workflow_job" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:eu-west-1:123456789012:test-dispatcher-dead-letters"
+      id  = "https://sqs.eu-west-1.amazonaws.com/123456789012/test-dispatcher-dead-letters"
+    }
+  }
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/test/test-webhook" }
   }
@@ -105,10 +117,51 @@ run "endpoint_function_and_matchers" {
   }
   assert {
     condition = jsondecode(aws_iam_role_policy.webhook.policy).Statement == [
+      { Sid = "PublishDeliveries", Effect = "Allow", Action = ["events:PutEvents"], Resource = ["arn:aws:events:eu-west-1:123456789012:event-bus/test-runners"] },
+      { Sid = "ReadParameters", Effect = "Allow", Action = ["ssm:GetParameters"], Resource = [var.webhook_secret_parameter.arn] },
+    ]
+    error_message = "EventBridge mode (the default): the webhook may only publish on its bus and read its secret."
+  }
+  assert {
+    condition     = module.lambda.function.environment.EVENT_BUS_NAME == "test-runners" && module.lambda.function.environment.ACCEPT_EVENTS == "null"
+    error_message = "The webhook publishes on the bus; every event type by default."
+  }
+  assert {
+    condition = (aws_cloudwatch_event_archive.runners[0].retention_days == 7
+      && jsondecode(aws_cloudwatch_event_rule.workflow_job[0].event_pattern) == { "detail-type" = ["workflow_job"], detail = { action = ["queued"] } }
+    && aws_cloudwatch_event_rule.workflow_job[0].name == "test-workflow_job")
+    error_message = "An archived bus and the upstream rule for queued jobs."
+  }
+  assert {
+    condition = (aws_cloudwatch_event_target.dispatcher[0].dead_letter_config[0].arn == aws_sqs_queue.dispatcher_dead_letters[0].arn
+      && aws_lambda_function_event_invoke_config.dispatcher[0].destination_config[0].on_failure[0].destination == aws_sqs_queue.dispatcher_dead_letters[0].arn
+    && aws_cloudwatch_event_target.dispatcher[0].retry_policy[0].maximum_retry_attempts > 0)
+    error_message = "Nothing is dropped: undeliverable events and failed dispatches both end in the dead-letter queue."
+  }
+  assert {
+    condition = jsondecode(aws_iam_role_policy.dispatcher[0].policy).Statement == [
+      { Sid = "SendJobs", Effect = "Allow", Action = ["sqs:SendMessage"], Resource = ["arn:aws:sqs:eu-west-1:123456789012:test-queued-builds", aws_sqs_queue.dispatcher_dead_letters[0].arn] },
+      { Sid = "ReadMatcherConfig", Effect = "Allow", Action = ["ssm:GetParameters"], Resource = [aws_ssm_parameter.runner_matcher_config[0].arn] },
+    ]
+    error_message = "The dispatcher may only send to the runner queues (and its dead letters) and read the matcher config."
+  }
+}
+
+run "direct_mode" {
+  command = apply
+  variables {
+    eventbridge = { enable = false }
+  }
+  assert {
+    condition = jsondecode(aws_iam_role_policy.webhook.policy).Statement == [
       { Sid = "SendJobs", Effect = "Allow", Action = ["sqs:SendMessage"], Resource = ["arn:aws:sqs:eu-west-1:123456789012:test-queued-builds"] },
       { Sid = "ReadParameters", Effect = "Allow", Action = ["ssm:GetParameters"], Resource = [var.webhook_secret_parameter.arn, aws_ssm_parameter.runner_matcher_config[0].arn] },
     ]
-    error_message = "The webhook may only send to its queues and read its own parameters."
+    error_message = "Direct mode: the webhook may only send to its queues and read its own parameters."
+  }
+  assert {
+    condition     = module.lambda.function.environment.EVENT_BUS_NAME == "" && length(aws_cloudwatch_event_bus.runners) == 0 && length(module.dispatcher) == 0
+    error_message = "No bus and no dispatcher in direct mode."
   }
 }
 
