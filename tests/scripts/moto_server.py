@@ -33,6 +33,13 @@ harness, never in the modules (decisions.md #29), and this is the one list of th
    rely on it, so `patch_create_fleet_idempotent` answers a repeated token with the fleet it
    created first.
 
+9. `PutEvents` fails (500, NotImplementedError) when a rule that matches the event has a Lambda
+   target: moto cannot invoke functions without Docker and raises instead of skipping them. The
+   EventBridge mode's rule targets the dispatcher, so every published job would fail:
+   `patch_events_skip_lambda_targets` skips Lambda targets (the other targets still receive the
+   event); the drive-through adds an SQS target to capture the event and invokes the
+   dispatcher itself.
+
 A patch that no longer finds what it patches (another moto version) fails loudly at start.
 """
 import json
@@ -209,6 +216,22 @@ def patch_create_fleet_idempotent():
     fleets.Fleets.create_fleet = create_fleet
 
 
+def patch_events_skip_lambda_targets():
+    from moto.events import models
+
+    original = models.Rule.send_to_targets
+
+    def send_to_targets(self, original_event, transform_input=True):
+        targets = self.targets
+        self.targets = [t for t in targets if ":lambda:" not in t["Arn"]]
+        try:
+            return original(self, original_event, transform_input)
+        finally:
+            self.targets = targets
+
+    models.Rule.send_to_targets = send_to_targets
+
+
 for patch in (
     patch_s3_secure_transport,
     patch_sqs_policy_kept,
@@ -217,6 +240,7 @@ for patch in (
     patch_log_group_class,
     patch_launch_template_own_tags,
     patch_create_fleet_idempotent,
+    patch_events_skip_lambda_targets,
 ):
     patch()
 
