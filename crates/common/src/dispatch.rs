@@ -31,6 +31,17 @@ impl JobRouting {
         strategy: QueueSelectionStrategy,
     ) -> Result<Self, RoutingError> {
         let values = store.get_parameters(matcher_parameters).await?;
+        Self::from_values(&values, matcher_parameters, repository_allow_list, strategy)
+    }
+
+    /// From parameter values already read (the webhook reads its secret in the same call): the
+    /// chunks named by `matcher_parameters`, concatenated in order.
+    pub fn from_values(
+        values: &std::collections::BTreeMap<String, crate::config::Secret<String>>,
+        matcher_parameters: &[String],
+        repository_allow_list: Vec<String>,
+        strategy: QueueSelectionStrategy,
+    ) -> Result<Self, RoutingError> {
         let chunks: Vec<&str> =
             matcher_parameters.iter().map(|n| values.get(n).map_or("", |v| v.expose().as_str())).collect();
         let matchers = parse_matcher_config(&chunks).map_err(RoutingError::Invalid)?;

@@ -113,19 +113,12 @@ impl Settings {
             .ok_or_else(|| InitError::Invalid("the webhook secret is empty".into()))?;
         let mode = match &config.event_bus {
             Some(bus) => Mode::EventBridge { bus: bus.clone(), accept_events: config.accept_events.clone() },
-            None => {
-                let chunks: Vec<&str> = config
-                    .matcher_config_parameters
-                    .iter()
-                    .map(|n| values.get(n).map_or("", |v| v.expose().as_str()))
-                    .collect();
-                let matchers = common::domain::webhook::parse_matcher_config(&chunks).map_err(InitError::Invalid)?;
-                Mode::Direct(JobRouting {
-                    matchers,
-                    repository_allow_list: config.repository_allow_list.clone(),
-                    strategy: config.queue_selection_strategy,
-                })
-            }
+            None => Mode::Direct(JobRouting::from_values(
+                &values,
+                &config.matcher_config_parameters,
+                config.repository_allow_list.clone(),
+                config.queue_selection_strategy,
+            )?),
         };
         Ok(Self { secret: Secret::new(secret), mode })
     }
@@ -149,6 +142,7 @@ pub struct Webhook {
 }
 
 /// The result of one delivery, for the response, the log line and the metrics.
+#[derive(Default)]
 struct Outcome {
     status: u16,
     message: String,
@@ -356,8 +350,7 @@ impl Webhook {
         if event_type.is_empty() {
             return Outcome::rejected(400, "malformed", "The delivery has no X-GitHub-Event header");
         }
-        let mut outcome = Outcome::rejected(0, "", "");
-        outcome.rejected = None;
+        let mut outcome = Outcome::default();
         if event_type == "workflow_job" {
             // Parsed for the log line only; the dispatcher validates it.
             match serde_json::from_slice::<WorkflowJobEvent>(&request.body) {
