@@ -436,7 +436,9 @@ impl ScaleUp {
                 let shared = &shared;
                 let web_url = &web_url;
                 async move {
-                    if deadline.is_past() {
+                    // Not started without the time to undo it: a runner whose registration
+                    // is cut short leaves an instance that must still be terminated.
+                    if deadline.less(CLEANUP_RESERVE).is_past() {
                         return (job, instance_id, Err(("deadline", "no time left".to_string())));
                     }
                     let result = match shared {
