@@ -31,18 +31,36 @@ locals {
   gauges    = ["GitHubAppRateLimitRemaining"]
   functions = { for k, v in var.functions : k => v if v != null }
 
-  # Each metric as a dashboard row (JSON): plain when it has no extra dimension, else a SEARCH
-  # over every value of it. CloudWatch wants every row to be an array, so an expression is an
-  # array holding one object; SEARCH's schema quotes the namespace (ours has a space) and the
-  # dimension names, or the search matches nothing.
-  emf_rows = merge(
-    { for name, dims in local.emf_metrics : name => jsonencode([var.namespace, name, "Environment", var.prefix, { label = name }]) if length(dims) == 0 },
-    { for name, dims in local.emf_metrics : name => jsonencode([{
-      expression = "SEARCH('{${join(",", [for d in concat([var.namespace, "Environment"], dims) : "\"${d}\""])}} MetricName=\"${name}\" Environment=\"${var.prefix}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
-      label      = name
-      id         = lower(name)
-    }]) if length(dims) > 0 },
-  )
+  # Which `Environment` values emit each metric: the webhook and dispatcher run once for the
+  # deployment (`prefix`); scale-up and scale-down once per runner configuration; the syncer
+  # once per OS and architecture.
+  # Keyed `default` for one configuration (the root module), so that its alarms keep their
+  # addresses (see the moved blocks below).
+  runner_envs         = var.runner_environments == null ? { default = var.prefix } : { for e in var.runner_environments : e => e }
+  syncer_envs         = var.syncer_environments == null ? { default = var.prefix } : { for e in var.syncer_environments : e => e }
+  runner_environments = values(local.runner_envs)
+  syncer_environments = values(local.syncer_envs)
+  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched"]
+  metric_environments = { for name, dims in local.emf_metrics : name => (
+    contains(local.shared_metrics, name) ? [var.prefix] : name == "RunnerBinarySync" ? local.syncer_environments : local.runner_environments
+  ) }
+  # A row's label names its configuration when there are several.
+  label = { for env in distinct(concat([var.prefix], local.runner_environments, local.syncer_environments)) :
+    env => env == var.prefix ? "" : " ${trimprefix(env, "${var.prefix}-")}"
+  }
+
+  # Each metric as dashboard rows (JSON), one per environment: plain when it has no extra
+  # dimension, else a SEARCH over every value of it. CloudWatch wants every row to be an array,
+  # so an expression is an array holding one object; SEARCH's schema quotes the namespace (ours
+  # has a space) and the dimension names, or the search matches nothing.
+  emf_rows = { for name, dims in local.emf_metrics : name => [for i, env in local.metric_environments[name] : length(dims) == 0
+    ? jsonencode([var.namespace, name, "Environment", env, { label = "${name}${local.label[env]}" }])
+    : jsonencode([{
+      expression = "SEARCH('{${join(",", [for d in concat([var.namespace, "Environment"], dims) : "\"${d}\""])}} MetricName=\"${name}\" Environment=\"${env}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
+      label      = "${name}${local.label[env]}"
+      id         = "${lower(name)}${i}"
+    }])
+  ] }
   widget = { for title, names in {
     "Webhook deliveries"             = ["WebhookReceived", "WebhookAccepted", "WebhookRejected"]
     "Dispatcher (EventBridge mode)"  = ["JobsDispatched", "JobsNotDispatched"]
@@ -51,7 +69,14 @@ locals {
     "GitHub App rate limit left"     = ["GitHubAppRateLimitRemaining", "GitHubRateLimitHits"]
     "Scale-down"                     = ["RunnersSeen", "RunnersIdleKept", "RunnersTerminated", "RunnersSkipped", "ScaleDownErrors"]
     "Runner binary sync"             = ["RunnerBinarySync"]
-  } : title => [for n in names : jsondecode(local.emf_rows[n])] }
+  } : title => concat([for n in names : [for row in local.emf_rows[n] : jsondecode(row)]]...) } # not flatten: rows are lists
+
+  # The build queues: one per runner configuration.
+  queues = var.build_queues != null ? var.build_queues : {
+    default = { name = var.build_queue_name, dead_letter_queue_name = var.dead_letter_queue_name, dead_letter = var.enable_dead_letter_alarm }
+  }
+  queue_label = { for k, q in local.queues : k => var.build_queues == null ? "" : " ${k}" }
+  queue_alarm = { for k, q in local.queues : k => var.build_queues == null ? var.prefix : "${var.prefix}-${k}" }
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
@@ -74,7 +99,7 @@ resource "aws_cloudwatch_dashboard" "this" {
       }],
       [
         {
-          type = "metric", x = 0, y = 18, width = 12, height = 6
+          type = "metric", x = 0, y = ceil(length(local.widget) / 2) * 6, width = 12, height = 6
           properties = {
             title = "Function errors and throttles", region = local.region, stat = "Sum", period = 300
             # concat, not flatten: flatten would also flatten the rows themselves.
@@ -85,13 +110,13 @@ resource "aws_cloudwatch_dashboard" "this" {
           }
         },
         {
-          type = "metric", x = 12, y = 18, width = 12, height = 6
+          type = "metric", x = 12, y = ceil(length(local.widget) / 2) * 6, width = 12, height = 6
           properties = {
             title = "Build queue", region = local.region, period = 60
             metrics = concat(
-              [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.build_queue_name, { stat = "Maximum", label = "oldest job (s)" }],
-              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.build_queue_name, { stat = "Maximum", label = "jobs waiting" }]],
-              !var.enable_dead_letter_alarm ? [] : [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dead_letter_queue_name, { stat = "Maximum", label = "dead letters" }]]
+              [for k, q in local.queues : ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q.name, { stat = "Maximum", label = "oldest job (s)${local.queue_label[k]}" }]],
+              [for k, q in local.queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.name, { stat = "Maximum", label = "jobs waiting${local.queue_label[k]}" }]],
+              [for k, q in local.queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.dead_letter_queue_name, { stat = "Maximum", label = "dead letters${local.queue_label[k]}" }] if q.dead_letter]
             )
           }
         },
@@ -142,12 +167,12 @@ resource "aws_cloudwatch_metric_alarm" "function_throttles" {
 
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   # A flag known at plan time: the queue's name is not known before the queue exists.
-  count               = var.enable_dead_letter_alarm ? 1 : 0
-  alarm_name          = "${var.prefix}-dead-letter-jobs"
+  for_each            = { for k, q in local.queues : k => q if q.dead_letter }
+  alarm_name          = "${local.queue_alarm[each.key]}-dead-letter-jobs"
   alarm_description   = "Jobs gave up in the dead-letter queue: they got no runner."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = var.dead_letter_queue_name }
+  dimensions          = { QueueName = each.value.dead_letter_queue_name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
@@ -160,11 +185,12 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "oldest_job" {
-  alarm_name          = "${var.prefix}-oldest-queued-job"
+  for_each            = local.queues
+  alarm_name          = "${local.queue_alarm[each.key]}-oldest-queued-job"
   alarm_description   = "A job has waited in the build queue for more than ${var.thresholds.oldest_job_seconds} s."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = var.build_queue_name }
+  dimensions          = { QueueName = each.value.name }
   statistic           = "Maximum"
   period              = 60
   evaluation_periods  = 5
@@ -177,7 +203,8 @@ resource "aws_cloudwatch_metric_alarm" "oldest_job" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "runners_not_created" {
-  alarm_name          = "${var.prefix}-runners-not-created"
+  for_each            = local.runner_envs
+  alarm_name          = "${each.value}-runners-not-created"
   alarm_description   = "Scale-up asked EC2 for more runners than it created (capacity, throttling or GitHub errors)."
   evaluation_periods  = 1
   threshold           = var.thresholds.runners_not_created
@@ -199,7 +226,7 @@ resource "aws_cloudwatch_metric_alarm" "runners_not_created" {
       metric {
         namespace   = var.namespace
         metric_name = metric_query.value
-        dimensions  = { Environment = var.prefix }
+        dimensions  = { Environment = each.value }
         stat        = "Sum"
         period      = 900
       }
@@ -214,11 +241,12 @@ resource "aws_cloudwatch_metric_alarm" "runners_not_created" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "scale_down_errors" {
-  alarm_name          = "${var.prefix}-scale-down-errors"
+  for_each            = local.runner_envs
+  alarm_name          = "${each.value}-scale-down-errors"
   alarm_description   = "Scale-down could not read or change some owners' runners for 15 minutes; their runners are kept."
   namespace           = var.namespace
   metric_name         = "ScaleDownErrors"
-  dimensions          = { Environment = var.prefix }
+  dimensions          = { Environment = each.value }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 3
@@ -260,12 +288,13 @@ resource "aws_cloudwatch_metric_alarm" "webhook_queue_errors" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "sync_failed" {
-  count               = lookup(var.functions, "syncer", null) == null ? 0 : 1
-  alarm_name          = "${var.prefix}-runner-binary-sync-failed"
+  # Only where a syncer is deployed (its function is known at plan time).
+  for_each            = length([for k in keys(local.functions) : k if endswith(k, "syncer")]) == 0 ? {} : local.syncer_envs
+  alarm_name          = "${each.value}-runner-binary-sync-failed"
   alarm_description   = "The runner binary could not be mirrored to S3 (the previous version stays in use)."
   namespace           = var.namespace
   metric_name         = "RunnerBinarySync"
-  dimensions          = { Environment = var.prefix, Result = "failed" }
+  dimensions          = { Environment = each.value, Result = "failed" }
   statistic           = "Sum"
   period              = 3600
   evaluation_periods  = 3
@@ -284,12 +313,15 @@ resource "aws_cloudwatch_metric_alarm" "sync_failed" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "rate_limit" {
-  for_each            = toset(var.github_app_ids)
-  alarm_name          = "${var.prefix}-github-app-${each.value}-rate-limit"
-  alarm_description   = "GitHub App ${each.value} has fewer than ${var.thresholds.rate_limit_remaining} API requests left this hour."
+  # Per App and per runner configuration: each scale-up reports the limit under its own Environment.
+  for_each = var.runner_environments == null ? { for app in var.github_app_ids : app => { environment = var.prefix, app = app } } : {
+    for pair in setproduct(var.runner_environments, var.github_app_ids) : "${pair[0]}/${pair[1]}" => { environment = pair[0], app = pair[1] }
+  }
+  alarm_name          = "${each.value.environment}-github-app-${each.value.app}-rate-limit"
+  alarm_description   = "GitHub App ${each.value.app} has fewer than ${var.thresholds.rate_limit_remaining} API requests left this hour."
   namespace           = var.namespace
   metric_name         = "GitHubAppRateLimitRemaining"
-  dimensions          = { Environment = var.prefix, AppId = each.value }
+  dimensions          = { Environment = each.value.environment, AppId = each.value.app }
   statistic           = "Minimum"
   period              = 300
   evaluation_periods  = 1
@@ -305,4 +337,31 @@ resource "aws_cloudwatch_metric_alarm" "rate_limit" {
       error_message = "The alarm's metric and dimension must be in the EMF catalogue."
     }
   }
+}
+
+# The alarms of one configuration were single resources (or counted) before several
+# configurations shared the module: keep them where they were.
+moved {
+  from = aws_cloudwatch_metric_alarm.oldest_job
+  to   = aws_cloudwatch_metric_alarm.oldest_job["default"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.dead_letters[0]
+  to   = aws_cloudwatch_metric_alarm.dead_letters["default"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.runners_not_created
+  to   = aws_cloudwatch_metric_alarm.runners_not_created["default"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.scale_down_errors
+  to   = aws_cloudwatch_metric_alarm.scale_down_errors["default"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.sync_failed[0]
+  to   = aws_cloudwatch_metric_alarm.sync_failed["default"]
 }

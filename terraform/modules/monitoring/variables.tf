@@ -15,8 +15,9 @@ variable "functions" {
 }
 
 variable "build_queue_name" {
-  description = "Name of the build queue."
+  description = "Name of the build queue (one runner configuration; see `build_queues` for several)."
   type        = string
+  default     = null
 }
 
 variable "enable_dead_letter_alarm" {
@@ -28,6 +29,28 @@ variable "enable_dead_letter_alarm" {
 variable "dead_letter_queue_name" {
   description = "Name of the build queue's dead-letter queue (used when `enable_dead_letter_alarm`)."
   type        = string
+  default     = null
+}
+
+variable "build_queues" {
+  description = "Several runner configurations: their build queues by key (`name`, `dead_letter_queue_name`, `dead_letter` = a known flag that it has one). Replaces `build_queue_name` and the dead-letter inputs."
+  type = map(object({
+    name                   = string
+    dead_letter_queue_name = optional(string)
+    dead_letter            = bool
+  }))
+  default = null
+}
+
+variable "runner_environments" {
+  description = "The `Environment` values of the scale-up and scale-down metrics (one per runner configuration); default: `prefix`."
+  type        = list(string)
+  default     = null
+}
+
+variable "syncer_environments" {
+  description = "The `Environment` values of the syncer metrics (one per syncer); default: `prefix`."
+  type        = list(string)
   default     = null
 }
 

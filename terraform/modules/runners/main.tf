@@ -182,7 +182,7 @@ resource "aws_launch_template" "runner" {
 
   metadata_options {
     http_endpoint               = lookup(var.runner_metadata_options, "http_endpoint", "enabled")
-    http_tokens                 = "required"
+    http_tokens                 = lookup(var.runner_metadata_options, "http_tokens", "required")
     http_put_response_hop_limit = lookup(var.runner_metadata_options, "http_put_response_hop_limit", 1)
     instance_metadata_tags      = lookup(var.runner_metadata_options, "instance_metadata_tags", "enabled")
   }
@@ -222,5 +222,14 @@ resource "aws_launch_template" "runner" {
       resource_type = tag_specifications.value
       tags          = local.instance_tags
     }
+  }
+}
+
+# IMDSv1 is the user's choice (upstream's examples set it), but never a silent one: with it, any
+# process on the runner that can be made to fetch a URL can read the instance's credentials.
+check "imds_v2" {
+  assert {
+    condition     = try(var.runner_metadata_options.http_tokens, "required") == "required"
+    error_message = "${var.prefix}: runner_metadata_options.http_tokens is not \"required\": the runners accept IMDSv1, which exposes their credentials to SSRF. The boot scripts use IMDSv2 either way; set it to \"required\"."
   }
 }

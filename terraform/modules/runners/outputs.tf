@@ -4,6 +4,7 @@ output "launch_template" {
     name           = aws_launch_template.runner.name
     id             = aws_launch_template.runner.id
     latest_version = aws_launch_template.runner.latest_version
+    image_id       = aws_launch_template.runner.image_id
   }
 }
 
@@ -46,6 +47,11 @@ output "labels" {
 output "runners_log_groups" {
   description = "Log groups of the runner instances' log files."
   value       = [for g in aws_cloudwatch_log_group.runner : g.name]
+}
+
+output "logfiles" {
+  description = "The runner log files the CloudWatch agent ships (file path, log group, stream)."
+  value       = var.enable_cloudwatch_agent ? local.log_files : []
 }
 
 output "ssm_paths" {

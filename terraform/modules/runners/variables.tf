@@ -376,10 +376,6 @@ variable "runner_metadata_options" {
     http_tokens                 = "required"
     http_put_response_hop_limit = 1
   }
-  validation {
-    condition     = try(var.runner_metadata_options.http_tokens, "required") == "required"
-    error_message = "IMDSv2 (`http_tokens = \"required\"`) cannot be turned off."
-  }
 }
 
 variable "runner_ec2_tags" {

@@ -8,7 +8,8 @@
 //! 3. the applied dashboard body is checked as CloudWatch would;
 //! 4. the deployed system runs: each function's configuration is read back from moto and its
 //!    binary run with exactly that environment (plus decisions.md #18's test overrides), and one
-//!    signed `workflow_job` delivery goes webhook → the applied queue → scale-up → an instance of
+//!    signed `workflow_job` delivery per runner configuration goes webhook (→ dispatcher) → the
+//!    configuration's applied queue (and no other) → scale-up → an instance of
 //!    the applied launch template → the boot script decoded from the template's user data,
 //!    registering with the fake GitHub and running the job → scale-down removing what is left;
 //! 5. `destroy` leaves nothing behind.
@@ -108,7 +109,8 @@ fn lambda_zips() -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
-/// The example's calls of the root module (`source = "../../"`), which take the zips.
+/// The example's calls of the root module (`source = "../../"`) or of the multi-runner module,
+/// which take the zips.
 fn root_module_calls(dir: &Path) -> Vec<String> {
     let main = std::fs::read_to_string(dir.join("main.tf")).unwrap();
     let body: hcl::Body = hcl::from_str(&main).unwrap();
@@ -117,7 +119,8 @@ fn root_module_calls(dir: &Path) -> Vec<String> {
         .filter(|b| {
             b.body().attributes().any(|a| {
                 a.key() == "source"
-                    && matches!(a.expr(), hcl::Expression::String(s) if s.trim_end_matches('/') == "../..")
+                    && matches!(a.expr(), hcl::Expression::String(s)
+                        if ["../..", "../../modules/multi-runner"].contains(&s.trim_end_matches('/')))
             })
         })
         .filter_map(|b| b.labels().first().map(|l| l.as_str().to_string()))
@@ -184,7 +187,7 @@ async fn apply_example(terraform: Terraform, example: String, zips: BTreeMap<Str
 
     let ws = Workspace::create(&example);
     let modules = root_module_calls(&ws.dir);
-    assert!(!modules.is_empty(), "{example}: no call of the root module (source = \"../../\")");
+    assert!(!modules.is_empty(), "{example}: no call of the root or multi-runner module");
     ws.configure(&moto.endpoint, &modules, &zips, &example_variables(&ws.dir, &vpc, &subnets));
 
     terraform_ok(&terraform, &ws, &["init", "-input=false", "-no-color"], &mut timings).await;
@@ -413,13 +416,20 @@ struct Deployed<'a> {
     moto: &'a Moto,
     functions: &'a serde_json::Map<String, Value>,
     github: &'a FakeGithub,
+    /// The runner configuration driven (`ghr:environment`: the prefix, or `<prefix>-<key>` of a
+    /// multi-runner configuration): its scale-up and scale-down are `<environment>-scale-…`.
+    environment: String,
 }
 
 impl Deployed<'_> {
+    /// The applied configuration of a function by role: the driven configuration's own
+    /// scale-up/scale-down, else the one function of that role (webhook, dispatcher, syncer).
     fn config(&self, function: &str) -> &Value {
+        let own = format!("{}-{function}", self.environment);
         self.functions
             .iter()
-            .find(|(name, _)| name.ends_with(&format!("-{function}")))
+            .find(|(name, _)| **name == own)
+            .or_else(|| self.functions.iter().find(|(name, _)| name.ends_with(&format!("-{function}"))))
             .map(|(_, c)| c)
             .unwrap_or_else(|| panic!("no {function} function was applied"))
     }
@@ -431,7 +441,10 @@ impl Deployed<'_> {
     /// The function's binary under the runtime emulator, with exactly the applied environment
     /// plus moto's credentials and the test overrides of decisions.md #18.
     async fn spawn(&self, function: &str, overrides: &[(&str, String)]) -> LambdaFunction {
-        let config = self.config(function);
+        self.spawn_config(function, self.config(function), overrides).await
+    }
+
+    async fn spawn_config(&self, function: &str, config: &Value, overrides: &[(&str, String)]) -> LambdaFunction {
         assert_eq!(config["Runtime"], "provided.al2023", "{function}: {config}");
         assert_eq!(config["Handler"], "bootstrap", "{function}");
         let mut env: Vec<(String, String)> = config["Environment"]["Variables"]
@@ -506,37 +519,70 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     github.add_app(app.id, app.public_pem.as_bytes());
     let owner = "acme";
     let installation = github.add_installation(app.id, owner, "Organization");
-    let system = Deployed { moto, functions, github: &github };
-    assert_eq!(system.var("scale-up", "ENABLE_ORGANIZATION_RUNNERS"), "true", "the drive-through covers org runners");
-    let prefix = system.var("webhook", "ENVIRONMENT");
-    let ephemeral = system.var("scale-up", "ENABLE_EPHEMERAL_RUNNERS") == "true";
-    let jit = system.var("scale-up", "ENABLE_JIT_CONFIG") == "true";
+    let webhook = functions.iter().find(|(name, _)| name.ends_with("-webhook")).expect("a webhook function").1;
+    let prefix = webhook["Environment"]["Variables"]["ENVIRONMENT"].as_str().unwrap().to_string();
+    let shared = Deployed { moto, functions, github: &github, environment: prefix.clone() };
 
-    // The syncer mirrors the (stand-in) runner into the applied bucket.
+    // Each syncer (one per OS and architecture) mirrors the (stand-in) runner into its bucket.
     let tarball = fixtures::runner_stub_tarball();
     let version = "2.330.0";
-    github.add_release(
-        &format!("v{version}"),
-        vec![(&format!("actions-runner-linux-x64-{version}.tar.gz"), AssetContent::Bytes(tarball.into()))],
-        true,
-    );
-    let syncer = system.spawn("syncer", &[]).await;
-    let synced = syncer.invoke(scheduled()).await;
-    assert!(synced.is_ok(), "the syncer failed: {synced:?}\n{}", syncer.logs().join("\n"));
-    let bucket = system.var("syncer", "S3_BUCKET_NAME");
-    let key = system.var("syncer", "S3_OBJECT_KEY");
-    assert!(aws.s3.head_object().bucket(&bucket).key(&key).send().await.is_ok(), "s3://{bucket}/{key} was not synced");
+    let names: Vec<String> =
+        ["x64", "arm64"].iter().map(|arch| format!("actions-runner-linux-{arch}-{version}.tar.gz")).collect();
+    let assets = names.iter().map(|n| (n.as_str(), AssetContent::Bytes(tarball.clone().into()))).collect();
+    github.add_release(&format!("v{version}"), assets, true);
+    let syncers: Vec<&Value> = functions.iter().filter(|(n, _)| n.ends_with("-syncer")).map(|(_, c)| c).collect();
+    for config in &syncers {
+        let syncer = shared.spawn_config("syncer", config, &[]).await;
+        let synced = syncer.invoke(scheduled()).await;
+        assert!(synced.is_ok(), "the syncer failed: {synced:?}\n{}", syncer.logs().join("\n"));
+        let env = &config["Environment"]["Variables"];
+        let (bucket, key) = (env["S3_BUCKET_NAME"].as_str().unwrap(), env["S3_OBJECT_KEY"].as_str().unwrap());
+        assert!(
+            aws.s3.head_object().bucket(bucket).key(key).send().await.is_ok(),
+            "s3://{bucket}/{key} was not synced"
+        );
+    }
+
+    // Each runner configuration gets its own job, routed by its labels.
+    let environments: Vec<String> =
+        functions.keys().filter_map(|n| n.strip_suffix("-scale-up")).map(str::to_string).collect();
+    let mut reports = Vec::new();
+    for environment in &environments {
+        let system = Deployed { moto, functions, github: &github, environment: environment.clone() };
+        reports.push(drive_configuration(&system, aws, deployed, &prefix, &environments, installation).await);
+    }
+    format!("{} syncer(s) synced; drive-through: {}", syncers.len(), reports.join("; "))
+}
+
+/// One job for one runner configuration: delivery → webhook (→ EventBridge → dispatcher) → this
+/// configuration's queue and no other → its scale-up → an instance of its launch template → the
+/// boot script → the job runs → its scale-down removes what is left.
+async fn drive_configuration(
+    system: &Deployed<'_>,
+    aws: &Aws,
+    deployed: &Value,
+    prefix: &str,
+    environments: &[String],
+    installation: u64,
+) -> String {
+    let github = system.github;
+    let moto = system.moto;
+    let owner = "acme";
+    let environment = system.environment.clone();
+    assert_eq!(system.var("scale-up", "ENABLE_ORGANIZATION_RUNNERS"), "true", "the drive-through covers org runners");
+    let ephemeral = system.var("scale-up", "ENABLE_EPHEMERAL_RUNNERS") == "true";
+    let jit = system.var("scale-up", "ENABLE_JIT_CONFIG") == "true";
 
     // A queued job, delivered through the applied route's integration.
     let labels: Vec<String> = system.var("scale-up", "RUNNER_LABELS").split(',').map(str::to_string).collect();
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let job = github.add_job(owner, "web", &label_refs);
     let body = fixtures::workflow_job("queued", job, &label_refs, owner, "web", installation);
-    let event = api_event(deployed, &prefix, &body);
+    let event = api_event(deployed, prefix, &body);
     // EventBridge mode: moto does not invoke a Lambda target, so a second target on the applied
     // rule (an SQS queue of the test's) captures what the rule routes, for the dispatcher.
     let bus = system.var("webhook", "EVENT_BUS_NAME");
-    let capture = if bus.is_empty() { None } else { Some(EventCapture::attach(moto, aws, &bus, &prefix).await) };
+    let capture = if bus.is_empty() { None } else { Some(EventCapture::attach(moto, aws, &bus, prefix).await) };
     let webhook = system.spawn("webhook", &[]).await;
     let answer = webhook.invoke(event).await.expect("the webhook answers");
     assert_eq!(
@@ -562,7 +608,7 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["FunctionArn"].as_str().is_some_and(|f| f.ends_with(&format!("{prefix}-scale-up"))))
+        .find(|m| m["FunctionArn"].as_str().is_some_and(|f| f.ends_with(&format!("{environment}-scale-up"))))
         .expect("an event source mapping for scale-up");
     assert!(
         mapping["FunctionResponseTypes"].as_array().is_some_and(|t| t.contains(&json!("ReportBatchItemFailures"))),
@@ -570,6 +616,11 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     );
     let queue = mapping["EventSourceArn"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
     let queue_url = format!("{}/{ACCOUNT}/{queue}", moto.endpoint);
+    // The job went to this configuration's queue and to no other.
+    for other in environments.iter().filter(|e| **e != environment) {
+        let other_queue = format!("{}/{ACCOUNT}/{other}-queued-builds", moto.endpoint);
+        assert_eq!(queue_depth(aws, &other_queue).await, 0, "{environment}'s job also reached {other_queue}");
+    }
     let batch = mapping["BatchSize"].as_i64().unwrap_or(10) as i32;
     let scale_up = system.spawn("scale-up", &[]).await;
     let source = SqsEventSource::new(aws.sqs.clone(), &queue_url, batch);
@@ -584,16 +635,16 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     assert_eq!((poll.received, poll.retried), (1, 0), "scale-up: {poll:?}\n{}", scale_up.logs().join("\n"));
 
     // The instance, from the applied launch template.
-    let instances = running_instances(aws, &prefix).await;
+    let instances = running_instances(aws, &environment).await;
     assert_eq!(instances.len(), 1, "one instance for one job: {instances:?}");
     let instance = &instances[0];
     let instance_id = instance.instance_id().unwrap().to_string();
     let tags: BTreeMap<String, String> =
         instance.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
     let config_path = system.var("scale-up", "SSM_CONFIG_PATH");
-    assert_eq!(tags.get("ghr:environment"), Some(&prefix), "{tags:?}");
+    assert_eq!(tags.get("ghr:environment"), Some(&environment), "{tags:?}");
     assert_eq!(tags.get("ghr:ssm_config_path"), Some(&config_path), "{tags:?}");
-    assert_eq!(tags.get("Name"), Some(&format!("{prefix}-action-runner")), "{tags:?}");
+    assert_eq!(tags.get("Name"), Some(&format!("{environment}-action-runner")), "{tags:?}");
     let template_name = system.var("scale-up", "LAUNCH_TEMPLATE_NAME");
     let template = aws
         .ec2
@@ -608,14 +659,14 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"), "IMDSv2 only");
     assert_eq!(metadata.instance_metadata_tags().map(|t| t.as_str()), Some("enabled"), "tags in IMDS");
     let profile = data.iam_instance_profile().and_then(|p| p.name()).unwrap_or_default().to_string();
-    assert_eq!(profile, format!("{prefix}-runner-profile"));
+    assert_eq!(profile, format!("{environment}-runner-profile"));
     if let Some(arn) = instance.iam_instance_profile().and_then(|p| p.arn()) {
         assert!(arn.ends_with(&profile), "the instance runs with the runner profile: {arn}");
     }
 
     // The boot script, exactly as the template holds it, against moto and the IMDS fake.
     let user_data = decode_user_data(data.user_data().expect("user data"));
-    let boot = boot_instance(&system, aws, &instance_id, &tags, &config_path, &user_data).await;
+    let boot = boot_instance(system, aws, &instance_id, &tags, &config_path, &user_data).await;
     let job_state = github.job(job).expect("the job");
     assert_eq!(job_state.status, "completed", "the runner ran the job:\n{}", boot.log);
     let tags = instance_tags(aws, &instance_id).await;
@@ -658,12 +709,12 @@ async fn drive_through(moto: &Moto, aws: &Aws, deployed: &Value) -> String {
     std::fs::write(&clock, (later + ChronoDuration::seconds(hold.max(0) + 60)).to_rfc3339()).unwrap();
     let result = scale_down.invoke(scheduled()).await;
     assert!(result.is_ok(), "scale-down failed: {result:?}\n{}", scale_down.logs().join("\n"));
-    assert!(running_instances(aws, &prefix).await.is_empty(), "scale-down left instances running");
+    assert!(running_instances(aws, &environment).await.is_empty(), "scale-down left instances running");
     let errors: f64 = scale_down.metric("ScaleDownErrors").iter().map(|(v, _)| v).sum();
     assert_eq!(errors, 0.0, "{}", scale_down.logs().join("\n"));
 
     format!(
-        "drive-through: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances"
+        "{environment}: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances"
     )
 }
 
@@ -722,6 +773,25 @@ fn api_event(deployed: &Value, prefix: &str, body: &str) -> Value {
             "body": body, "isBase64Encoded": false
         }),
     }
+}
+
+/// Messages in a queue, visible or in flight.
+async fn queue_depth(aws: &Aws, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+    let attributes = out.attributes().cloned().unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|a| attributes.get(a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
 }
 
 async fn running_instances(aws: &Aws, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {

@@ -54,11 +54,11 @@ run "everything_on" {
     error_message = "Every function has an error alarm on its own name."
   }
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.dead_letters) == 1 && aws_cloudwatch_metric_alarm.dead_letters[0].dimensions.QueueName == "test-queued-builds_dead_letter"
+    condition     = length(aws_cloudwatch_metric_alarm.dead_letters) == 1 && aws_cloudwatch_metric_alarm.dead_letters["default"].dimensions.QueueName == "test-queued-builds_dead_letter"
     error_message = "Dead letters alarm when there is a dead-letter queue."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.oldest_job.threshold == 900 && aws_cloudwatch_metric_alarm.oldest_job.dimensions.QueueName == "test-queued-builds"
+    condition     = aws_cloudwatch_metric_alarm.oldest_job["default"].threshold == 900 && aws_cloudwatch_metric_alarm.oldest_job["default"].dimensions.QueueName == "test-queued-builds"
     error_message = "A job waiting more than 15 minutes alarms."
   }
   assert {
@@ -66,7 +66,7 @@ run "everything_on" {
     error_message = "One rate-limit alarm per App, on the metric's AppId dimension."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.webhook_queue_errors.alarm_actions == toset(var.alarm_actions) && aws_cloudwatch_metric_alarm.scale_down_errors.namespace == var.namespace
+    condition     = aws_cloudwatch_metric_alarm.webhook_queue_errors.alarm_actions == toset(var.alarm_actions) && aws_cloudwatch_metric_alarm.scale_down_errors["default"].namespace == var.namespace
     error_message = "Alarms notify the given actions; EMF alarms use the metrics namespace."
   }
   assert {
@@ -90,5 +90,51 @@ run "without_syncer_and_dead_letters" {
   assert {
     condition     = !contains(keys(aws_cloudwatch_metric_alarm.function_errors), "syncer")
     error_message = "No alarm for a function that is not deployed."
+  }
+}
+
+run "several_runner_configurations" {
+  command = plan
+  variables {
+    functions = {
+      webhook              = "test-webhook"
+      dispatcher           = "test-dispatcher"
+      "x64-scale_up"       = "test-x64-scale-up"
+      "x64-scale_down"     = "test-x64-scale-down"
+      "arm64-scale_up"     = "test-arm64-scale-up"
+      "arm64-scale_down"   = "test-arm64-scale-down"
+      "linux-x64-syncer"   = "test-linux-x64-syncer"
+      "linux-arm64-syncer" = "test-linux-arm64-syncer"
+    }
+    build_queue_name         = null
+    enable_dead_letter_alarm = false
+    dead_letter_queue_name   = null
+    build_queues = {
+      x64   = { name = "test-x64-queued-builds", dead_letter = false }
+      arm64 = { name = "test-arm64-queued-builds", dead_letter_queue_name = "test-arm64-queued-builds_dead_letter", dead_letter = true }
+    }
+    runner_environments = ["test-x64", "test-arm64"]
+    syncer_environments = ["test-linux-x64", "test-linux-arm64"]
+    github_app_ids      = ["1234"]
+  }
+  assert {
+    condition     = toset([for a in aws_cloudwatch_metric_alarm.oldest_job : a.alarm_name]) == toset(["test-x64-oldest-queued-job", "test-arm64-oldest-queued-job"]) && aws_cloudwatch_metric_alarm.oldest_job["arm64"].dimensions.QueueName == "test-arm64-queued-builds"
+    error_message = "Each configuration's queue has its own oldest-job alarm."
+  }
+  assert {
+    condition     = keys(aws_cloudwatch_metric_alarm.dead_letters) == ["arm64"] && aws_cloudwatch_metric_alarm.dead_letters["arm64"].alarm_name == "test-arm64-dead-letter-jobs"
+    error_message = "Dead letters alarm only where a configuration has a dead-letter queue."
+  }
+  assert {
+    condition     = toset([for a in aws_cloudwatch_metric_alarm.scale_down_errors : a.dimensions.Environment]) == toset(["test-x64", "test-arm64"]) && toset([for a in aws_cloudwatch_metric_alarm.rate_limit : a.alarm_name]) == toset(["test-x64-github-app-1234-rate-limit", "test-arm64-github-app-1234-rate-limit"])
+    error_message = "Scale-down and rate-limit alarms per configuration, on its Environment."
+  }
+  assert {
+    condition     = toset([for a in aws_cloudwatch_metric_alarm.sync_failed : a.dimensions.Environment]) == toset(["test-linux-x64", "test-linux-arm64"])
+    error_message = "A sync alarm per syncer."
+  }
+  assert {
+    condition     = length(toset([for a in merge(aws_cloudwatch_metric_alarm.function_errors, aws_cloudwatch_metric_alarm.scale_down_errors) : a.alarm_name])) == length(aws_cloudwatch_metric_alarm.function_errors) + length(aws_cloudwatch_metric_alarm.scale_down_errors)
+    error_message = "No two alarms share a name (a function's error alarm and a configuration's scale-down alarm)."
   }
 }

@@ -332,12 +332,17 @@ run "windows_with_user_ami_and_kms" {
   }
 }
 
-run "rejects_imdsv1" {
+run "warns_about_imdsv1_but_applies_it" {
+  # Upstream's examples set `http_tokens = "optional"`: accepted (migration), never silently.
   command = plan
   variables {
     runner_metadata_options = { http_tokens = "optional" }
   }
-  expect_failures = [var.runner_metadata_options]
+  expect_failures = [check.imds_v2]
+  assert {
+    condition     = aws_launch_template.runner.metadata_options[0].http_tokens == "optional"
+    error_message = "The user's choice is applied."
+  }
 }
 
 run "rejects_a_maximum_below_minus_one" {

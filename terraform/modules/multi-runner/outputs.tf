@@ -1,0 +1,68 @@
+output "runners_map" {
+  description = "Per runner configuration: its launch template, scale-up and scale-down functions, roles, log groups and queue (upstream's keys; the pool's are null until the pool is here)."
+  value = { for key, runner in module.runners : key => {
+    launch_template_name    = runner.launch_template.name
+    launch_template_id      = runner.launch_template.id
+    launch_template_version = runner.launch_template.latest_version
+    launch_template_ami_id  = runner.launch_template.image_id
+    lambda_up               = runner.lambda_up.function
+    lambda_up_log_group     = runner.lambda_up.log_group
+    lambda_down             = runner.lambda_down.function
+    lambda_down_log_group   = runner.lambda_down.log_group
+    lambda_pool             = null
+    lambda_pool_log_group   = null
+    role_runner             = runner.role_runner
+    role_scale_up           = runner.lambda_up.role
+    role_scale_down         = runner.lambda_down.role
+    role_pool               = null
+    runners_log_groups      = runner.runners_log_groups
+    logfiles                = runner.logfiles
+    labels                  = runner.labels
+    queue                   = runner.queue
+    ssm_paths               = runner.ssm_paths
+  } }
+}
+
+output "binaries_syncer_map" {
+  description = "Per OS and architecture (`<os>-<arch>`): the syncer function, its role and log group, the tarball's location and bucket."
+  value = { for key, syncer in module.runner_binaries : key => {
+    lambda           = syncer.lambda.function
+    lambda_log_group = syncer.lambda.log_group
+    lambda_role      = syncer.lambda.role
+    location         = syncer.location
+    bucket           = syncer.bucket
+  } }
+}
+
+output "webhook" {
+  description = "The webhook: `endpoint` (set it as the GitHub App's webhook URL), `function_url` (if enabled), the function, and in EventBridge mode the bus, rule and dispatcher."
+  value = {
+    endpoint         = module.webhook.endpoint
+    function_url     = module.webhook.function_url
+    lambda           = module.webhook.lambda.function
+    lambda_log_group = module.webhook.lambda.log_group
+    lambda_role      = module.webhook.lambda.role
+    dispatcher       = try(module.webhook.eventbridge.dispatcher, null)
+    eventbridge      = module.webhook.eventbridge
+  }
+}
+
+output "ssm_parameters" {
+  description = "The GitHub App parameters (names and ARNs)."
+  value       = module.ssm.parameters
+}
+
+output "instance_termination_watcher" {
+  description = "The spot termination watcher (not implemented yet: null)."
+  value       = null
+}
+
+output "instance_termination_handler" {
+  description = "The spot termination handler (not implemented yet: null)."
+  value       = null
+}
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard of every configuration (null when metrics are disabled)."
+  value       = try(module.monitoring[0].dashboard_url, null)
+}
