@@ -23,6 +23,8 @@ locals {
     subnet_ids                = var.lambda_subnet_ids
     security_group_ids        = var.lambda_security_group_ids
     tags                      = merge(local.tags, var.lambda_tags)
+    tracing_mode              = var.tracing_config.mode
+    principals                = var.lambda_principals
   }
 }
 
@@ -51,6 +53,7 @@ module "runner_binaries" {
   s3_versioning                    = var.runner_binaries_s3_versioning
   s3_logging_bucket                = var.runner_binaries_s3_logging_bucket
   s3_logging_bucket_prefix         = var.runner_binaries_s3_logging_bucket_prefix
+  s3_tags                          = var.runner_binaries_s3_tags
   lambda = merge(local.lambda, {
     zip         = coalesce(var.runner_binaries_syncer_lambda_zip, local.zip["syncer"])
     memory_size = var.runner_binaries_syncer_lambda_memory_size
@@ -113,6 +116,11 @@ module "runners" {
   runner_additional_security_group_ids                           = var.runner_additional_security_group_ids
   runner_egress_rules                                            = var.runner_egress_rules
   runners_ebs_optimized                                          = var.runners_ebs_optimized
+  credit_specification                                           = var.runner_credit_specification
+  cpu_options                                                    = var.runner_cpu_options
+  placement                                                      = var.runner_placement
+  license_specifications                                         = var.runner_license_specifications
+  userdata_content                                               = var.userdata_content
   enable_runner_detailed_monitoring                              = var.enable_runner_detailed_monitoring
   create_service_linked_role_spot                                = var.create_service_linked_role_spot
   runner_os                                                      = var.runner_os
@@ -217,5 +225,43 @@ check "provider_region" {
   assert {
     condition     = data.aws_region.current.name == var.aws_region
     error_message = "aws_region (${var.aws_region}) differs from the provider's region (${data.aws_region.current.name}): runners and functions would be created in the provider's region."
+  }
+}
+
+data "aws_partition" "current" {}
+
+# Upstream inputs accepted before their feature is here: named in a plan-time warning when used,
+# never a silent no-op (a `check` block warns; it does not fail the plan). docs/migrating.md.
+locals {
+  unsupported = sort([for name, used in {
+    "lambda_s3_bucket (deploy the zips from S3)"   = var.lambda_s3_bucket != null
+    "iam_overrides"                                = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
+    "enable_dynamic_labels (dynamic labels)"       = var.enable_dynamic_labels
+    "pool_config (the pool)"                       = length(var.pool_config) > 0
+    "job_retry"                                    = var.job_retry.enable
+    "instance_termination_watcher"                 = var.instance_termination_watcher.enable
+    "enable_ami_housekeeper (the AMI housekeeper)" = var.enable_ami_housekeeper
+    "runners_ssm_housekeeper (the SSM housekeeper)" = (var.runners_ssm_housekeeper.config.dryRun || var.runners_ssm_housekeeper.config.minimumDaysOld != 1 ||
+    var.runners_ssm_housekeeper.config.tokenPath != null || var.runners_ssm_housekeeper.schedule_expression != "rate(1 day)")
+  } : name if used])
+  ignored = merge(
+    var.runners_lambda_zip == null ? {} : { runners_lambda_zip = "set scale_up_lambda_zip and scale_down_lambda_zip: each Rust function has its own zip" },
+    var.lambda_runtime == "nodejs24.x" ? {} : { lambda_runtime = "the functions are Rust binaries on provided.al2023" },
+    var.webhook_lambda_s3_key == null && var.syncer_lambda_s3_key == null && var.runners_lambda_s3_key == null ? {} : { "*_lambda_s3_key" = "set the *_lambda_zip variables (deploying from S3 is not supported yet)" },
+    var.aws_partition == data.aws_partition.current.partition ? {} : { aws_partition = "the partition is the provider's, ${data.aws_partition.current.partition}" },
+  )
+}
+
+check "unsupported_features" {
+  assert {
+    condition     = length(local.unsupported) == 0
+    error_message = "Accepted but not implemented yet, so without effect: ${join("; ", local.unsupported)}. See docs/migrating.md."
+  }
+}
+
+check "ignored_inputs" {
+  assert {
+    condition     = length(local.ignored) == 0
+    error_message = "Without meaning in this project, ignored: ${join("; ", [for name, instead in local.ignored : "${name} (${instead})"])}."
   }
 }

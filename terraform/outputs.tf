@@ -1,22 +1,37 @@
 output "webhook" {
-  description = "The webhook: `endpoint` (set it as the GitHub App's webhook URL), `function_url` (if enabled), the function."
+  description = "The webhook (upstream's keys): `endpoint` (set it as the GitHub App's webhook URL), `lambda`, `lambda_log_group`, `lambda_role`, and in EventBridge mode `dispatcher` and `eventbridge` (bus, rule, dead-letter queue); `function_url` if enabled."
   value = {
-    endpoint     = module.webhook.endpoint
-    function_url = module.webhook.function_url
-    lambda       = module.webhook.lambda
+    endpoint         = module.webhook.endpoint
+    function_url     = module.webhook.function_url
+    lambda           = module.webhook.lambda.function
+    lambda_log_group = module.webhook.lambda.log_group
+    lambda_role      = module.webhook.lambda.role
+    dispatcher       = try(module.webhook.eventbridge.dispatcher, null)
+    eventbridge      = module.webhook.eventbridge
   }
 }
 
 output "runners" {
-  description = "Launch template, runner role, scale-up and scale-down functions, labels, log groups, SSM paths."
+  description = "The runners (upstream's keys): launch template, scale-up and scale-down functions with their log groups and roles, the runner role, log groups and files, labels (the pool's are null until the pool is here); plus `ssm_paths`."
   value = {
-    launch_template    = module.runners.launch_template
-    role_runner        = module.runners.role_runner
-    lambda_up          = module.runners.lambda_up
-    lambda_down        = module.runners.lambda_down
-    labels             = module.runners.labels
-    runners_log_groups = module.runners.runners_log_groups
-    ssm_paths          = module.runners.ssm_paths
+    launch_template_name    = module.runners.launch_template.name
+    launch_template_id      = module.runners.launch_template.id
+    launch_template_version = module.runners.launch_template.latest_version
+    launch_template_ami_id  = module.runners.launch_template.image_id
+    lambda_up               = module.runners.lambda_up.function
+    lambda_up_log_group     = module.runners.lambda_up.log_group
+    lambda_down             = module.runners.lambda_down.function
+    lambda_down_log_group   = module.runners.lambda_down.log_group
+    lambda_pool             = null
+    lambda_pool_log_group   = null
+    role_runner             = module.runners.role_runner
+    role_scale_up           = module.runners.lambda_up.role
+    role_scale_down         = module.runners.lambda_down.role
+    role_pool               = null
+    runners_log_groups      = module.runners.runners_log_groups
+    labels                  = module.runners.labels
+    logfiles                = module.runners.logfiles
+    ssm_paths               = module.runners.ssm_paths
   }
 }
 
@@ -31,11 +46,13 @@ output "queues" {
 }
 
 output "binaries_syncer" {
-  description = "The runner distribution bucket, its object location and the syncer function (null when disabled)."
+  description = "The runner distribution (upstream's keys): the syncer `lambda`, `lambda_log_group`, `lambda_role`, the tarball's `location` (`s3://…`) and `bucket` (null when disabled)."
   value = var.enable_runner_binaries_syncer ? {
-    bucket   = module.runner_binaries[0].bucket
-    location = module.runner_binaries[0].location
-    lambda   = module.runner_binaries[0].lambda
+    lambda           = module.runner_binaries[0].lambda.function
+    lambda_log_group = module.runner_binaries[0].lambda.log_group
+    lambda_role      = module.runner_binaries[0].lambda.role
+    location         = module.runner_binaries[0].location
+    bucket           = module.runner_binaries[0].bucket
   } : null
 }
 
@@ -47,4 +64,14 @@ output "ssm_parameters" {
 output "dashboard_url" {
   description = "The CloudWatch dashboard (null when metrics are disabled)."
   value       = try(module.monitoring[0].dashboard_url, null)
+}
+
+output "instance_termination_watcher" {
+  description = "The spot termination watcher (upstream's output; not implemented yet: null)."
+  value       = null
+}
+
+output "instance_termination_handler" {
+  description = "The spot termination handler (upstream's output; not implemented yet: null)."
+  value       = null
 }

@@ -168,18 +168,25 @@ variable "job_queue_retention_in_seconds" {
 
 variable "redrive_build_queue" {
   description = "A dead-letter queue for jobs whose runner could not be created after `maxReceiveCount` attempts."
-  type        = object({ enabled = bool, maxReceiveCount = optional(number) })
-  default     = { enabled = false, maxReceiveCount = null }
+  type = object({
+    enabled         = bool
+    maxReceiveCount = number
+  })
+  default = { enabled = false, maxReceiveCount = null }
 }
 
 variable "queue_encryption" {
   description = "Encryption of the queues: SQS managed SSE (default) or a KMS key."
   type = object({
-    kms_data_key_reuse_period_seconds = optional(number)
-    kms_master_key_id                 = optional(string)
-    sqs_managed_sse_enabled           = optional(bool, true)
+    kms_data_key_reuse_period_seconds = number
+    kms_master_key_id                 = string
+    sqs_managed_sse_enabled           = bool
   })
-  default = { sqs_managed_sse_enabled = true }
+  default = {
+    kms_data_key_reuse_period_seconds = null
+    kms_master_key_id                 = null
+    sqs_managed_sse_enabled           = true
+  }
 }
 
 variable "enable_webhook_function_url" {
@@ -336,6 +343,7 @@ variable "scale_errors" {
     "TargetCapacityLimitExceededException",
     "RequestLimitExceeded",
     "ResourceLimitExceeded",
+    "MaxSpotInstanceCountExceeded",
     "MaxSpotFleetRequestCountExceeded",
     "InsufficientInstanceCapacity",
     "InsufficientCapacityOnHost",
@@ -345,10 +353,10 @@ variable "scale_errors" {
 variable "ami" {
   description = "The runner AMI: `filter`/`owners` to look up the latest, or `id_ssm_parameter_arn`; `kms_key_arn` of its snapshots. Default: Amazon Linux 2023 for the architecture."
   type = object({
-    filter               = optional(map(list(string)))
+    filter               = optional(map(list(string)), { state = ["available"] })
     owners               = optional(list(string), ["amazon"])
-    id_ssm_parameter_arn = optional(string)
-    kms_key_arn          = optional(string)
+    id_ssm_parameter_arn = optional(string, null)
+    kms_key_arn          = optional(string, null)
   })
   default = null
 }
@@ -356,15 +364,16 @@ variable "ami" {
 variable "block_device_mappings" {
   description = "Volumes of the runners (encrypted gp3, 30 GB root by default)."
   type = list(object({
-    device_name           = optional(string, "/dev/xvda")
-    delete_on_termination = optional(bool, true)
-    volume_type           = optional(string, "gp3")
-    volume_size           = number
-    encrypted             = optional(bool, true)
-    iops                  = optional(number)
-    throughput            = optional(number)
-    kms_key_id            = optional(string)
-    snapshot_id           = optional(string)
+    delete_on_termination      = optional(bool, true)
+    device_name                = optional(string, "/dev/xvda")
+    encrypted                  = optional(bool, true)
+    iops                       = optional(number)
+    kms_key_id                 = optional(string)
+    snapshot_id                = optional(string)
+    throughput                 = optional(number)
+    volume_initialization_rate = optional(number)
+    volume_size                = number
+    volume_type                = optional(string, "gp3")
   }))
   default = [{ volume_size = 30 }]
 }
@@ -567,6 +576,7 @@ variable "runner_log_files" {
     prefix_log_group = bool
     file_path        = string
     log_stream_name  = string
+    log_class        = optional(string, "STANDARD")
   }))
   default = null
 }
@@ -853,6 +863,345 @@ variable "alarm_thresholds" {
     oldest_job_seconds   = optional(number, 900)
     runners_not_created  = optional(number, 5)
     rate_limit_remaining = optional(number, 500)
+  })
+  default = {}
+}
+
+################################################################################
+# The rest of upstream's root interface (v7.11: names, types, defaults, validations); features
+# not implemented yet are accepted and named in a plan-time warning (main.tf).
+################################################################################
+
+variable "iam_overrides" {
+  description = "Not supported yet (a plan-time warning says so when an override is set): use an existing instance profile or runner role."
+  type = object({
+    override_instance_profile = optional(bool, null)
+    instance_profile_name     = optional(string, null)
+    override_runner_role      = optional(bool, null)
+    runner_role_arn           = optional(string, null)
+  })
+
+  default = {
+    override_instance_profile = false
+    instance_profile_name     = null
+    override_runner_role      = false
+    runner_role_arn           = null
+  }
+
+  validation {
+    condition     = !var.iam_overrides.override_instance_profile || var.iam_overrides.instance_profile_name != null
+    error_message = "instance_profile_name must be provided when override_instance_profile is true."
+  }
+
+  validation {
+    condition     = !var.iam_overrides.override_runner_role || var.iam_overrides.runner_role_arn != null
+    error_message = "runner_role_arn must be provided when override_runner_role is true."
+  }
+}
+
+variable "runners_lambda_zip" {
+  description = "Upstream's single zip of the scale-up/scale-down/pool functions. No meaning here (each Rust function has its own zip): set `scale_up_lambda_zip` and `scale_down_lambda_zip`; a plan-time warning says so when set."
+  type        = string
+  default     = null
+}
+
+variable "runner_binaries_s3_tags" {
+  description = "Extra tags of the runner distribution bucket."
+  type        = map(string)
+  default     = {}
+}
+
+variable "userdata_content" {
+  description = "User data that replaces the rendered boot script whole (it must install, configure and start the runner itself; `userdata_pre_install`/`post_install` and the hooks are not used)."
+  type        = string
+  default     = null
+}
+
+variable "lambda_s3_bucket" {
+  description = "Not supported yet (a plan-time warning says so): deploy the function zips from this S3 bucket. Set the `*_lambda_zip` variables instead."
+  type        = string
+  default     = null
+}
+
+variable "syncer_lambda_s3_key" {
+  description = "Not supported yet (a plan-time warning says so): S3 key of the syncer zip in `lambda_s3_bucket`."
+  type        = string
+  default     = null
+}
+
+variable "syncer_lambda_s3_object_version" {
+  description = "Not supported yet (a plan-time warning says so): S3 object version of the syncer zip."
+  type        = string
+  default     = null
+}
+
+variable "webhook_lambda_s3_key" {
+  description = "Not supported yet (a plan-time warning says so): S3 key of the webhook zip in `lambda_s3_bucket`."
+  type        = string
+  default     = null
+}
+
+variable "webhook_lambda_s3_object_version" {
+  description = "Not supported yet (a plan-time warning says so): S3 object version of the webhook zip."
+  type        = string
+  default     = null
+}
+
+variable "runners_lambda_s3_key" {
+  description = "Not supported yet (a plan-time warning says so): S3 key of upstream's combined runners zip."
+  type        = string
+  default     = null
+}
+
+variable "runners_lambda_s3_object_version" {
+  description = "Not supported yet (a plan-time warning says so): S3 object version of upstream's combined runners zip."
+  type        = string
+  default     = null
+}
+
+variable "enable_dynamic_labels" {
+  description = "Not supported yet (a plan-time warning says so when true): dynamic `ghr-` labels."
+  type        = bool
+  default     = false
+}
+
+variable "aws_dynamic_labels_policy" {
+  description = "Not supported yet (dynamic labels): the policy of `ghr-ec2-*` labels."
+  type        = any
+  default     = null
+}
+
+variable "lambda_principals" {
+  description = "More principals allowed to assume the functions' roles (`[{ type, identifiers }]`)."
+  type = list(object({
+    type        = string
+    identifiers = list(string)
+  }))
+  default = []
+}
+
+variable "pool_lambda_memory_size" {
+  description = "Not supported yet (the pool): memory (MB) of the pool function."
+  type        = number
+  default     = 512
+}
+
+variable "pool_lambda_timeout" {
+  description = "Not supported yet (the pool; a plan-time warning says so when a configuration sets `pool_config`): timeout of the pool functions."
+  type        = number
+  default     = 60
+}
+
+variable "pool_runner_owner" {
+  description = "Not supported yet (the pool): the organization the pool's runners register with."
+  type        = string
+  default     = null
+}
+
+variable "pool_lambda_reserved_concurrent_executions" {
+  description = "Not supported yet (the pool): reserved concurrency of the pool functions."
+  type        = number
+  default     = 1
+}
+
+variable "pool_config" {
+  description = "Not supported yet (the pool; a plan-time warning says so when set): schedules and sizes of the pool."
+  type = list(object({
+    schedule_expression          = string
+    schedule_expression_timezone = optional(string)
+    size                         = number
+  }))
+  default = []
+}
+
+variable "pool_include_busy_runners" {
+  description = "Not supported yet (the pool): count busy runners in the pool."
+  type        = bool
+  default     = false
+}
+
+variable "aws_partition" {
+  description = "The AWS partition. The modules read it from the provider; a plan-time warning says so when this differs."
+  type        = string
+  default     = "aws"
+}
+
+variable "lambda_runtime" {
+  description = "Upstream's Node.js runtime. No meaning here: the functions are Rust binaries on `provided.al2023`; a plan-time warning says so when changed from the default."
+  type        = string
+  default     = "nodejs24.x"
+}
+
+variable "tracing_config" {
+  description = "X-Ray tracing of the functions: `mode` (`Active` or `PassThrough`; null: off). `capture_*` are for upstream's Node.js SDK and have no effect on the Rust functions."
+  type = object({
+    mode                  = optional(string, null)
+    capture_http_requests = optional(bool, false)
+    capture_error         = optional(bool, false)
+  })
+  default = {}
+}
+
+variable "runner_credit_specification" {
+  description = "CPU credits of burstable runner instance types: `standard` or `unlimited` (null: the type's default)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.runner_credit_specification == null ? true : contains(["standard", "unlimited"], var.runner_credit_specification)
+    error_message = "Valid values for runner_credit_specification are (null, \"standard\", \"unlimited\")."
+  }
+}
+
+variable "runner_cpu_options" {
+  description = "CPU options of the runners' launch template: `core_count`, `threads_per_core`, `amd_sev_snp`; `nested_virtualization` needs the AWS provider 6.x (warned, not applied)."
+  type = object({
+    core_count            = optional(number)
+    threads_per_core      = optional(number)
+    amd_sev_snp           = optional(string)
+    nested_virtualization = optional(string)
+  })
+  default = null
+
+  validation {
+    condition = var.runner_cpu_options == null ? true : (
+      # coalesce, not `== null ||`: Terraform before 1.12 evaluates both sides of `||` (upstream's
+      # validation fails on a null attribute there).
+      contains(["enabled", "disabled"], coalesce(var.runner_cpu_options.amd_sev_snp, "enabled")) &&
+      contains(["enabled", "disabled"], coalesce(var.runner_cpu_options.nested_virtualization, "enabled"))
+    )
+    error_message = "When set, runner_cpu_options.amd_sev_snp and runner_cpu_options.nested_virtualization must be one of: enabled, disabled."
+  }
+}
+
+variable "runner_placement" {
+  description = "Placement of the runners (placement group, tenancy, host, availability zone...); `group_id` needs the AWS provider 6.x (warned, not applied: use `group_name`)."
+  type = object({
+    affinity                = optional(string)
+    availability_zone       = optional(string)
+    group_id                = optional(string)
+    group_name              = optional(string)
+    host_id                 = optional(string)
+    host_resource_group_arn = optional(string)
+    spread_domain           = optional(string)
+    tenancy                 = optional(string)
+    partition_number        = optional(number)
+  })
+  default = null
+}
+
+variable "runner_license_specifications" {
+  description = "License Manager configurations of the runners (e.g. for macOS dedicated hosts): `[{ license_configuration_arn }]`."
+  type = list(object({
+    license_configuration_arn = string
+  }))
+  default = []
+}
+
+variable "runners_ssm_housekeeper" {
+  description = "Not supported yet (the SSM housekeeper, which deletes old token/JIT parameters; a plan-time warning says so when its settings are changed from the defaults)."
+  type = object({
+    schedule_expression = optional(string, "rate(1 day)")
+    enabled             = optional(bool, true)
+    lambda_memory_size  = optional(number, 512)
+    lambda_timeout      = optional(number, 60)
+    config = object({
+      tokenPath      = optional(string)
+      minimumDaysOld = optional(number, 1)
+      dryRun         = optional(bool, false)
+    })
+  })
+  default = { config = {} }
+}
+
+variable "instance_termination_watcher" {
+  description = "Not supported yet (a plan-time warning says so when `enable`): the spot termination watcher."
+  type = object({
+    enable = optional(bool, false)
+    features = optional(object({
+      enable_spot_termination_handler              = optional(bool, true)
+      enable_spot_termination_notification_watcher = optional(bool, true)
+    }), {})
+    enable_runner_deregistration = optional(bool, true)
+    memory_size                  = optional(number, null)
+    s3_key                       = optional(string, null)
+    s3_object_version            = optional(string, null)
+    timeout                      = optional(number, null)
+    zip                          = optional(string, null)
+  })
+  default = {}
+}
+
+variable "job_retry" {
+  description = "Not supported yet (a plan-time warning says so when `enable`): job retry."
+  type = object({
+    enable             = optional(bool, false)
+    delay_in_seconds   = optional(number, 300)
+    delay_backoff      = optional(number, 2)
+    lambda_memory_size = optional(number, 256)
+    lambda_timeout     = optional(number, 30)
+    max_attempts       = optional(number, 1)
+  })
+  default = {}
+}
+
+variable "enable_ami_housekeeper" {
+  description = "Not supported yet (a plan-time warning says so when true): the AMI housekeeper."
+  type        = bool
+  default     = false
+}
+
+variable "ami_housekeeper_lambda_zip" {
+  description = "Not supported yet (the AMI housekeeper): its zip."
+  type        = string
+  default     = null
+}
+
+variable "ami_housekeeper_lambda_timeout" {
+  description = "Not supported yet (the AMI housekeeper): its timeout (s)."
+  type        = number
+  default     = 300
+}
+
+variable "ami_housekeeper_lambda_s3_key" {
+  description = "Not supported yet (the AMI housekeeper): S3 key of its zip."
+  type        = string
+  default     = null
+}
+
+variable "ami_housekeeper_lambda_s3_object_version" {
+  description = "Not supported yet (the AMI housekeeper): S3 object version of its zip."
+  type        = string
+  default     = null
+}
+
+variable "ami_housekeeper_lambda_schedule_expression" {
+  description = "Not supported yet (the AMI housekeeper): its schedule."
+  type        = string
+  default     = "rate(1 day)"
+}
+
+variable "ami_housekeeper_cleanup_config" {
+  description = "Not supported yet (the AMI housekeeper): what it cleans up."
+  type = object({
+    amiFilters = optional(list(object({
+      Name   = string
+      Values = list(string)
+      })),
+      [{
+        Name : "state",
+        Values : ["available"],
+        },
+        {
+          Name : "image-type",
+          Values : ["machine"],
+      }]
+    )
+    dryRun              = optional(bool, false)
+    launchTemplateNames = optional(list(string))
+    maxItems            = optional(number)
+    minimumDaysOld      = optional(number, 30)
+    ssmParameterNames   = optional(list(string))
   })
   default = {}
 }

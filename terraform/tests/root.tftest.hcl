@@ -196,3 +196,46 @@ run "warns_when_the_region_differs_from_the_provider" {
   }
   expect_failures = [check.provider_region]
 }
+
+run "upstream_inputs_of_features_not_here_yet_warn_by_name" {
+  command = plan
+  variables {
+    pool_config            = [{ schedule_expression = "cron(* 8-18 ? * MON-FRI *)", size = 2 }]
+    job_retry              = { enable = true, max_attempts = 1, delay_in_seconds = 180 }
+    enable_ami_housekeeper = true
+    runners_lambda_zip     = "../lambdas-download/runners.zip"
+    lambda_runtime         = "nodejs22.x"
+  }
+  expect_failures = [check.unsupported_features, check.ignored_inputs]
+  assert {
+    condition     = join(",", local.unsupported) == "enable_ami_housekeeper (the AMI housekeeper),job_retry,pool_config (the pool)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
+    error_message = "Each feature in use is named."
+  }
+}
+
+run "upstream_runner_settings_reach_the_launch_template_and_functions" {
+  command = plan
+  variables {
+    runner_credit_specification   = "unlimited"
+    runner_cpu_options            = { core_count = 2, threads_per_core = 1 }
+    runner_placement              = { tenancy = "dedicated" }
+    runner_license_specifications = [{ license_configuration_arn = "arn:aws:license-manager:eu-west-1:123456789012:license-configuration:lic-1" }]
+    runner_binaries_s3_tags       = { Team = "ci" }
+    tracing_config                = { mode = "Active" }
+    lambda_principals             = [{ type = "AWS", identifiers = ["arn:aws:iam::123456789012:root"] }]
+    userdata_content              = "#!/bin/bash\necho custom"
+  }
+  assert {
+    condition = (module.runners.launch_template_settings.credit_specification == "unlimited" && module.runners.launch_template_settings.cpu_options.core_count == 2
+    && module.runners.launch_template_settings.placement.tenancy == "dedicated" && length(module.runners.launch_template_settings.license_specifications) == 1)
+    error_message = "The runner settings reach the launch template."
+  }
+  assert {
+    condition     = module.runner_binaries[0].bucket.tags.Team == "ci"
+    error_message = "The distribution bucket carries runner_binaries_s3_tags."
+  }
+  assert {
+    condition     = module.webhook.lambda.function.tracing_mode == "Active" && module.runners.lambda_up.function.tracing_mode == "Active"
+    error_message = "X-Ray on every function."
+  }
+}

@@ -27,6 +27,17 @@ data "aws_iam_policy_document" "assume" {
       identifiers = ["lambda.amazonaws.com"]
     }
   }
+  # Upstream's `lambda_principals`: more principals that may assume the functions' roles.
+  dynamic "statement" {
+    for_each = var.lambda.principals
+    content {
+      actions = ["sts:AssumeRole"]
+      principals {
+        type        = statement.value.type
+        identifiers = statement.value.identifiers
+      }
+    }
+  }
 }
 
 resource "aws_iam_role" "this" {
@@ -54,6 +65,20 @@ resource "aws_iam_role_policy_attachment" "vpc" {
   count      = length(var.lambda.subnet_ids) > 0 ? 1 : 0
   role       = aws_iam_role.this.name
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+resource "aws_iam_role_policy" "xray" {
+  count = var.lambda.tracing_mode == null ? 0 : 1
+  name  = "xray"
+  role  = aws_iam_role.this.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
+      Resource = "*"
+    }]
+  })
 }
 
 data "aws_partition" "current" {}
@@ -95,8 +120,9 @@ resource "aws_lambda_function" "this" {
     system_log_level      = "WARN"
   }
 
+  # X-Ray (upstream's `tracing_config`): `Active` samples and records every invocation.
   tracing_config {
-    mode = "PassThrough"
+    mode = coalesce(var.lambda.tracing_mode, "PassThrough")
   }
 
   dynamic "vpc_config" {

@@ -14,6 +14,8 @@ variable "lambda" {
     - `role_path`, `role_permissions_boundary`: the function's IAM role.
     - `subnet_ids`, `security_group_ids`: run the function in a VPC.
     - `tags`.
+    - `tracing_mode`: X-Ray tracing (`Active` or `PassThrough`; null: off, no X-Ray permissions).
+    - `principals`: more principals allowed to assume the function's role (`[{ type, identifiers }]`).
   EOT
   type = object({
     name                           = string
@@ -35,8 +37,17 @@ variable "lambda" {
     subnet_ids                     = optional(list(string), [])
     security_group_ids             = optional(list(string), [])
     tags                           = optional(map(string), {})
+    tracing_mode                   = optional(string, null)
+    principals = optional(list(object({
+      type        = string
+      identifiers = list(string)
+    })), [])
   })
 
+  validation {
+    condition     = var.lambda.tracing_mode == null ? true : contains(["Active", "PassThrough"], var.lambda.tracing_mode)
+    error_message = "`tracing_mode` is `Active` or `PassThrough`."
+  }
   validation {
     condition     = contains(["arm64", "x86_64"], var.lambda.architecture)
     error_message = "`architecture` must be `arm64` or `x86_64`."

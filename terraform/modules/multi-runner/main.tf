@@ -28,6 +28,8 @@ locals {
     subnet_ids                = var.lambda_subnet_ids
     security_group_ids        = var.lambda_security_group_ids
     tags                      = merge(local.tags, var.lambda_tags)
+    tracing_mode              = var.tracing_config.mode
+    principals                = var.lambda_principals
   }
 
   # A configuration's labels: the defaults (unless disabled), its extra labels and every label
@@ -69,6 +71,7 @@ module "runner_binaries" {
   s3_versioning                    = var.runner_binaries_s3_versioning
   s3_logging_bucket                = var.runner_binaries_s3_logging_bucket
   s3_logging_bucket_prefix         = var.runner_binaries_s3_logging_bucket_prefix
+  s3_tags                          = var.runner_binaries_s3_tags
   lambda = merge(local.lambda, {
     prefix      = "${var.prefix}-${each.key}"
     zip         = coalesce(var.runner_binaries_syncer_lambda_zip, local.zip["syncer"])
@@ -137,6 +140,11 @@ module "runners" {
   runner_additional_security_group_ids        = distinct(concat(var.runner_additional_security_group_ids, each.value.runner_config.runner_additional_security_group_ids))
   runner_egress_rules                         = var.runner_egress_rules
   runners_ebs_optimized                       = each.value.runner_config.ebs_optimized
+  credit_specification                        = each.value.runner_config.credit_specification
+  cpu_options                                 = each.value.runner_config.cpu_options
+  placement                                   = each.value.runner_config.placement
+  license_specifications                      = each.value.runner_config.license_specifications
+  userdata_content                            = each.value.runner_config.userdata_content
   enable_runner_detailed_monitoring           = each.value.runner_config.enable_runner_detailed_monitoring
   create_service_linked_role_spot             = each.value.runner_config.create_service_linked_role_spot
   runner_os                                   = each.value.runner_config.runner_os
@@ -250,6 +258,8 @@ module "monitoring" {
 
 data "aws_region" "current" {}
 
+data "aws_partition" "current" {}
+
 check "provider_region" {
   assert {
     condition     = data.aws_region.current.name == var.aws_region
@@ -263,22 +273,15 @@ locals {
   unsupported_in_use = merge(
     {
       "lambda_s3_bucket (deploy the zips from S3)" = var.lambda_s3_bucket != null
-      "tracing_config (X-Ray)"                     = var.tracing_config.mode != null
       "instance_termination_watcher"               = var.instance_termination_watcher.enable
       "enable_ami_housekeeper"                     = var.enable_ami_housekeeper
-      "iam_overrides"                              = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
-      "lambda_principals"                          = length(var.lambda_principals) > 0
-      "runner_binaries_s3_tags"                    = length(var.runner_binaries_s3_tags) > 0
-      "aws_partition other than aws"               = var.aws_partition != "aws"
+      "runners_ssm_housekeeper (the SSM housekeeper)" = (var.runners_ssm_housekeeper.config.dryRun || var.runners_ssm_housekeeper.config.minimumDaysOld != 1 ||
+      var.runners_ssm_housekeeper.config.tokenPath != null || var.runners_ssm_housekeeper.schedule_expression != "rate(1 day)")
+      "iam_overrides" = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
     },
     { for key, c in var.multi_runner_config : "${key}: pool_config (the pool)" => length(c.runner_config.pool_config) > 0 },
     { for key, c in var.multi_runner_config : "${key}: job_retry" => c.runner_config.job_retry.enable },
     { for key, c in var.multi_runner_config : "${key}: enableDynamicLabels (dynamic labels)" => c.matcherConfig.enableDynamicLabels },
-    { for key, c in var.multi_runner_config : "${key}: credit_specification" => c.runner_config.credit_specification != null },
-    { for key, c in var.multi_runner_config : "${key}: cpu_options" => c.runner_config.cpu_options != null },
-    { for key, c in var.multi_runner_config : "${key}: placement" => c.runner_config.placement != null },
-    { for key, c in var.multi_runner_config : "${key}: license_specifications" => length(c.runner_config.license_specifications) > 0 },
-    { for key, c in var.multi_runner_config : "${key}: userdata_content" => c.runner_config.userdata_content != null },
     { for key, c in var.multi_runner_config : "${key}: block_device_mappings.volume_initialization_rate" => anytrue([for b in c.runner_config.block_device_mappings : b.volume_initialization_rate != null]) },
     { for key, c in var.multi_runner_config : "${key}: pool_runner_owner (the pool)" => c.runner_config.pool_runner_owner != null },
     { for key, c in var.multi_runner_config : "${key}: iam_overrides" => coalesce(c.runner_config.iam_overrides.override_instance_profile, false) || coalesce(c.runner_config.iam_overrides.override_runner_role, false) },
@@ -288,7 +291,7 @@ locals {
     var.runners_lambda_zip == null ? {} : { runners_lambda_zip = "set scale_up_lambda_zip and scale_down_lambda_zip: each Rust function has its own zip" },
     var.lambda_runtime == "nodejs24.x" ? {} : { lambda_runtime = "the functions are Rust binaries on provided.al2023" },
     var.webhook_lambda_s3_key == null && var.syncer_lambda_s3_key == null && var.runners_lambda_s3_key == null ? {} : { "*_lambda_s3_key" = "set the *_lambda_zip variables (deploying from S3 is not supported yet)" },
-    var.runners_ssm_housekeeper.config.dryRun || var.runners_ssm_housekeeper.config.minimumDaysOld != 1 || var.runners_ssm_housekeeper.config.tokenPath != null ? { runners_ssm_housekeeper = "the SSM housekeeper is not implemented yet" } : {},
+    var.aws_partition == data.aws_partition.current.partition ? {} : { aws_partition = "the partition is the provider's, ${data.aws_partition.current.partition}" },
   )
 }
 

@@ -85,9 +85,10 @@ variable "multi_runner_config" {
     - `runner_config`: the runner settings of the root module's variables of the same names
       (`runner_os`, `runner_architecture`, `instance_types`, `runners_maximum_count`,
       `enable_ephemeral_runners`, `runner_extra_labels`, `ami`, `idle_config`, ...);
-      `vpc_id`/`subnet_ids` override the module's. `pool_config`, `job_retry`, `cpu_options`,
-      `placement`, `license_specifications`, `credit_specification`, `userdata_content` and
-      `iam_overrides` are accepted with a plan-time warning until they are implemented.
+      `vpc_id`/`subnet_ids` override the module's; `cpu_options`, `placement`,
+      `license_specifications`, `credit_specification` and `userdata_content` as the root's
+      `runner_*` variables. `pool_config`, `pool_runner_owner`, `job_retry` and `iam_overrides`
+      are accepted with a plan-time warning until they are implemented.
     - `matcherConfig`: `labelMatchers` (label sets a job's labels are matched against),
       `exactMatch`, `bidirectionalLabelMatch`, `priority` (0-999, lower first),
       `enableDynamicLabels` and `awsDynamicLabelsPolicy` (accepted with a warning until dynamic
@@ -420,7 +421,7 @@ variable "syncer_lambda_s3_key" {
 }
 
 variable "lambda_principals" {
-  description = "Not supported yet (a plan-time warning says so): extra principals allowed to assume the functions' roles."
+  description = "More principals allowed to assume the functions' roles (`[{ type, identifiers }]`)."
   type = list(object({
     type        = string
     identifiers = list(string)
@@ -441,7 +442,7 @@ variable "runner_binaries_s3_sse_configuration" {
 }
 
 variable "runner_binaries_s3_tags" {
-  description = "Not supported yet (a plan-time warning says so): extra tags of the runner distribution buckets."
+  description = "Extra tags of the runner distribution buckets."
   type        = map(string)
   default     = {}
 }
@@ -506,7 +507,7 @@ variable "queue_encryption" {
 }
 
 variable "aws_partition" {
-  description = "Not supported yet (a plan-time warning says so when not `aws`): the AWS partition of the ARNs the module builds."
+  description = "The AWS partition. The modules read it from the provider; a plan-time warning says so when this differs."
   type        = string
   default     = "aws"
 }
@@ -648,7 +649,7 @@ variable "ssm_paths" {
 }
 
 variable "tracing_config" {
-  description = "Not supported yet (a plan-time warning says so when `mode` is set): X-Ray tracing of the functions."
+  description = "X-Ray tracing of the functions: `mode` (`Active` or `PassThrough`; null: off). `capture_*` are for upstream's Node.js SDK and have no effect on the Rust functions."
   type = object({
     mode                  = optional(string, null)
     capture_http_requests = optional(bool, false)
@@ -664,7 +665,7 @@ variable "associate_public_ipv4_address" {
 }
 
 variable "runners_ssm_housekeeper" {
-  description = "Not supported yet (the SSM housekeeper; a plan-time warning says so when `enabled` and a configuration would have one): deletes old token/JIT parameters."
+  description = "Not supported yet (the SSM housekeeper, which deletes old token/JIT parameters; a plan-time warning says so when its settings are changed from the defaults)."
   type = object({
     schedule_expression = optional(string, "rate(1 day)")
     enabled             = optional(bool, true)

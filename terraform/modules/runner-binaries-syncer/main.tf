@@ -21,7 +21,7 @@ resource "aws_s3_bucket" "dist" {
   #checkov:skip=CKV_AWS_145:Encryption is configurable (runner_binaries_s3_sse_configuration); SSE-S3 by default.
   bucket        = local.bucket
   force_destroy = true
-  tags          = var.tags
+  tags          = merge(var.tags, var.s3_tags)
 }
 
 resource "aws_s3_bucket_ownership_controls" "dist" {

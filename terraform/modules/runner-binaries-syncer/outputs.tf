@@ -1,6 +1,6 @@
 output "bucket" {
-  description = "The distribution bucket: id (name) and arn."
-  value       = { id = aws_s3_bucket.dist.id, arn = aws_s3_bucket.dist.arn }
+  description = "The distribution bucket: id (name), arn and tags."
+  value       = { id = aws_s3_bucket.dist.id, arn = aws_s3_bucket.dist.arn, tags = aws_s3_bucket.dist.tags }
 }
 
 output "runner_distribution" {

@@ -101,3 +101,9 @@ variable "lambda" {
   description = "Function settings passed to the lambda module (`zip`, `memory_size`, `timeout` and the shared settings; see modules/lambda)."
   type        = any
 }
+
+variable "s3_tags" {
+  description = "Extra tags of the distribution bucket (upstream's `runner_binaries_s3_tags`)."
+  type        = map(string)
+  default     = {}
+}

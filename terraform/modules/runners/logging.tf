@@ -15,7 +15,10 @@ locals {
   ]
   log_files = [for f in coalesce(var.runner_log_files, local.default_log_files) : merge(f, {
     log_group_name = f.prefix_log_group ? "/github-self-hosted-runners/${var.prefix}/${f.log_group_name}" : "/${f.log_group_name}"
+    log_class      = try(coalesce(f.log_class, "STANDARD"), "STANDARD")
   })]
+  # A log group's class is the first of its files' (files may share a group).
+  log_group_class = { for g in distinct([for f in local.log_files : f.log_group_name]) : g => [for f in local.log_files : f.log_class if f.log_group_name == g][0] }
   cloudwatch_config = var.cloudwatch_config != null ? var.cloudwatch_config : jsonencode({
     logs = {
       logs_collected = {
@@ -36,6 +39,7 @@ resource "aws_cloudwatch_log_group" "runner" {
   #checkov:skip=CKV_AWS_338:Retention is the user's choice (logging_retention_in_days, default 180 days as upstream).
   for_each          = var.enable_cloudwatch_agent ? toset(distinct([for f in local.log_files : f.log_group_name])) : toset([])
   name              = each.value
+  log_group_class   = local.log_group_class[each.value]
   retention_in_days = var.logging_retention_in_days
   kms_key_id        = var.logging_kms_key_id
   tags              = var.tags

@@ -159,7 +159,9 @@ locals {
     user_job_started   = var.runner_hook_job_started
     user_job_completed = var.runner_hook_job_completed
   })
-  user_data = var.runner_os == "windows" ? base64encode(local.windows_user_data) : base64gzip(local.linux_user_data)
+  # `userdata_content` replaces the rendered script whole (the user installs and starts the runner).
+  script    = var.userdata_content != null ? var.userdata_content : var.runner_os == "windows" ? local.windows_user_data : local.linux_user_data
+  user_data = var.runner_os == "windows" ? base64encode(local.script) : base64gzip(local.script)
 }
 
 resource "aws_launch_template" "runner" {
@@ -191,6 +193,43 @@ resource "aws_launch_template" "runner" {
     enabled = var.enable_runner_detailed_monitoring
   }
 
+  dynamic "credit_specification" {
+    for_each = var.credit_specification == null ? [] : [var.credit_specification]
+    content {
+      cpu_credits = credit_specification.value
+    }
+  }
+
+  dynamic "cpu_options" {
+    for_each = var.cpu_options == null ? [] : [var.cpu_options]
+    content {
+      core_count       = cpu_options.value.core_count
+      threads_per_core = cpu_options.value.threads_per_core
+      amd_sev_snp      = cpu_options.value.amd_sev_snp
+    }
+  }
+
+  dynamic "placement" {
+    for_each = var.placement == null ? [] : [var.placement]
+    content {
+      affinity                = placement.value.affinity
+      availability_zone       = placement.value.availability_zone
+      group_name              = placement.value.group_name
+      host_id                 = placement.value.host_id
+      host_resource_group_arn = placement.value.host_resource_group_arn
+      spread_domain           = placement.value.spread_domain
+      tenancy                 = placement.value.tenancy
+      partition_number        = placement.value.partition_number
+    }
+  }
+
+  dynamic "license_specification" {
+    for_each = var.license_specifications
+    content {
+      license_configuration_arn = license_specification.value.license_configuration_arn
+    }
+  }
+
   dynamic "block_device_mappings" {
     for_each = var.block_device_mappings
     content {
@@ -204,6 +243,8 @@ resource "aws_launch_template" "runner" {
         throughput            = block_device_mappings.value.throughput
         kms_key_id            = block_device_mappings.value.kms_key_id
         snapshot_id           = block_device_mappings.value.snapshot_id
+
+        volume_initialization_rate = block_device_mappings.value.volume_initialization_rate
       }
     }
   }
@@ -231,5 +272,13 @@ check "imds_v2" {
   assert {
     condition     = try(var.runner_metadata_options.http_tokens, "required") == "required"
     error_message = "${var.prefix}: runner_metadata_options.http_tokens is not \"required\": the runners accept IMDSv1, which exposes their credentials to SSRF. The boot scripts use IMDSv2 either way; set it to \"required\"."
+  }
+}
+
+# Two launch-template settings that the AWS provider has only from 6.x; this module works with 5.100.
+check "provider_6_settings" {
+  assert {
+    condition     = try(var.cpu_options.nested_virtualization, null) == null && try(var.placement.group_id, null) == null
+    error_message = "${var.prefix}: cpu_options.nested_virtualization and placement.group_id are not applied (they need the AWS provider 6.x in this module; use placement.group_name)."
   }
 }

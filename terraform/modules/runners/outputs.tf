@@ -8,6 +8,16 @@ output "launch_template" {
   }
 }
 
+output "launch_template_settings" {
+  description = "The launch template's optional instance settings: `credit_specification`, `cpu_options`, `placement`, `license_specifications` (as applied)."
+  value = {
+    credit_specification   = try(aws_launch_template.runner.credit_specification[0].cpu_credits, null)
+    cpu_options            = try(aws_launch_template.runner.cpu_options[0], null)
+    placement              = try(aws_launch_template.runner.placement[0], null)
+    license_specifications = aws_launch_template.runner.license_specification[*].license_configuration_arn
+  }
+}
+
 output "role_runner" {
   description = "The runners' IAM role: `name`, `arn`, its inline `policy` (JSON) and the `managed_policy_arns` attached to it."
   value = {

@@ -1,3 +1,10 @@
+locals {
+  # Upstream allows `queue_encryption = null`: encryption off.
+  queue_kms_key   = try(var.queue_encryption.kms_master_key_id, null)
+  queue_kms_reuse = try(var.queue_encryption.kms_data_key_reuse_period_seconds, null)
+  queue_sse       = var.queue_encryption == null ? false : local.queue_kms_key == null ? coalesce(var.queue_encryption.sqs_managed_sse_enabled, true) : null
+}
+
 ################################################################################
 # The build queue (one per runner configuration) and its dead-letter queue
 ################################################################################
@@ -7,9 +14,9 @@ resource "aws_sqs_queue" "build" {
   delay_seconds                     = var.delay_webhook_event
   visibility_timeout_seconds        = var.scale_up_lambda.timeout
   message_retention_seconds         = var.job_queue_retention_in_seconds
-  sqs_managed_sse_enabled           = var.queue_encryption.kms_master_key_id == null ? coalesce(var.queue_encryption.sqs_managed_sse_enabled, true) : null
-  kms_master_key_id                 = var.queue_encryption.kms_master_key_id
-  kms_data_key_reuse_period_seconds = var.queue_encryption.kms_data_key_reuse_period_seconds
+  sqs_managed_sse_enabled           = local.queue_sse
+  kms_master_key_id                 = local.queue_kms_key
+  kms_data_key_reuse_period_seconds = local.queue_kms_reuse
   redrive_policy = var.redrive_build_queue.enabled ? jsonencode({
     deadLetterTargetArn = aws_sqs_queue.build_dlq[0].arn
     maxReceiveCount     = var.redrive_build_queue.maxReceiveCount
@@ -21,9 +28,9 @@ resource "aws_sqs_queue" "build_dlq" {
   count                             = var.redrive_build_queue.enabled ? 1 : 0
   name                              = "${var.prefix}-queued-builds_dead_letter"
   message_retention_seconds         = 1209600
-  sqs_managed_sse_enabled           = var.queue_encryption.kms_master_key_id == null ? coalesce(var.queue_encryption.sqs_managed_sse_enabled, true) : null
-  kms_master_key_id                 = var.queue_encryption.kms_master_key_id
-  kms_data_key_reuse_period_seconds = var.queue_encryption.kms_data_key_reuse_period_seconds
+  sqs_managed_sse_enabled           = local.queue_sse
+  kms_master_key_id                 = local.queue_kms_key
+  kms_data_key_reuse_period_seconds = local.queue_kms_reuse
   tags                              = var.tags
 }
 

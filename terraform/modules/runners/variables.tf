@@ -363,6 +363,8 @@ variable "block_device_mappings" {
     throughput            = optional(number)
     kms_key_id            = optional(string)
     snapshot_id           = optional(string)
+    # The rate (MiB/s) a volume from a snapshot is initialized at (Provisioned Rate for Volume Initialization).
+    volume_initialization_rate = optional(number)
   }))
   default = [{ volume_size = 30 }]
 }
@@ -555,6 +557,7 @@ variable "runner_log_files" {
     prefix_log_group = bool
     file_path        = string
     log_stream_name  = string
+    log_class        = optional(string, "STANDARD")
   }))
   default = null
 }
@@ -636,4 +639,53 @@ variable "enable_metric_github_app_rate_limit" {
   description = "Emit the GitHubAppRateLimitRemaining metric."
   type        = bool
   default     = true
+}
+
+variable "credit_specification" {
+  description = "CPU credits of burstable instance types: `standard` or `unlimited` (null: the type's default)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.credit_specification == null ? true : contains(["standard", "unlimited"], var.credit_specification)
+    error_message = "`credit_specification` is null, `standard` or `unlimited`."
+  }
+}
+
+variable "cpu_options" {
+  description = "CPU options of the launch template: `core_count`, `threads_per_core`, `amd_sev_snp` (`enabled`/`disabled`); `nested_virtualization` needs the AWS provider 6.x (warned, not applied)."
+  type = object({
+    core_count            = optional(number)
+    threads_per_core      = optional(number)
+    amd_sev_snp           = optional(string)
+    nested_virtualization = optional(string)
+  })
+  default = null
+}
+
+variable "placement" {
+  description = "Placement of the runners (placement group, tenancy, host, availability zone...); `group_id` needs the AWS provider 6.x (warned, not applied: use `group_name`)."
+  type = object({
+    affinity                = optional(string)
+    availability_zone       = optional(string)
+    group_id                = optional(string)
+    group_name              = optional(string)
+    host_id                 = optional(string)
+    host_resource_group_arn = optional(string)
+    spread_domain           = optional(string)
+    tenancy                 = optional(string)
+    partition_number        = optional(number)
+  })
+  default = null
+}
+
+variable "license_specifications" {
+  description = "License Manager configurations of the runners (e.g. for macOS dedicated hosts): `[{ license_configuration_arn }]`."
+  type        = list(object({ license_configuration_arn = string }))
+  default     = []
+}
+
+variable "userdata_content" {
+  description = "User data that replaces the rendered boot script whole (it must install, configure and start the runner itself; the pre/post install and hook variables are not used)."
+  type        = string
+  default     = null
 }

@@ -394,3 +394,68 @@ fn module_readmes_document_every_input_and_output() {
     }
     assert!(stale.is_empty(), "inputs/outputs tables are out of date in {stale:?}: run `make tf-docs`");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upstream's interfaces (issue 13): a migrating user keeps every input and output name.
+
+/// Variables (type and default, one-line HCL) and output names of a module's `*.tf` files.
+fn interface(files: &[(PathBuf, Body)]) -> (BTreeMap<String, (String, String)>, BTreeSet<String>) {
+    let one = |b: &Block, key: &str| attr(b.body(), key).map(|e| one_line(&code(e))).unwrap_or_default();
+    let mut variables = BTreeMap::new();
+    let mut outputs = BTreeSet::new();
+    for (_, body) in files {
+        for v in blocks(body, "variable") {
+            variables.insert(label(v, 0).to_string(), (one(v, "type"), one(v, "default")));
+        }
+        for o in blocks(body, "output") {
+            outputs.insert(label(o, 0).to_string());
+        }
+    }
+    (variables, outputs)
+}
+
+/// Where this project's variable differs from upstream's on purpose: (name, why).
+const ROOT_DEPARTURES: &[(&str, &str)] = &[
+    ("metrics", "the dashboard and alarms are on by default; upstream's job-retry and spot-warning metric flags belong to features not here yet"),
+];
+const MULTI_RUNNER_DEPARTURES: &[(&str, &str)] =
+    &[("metrics", "the dashboard and alarms are on by default (as the root module)")];
+
+#[test]
+fn upstream_module_interfaces_are_kept() {
+    let upstream = project_root().join("tests/fixtures/upstream/modules");
+    let cases = [
+        ("root", terraform_dir(), upstream.join("root"), ROOT_DEPARTURES),
+        ("multi-runner", terraform_dir().join("modules/multi-runner"), upstream.join("multi-runner"), MULTI_RUNNER_DEPARTURES),
+    ];
+    let mut problems = Vec::new();
+    for (name, ours, theirs, departures) in cases {
+        let (our_vars, our_outputs) = interface(&module(&ours));
+        let (their_vars, their_outputs) = interface(&module(&theirs));
+        for (variable, (their_type, their_default)) in &their_vars {
+            let departed = departures.iter().any(|(d, _)| d == variable);
+            match our_vars.get(variable) {
+                None => problems.push(format!("{name}: upstream's variable `{variable}` is missing")),
+                Some((our_type, our_default)) if !departed => {
+                    if our_type != their_type {
+                        problems.push(format!("{name}: `{variable}` type {our_type} != upstream's {their_type}"));
+                    }
+                    if our_default != their_default {
+                        problems.push(format!("{name}: `{variable}` default {our_default} != upstream's {their_default}"));
+                    }
+                }
+                Some(ours) => {
+                    // A departure must still be one, or it is stale and hides nothing.
+                    if ours == &(their_type.clone(), their_default.clone()) {
+                        problems.push(format!("{name}: `{variable}` is listed as a departure but matches upstream"));
+                    }
+                }
+            }
+        }
+        for output in their_outputs.difference(&our_outputs) {
+            problems.push(format!("{name}: upstream's output `{output}` is missing"));
+        }
+        assert!(their_vars.len() > 60, "{name}: upstream's fixture was not read ({} variables)", their_vars.len());
+    }
+    assert!(problems.is_empty(), "{} differences from upstream's interfaces:\n{}", problems.len(), problems.join("\n"));
+}
