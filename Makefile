@@ -68,8 +68,9 @@ tf-check: ## Terraform checks offline: fmt, validate, terraform test, checkov, s
 	.ci/terraform-check.sh
 
 EXAMPLES ?=
-tf-apply-test: setup ## Apply every example against moto: re-plan clean, IAM lint, dashboard, a job end to end, destroy (EXAMPLES=default to pick)
-	TF_APPLY_EXAMPLES="$(EXAMPLES)" cargo test -p tests --test e2e -- --nocapture deploy::
+UPSTREAM_EXAMPLES ?=
+tf-apply-test: setup ## Apply every example (ours, and upstream's unchanged) against moto: re-plan clean, IAM lint, dashboard, a job end to end, destroy (EXAMPLES=default UPSTREAM_EXAMPLES=prebuilt to pick)
+	TF_APPLY_EXAMPLES="$(EXAMPLES)" TF_APPLY_UPSTREAM_EXAMPLES="$(UPSTREAM_EXAMPLES)" cargo test -p tests --test e2e -- --nocapture deploy::
 
 tf-docs: ## Rewrite the inputs/outputs tables of the Terraform READMEs
 	UPDATE_TF_DOCS=1 cargo test -p tests --test e2e -- terraform::module_readmes_document_every_input_and_output

@@ -18,7 +18,7 @@ loud() { printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 
 templates=terraform/modules/runners/templates
 scripts=("$templates/install-runner.sh" "$templates/start-runner.sh" "$templates/job-started-hook.sh"
-  "$templates/job-completed-hook.sh" tests/fixtures/runner-stub/*.sh .ci/*.sh .ci/run)
+  "$templates/job-completed-hook.sh" terraform/modules/webhook-github-app/bin/update-app.sh tests/fixtures/runner-stub/*.sh .ci/*.sh .ci/run)
 
 say "shellcheck"
 if ! command -v shellcheck >/dev/null 2>&1; then

@@ -3,6 +3,11 @@
 ################################################################################
 
 locals {
+  # Upstream's examples pass a key id (`aws_kms_key.x.key_id`) as `kms_key_arn`: IAM needs the ARN.
+  # (HCL evaluates both branches of a conditional: hence the coalesce.)
+  kms_key_arn = startswith(coalesce(var.kms_key_arn, "arn:"), "arn:") ? var.kms_key_arn : (
+    "arn:${data.aws_partition.current.partition}:kms:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:key/${coalesce(var.kms_key_arn, "-")}"
+  )
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
@@ -33,7 +38,7 @@ module "ssm" {
   path_prefix            = "${local.ssm_root}/${var.ssm_paths.app}"
   github_app             = var.github_app
   additional_github_apps = var.additional_github_apps
-  kms_key_arn            = var.kms_key_arn
+  kms_key_arn            = local.kms_key_arn
   tags                   = local.tags
 }
 
@@ -68,7 +73,7 @@ module "runners" {
   vpc_id                                                         = var.vpc_id
   subnet_ids                                                     = var.subnet_ids
   ssm_root                                                       = local.ssm_root
-  kms_key_arn                                                    = var.kms_key_arn
+  kms_key_arn                                                    = local.kms_key_arn
   app_parameters                                                 = module.ssm.app_parameters
   app_parameter_path                                             = "${local.ssm_root}/${var.ssm_paths.app}"
   secret_parameter_arns                                          = concat(module.ssm.app_parameters.arns, [module.ssm.parameters.webhook_secret.arn])
@@ -189,7 +194,7 @@ module "webhook" {
     timeout     = var.webhook_lambda_timeout
   }
   apigateway_access_log_settings = var.webhook_lambda_apigateway_access_log_settings
-  kms_key_arn                    = var.kms_key_arn
+  kms_key_arn                    = local.kms_key_arn
   tags                           = local.tags
   lambda = merge(local.lambda, {
     zip         = coalesce(var.webhook_lambda_zip, local.zip["webhook"])
@@ -210,16 +215,19 @@ module "monitoring" {
     scale_down = module.runners.lambda_down.function.name
     syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
   }
-  build_queue_name         = module.runners.queue.name
-  enable_dead_letter_alarm = var.redrive_build_queue.enabled
-  dead_letter_queue_name   = try(module.runners.queue.dlq.name, null)
-  github_app_ids           = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
-  alarm_actions            = var.alarm_actions
-  thresholds               = var.alarm_thresholds
-  tags                     = local.tags
+  build_queue_name             = module.runners.queue.name
+  enable_dead_letter_alarm     = var.redrive_build_queue.enabled
+  dead_letter_queue_name       = try(module.runners.queue.dlq.name, null)
+  github_app_ids               = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
+  dispatcher_dead_letter_queue = { enabled = var.eventbridge.enable, name = try(module.webhook.eventbridge.dead_letter_queue.name, null) }
+  alarm_actions                = var.alarm_actions
+  thresholds                   = var.alarm_thresholds
+  tags                         = local.tags
 }
 
 data "aws_region" "current" {}
+
+data "aws_caller_identity" "current" {}
 
 check "provider_region" {
   assert {

@@ -239,3 +239,15 @@ run "upstream_runner_settings_reach_the_launch_template_and_functions" {
     error_message = "X-Ray on every function."
   }
 }
+
+run "a_kms_key_id_is_made_an_arn" {
+  # Upstream's permissions-boundary example passes `aws_kms_key.github.key_id` as `kms_key_arn`.
+  command = plan
+  variables {
+    kms_key_arn = "1234abcd-12ab-34cd-56ef-1234567890ab"
+  }
+  assert {
+    condition     = local.kms_key_arn == "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    error_message = "IAM statements name the key by its ARN."
+  }
+}

@@ -116,7 +116,8 @@ resource "aws_cloudwatch_dashboard" "this" {
             metrics = concat(
               [for k, q in local.queues : ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q.name, { stat = "Maximum", label = "oldest job (s)${local.queue_label[k]}" }]],
               [for k, q in local.queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.name, { stat = "Maximum", label = "jobs waiting${local.queue_label[k]}" }]],
-              [for k, q in local.queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.dead_letter_queue_name, { stat = "Maximum", label = "dead letters${local.queue_label[k]}" }] if q.dead_letter]
+              [for k, q in local.queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.dead_letter_queue_name, { stat = "Maximum", label = "dead letters${local.queue_label[k]}" }] if q.dead_letter],
+              [for q in var.dispatcher_dead_letter_queue.enabled ? [var.dispatcher_dead_letter_queue.name] : [] : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q, { stat = "Maximum", label = "dispatcher dead letters" }]]
             )
           }
         },
@@ -173,6 +174,24 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = each.value.dead_letter_queue_name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "dispatcher_dead_letters" {
+  count               = var.dispatcher_dead_letter_queue.enabled ? 1 : 0
+  alarm_name          = "${var.prefix}-dispatcher-dead-letters"
+  alarm_description   = "Queued-job events the dispatcher could not route after EventBridge's retries: their jobs got no runner (redeliver them from the bus archive or GitHub)."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = var.dispatcher_dead_letter_queue.name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1

@@ -9,6 +9,7 @@ output "alarms" {
     [for a in aws_cloudwatch_metric_alarm.function_errors : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.function_throttles : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.dead_letters : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.dispatcher_dead_letters : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.oldest_job : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.runners_not_created : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.scale_down_errors : a.alarm_name],

@@ -42,6 +42,15 @@ variable "build_queues" {
   default = null
 }
 
+variable "dispatcher_dead_letter_queue" {
+  description = "EventBridge mode: the dispatcher's dead-letter queue (`enabled`, a flag known at plan time, and its `name`): events the dispatcher failed to route after EventBridge's retries."
+  type = object({
+    enabled = bool
+    name    = optional(string)
+  })
+  default = { enabled = false }
+}
+
 variable "runner_environments" {
   description = "The `Environment` values of the scale-up and scale-down metrics (one per runner configuration); default: `prefix`."
   type        = list(string)

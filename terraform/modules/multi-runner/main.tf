@@ -7,6 +7,11 @@
 ################################################################################
 
 locals {
+  # Upstream's examples pass a key id (`aws_kms_key.x.key_id`) as `kms_key_arn`: IAM needs the ARN.
+  # (HCL evaluates both branches of a conditional: hence the coalesce.)
+  kms_key_arn = startswith(coalesce(var.kms_key_arn, "arn:"), "arn:") ? var.kms_key_arn : (
+    "arn:${data.aws_partition.current.partition}:kms:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:key/${coalesce(var.kms_key_arn, "-")}"
+  )
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = "/${var.ssm_paths.root}/${var.prefix}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
@@ -51,7 +56,7 @@ module "ssm" {
   path_prefix            = "${local.ssm_root}/${var.ssm_paths.app}"
   github_app             = var.github_app
   additional_github_apps = var.additional_github_apps
-  kms_key_arn            = var.kms_key_arn
+  kms_key_arn            = local.kms_key_arn
   tags                   = local.tags
 }
 
@@ -89,7 +94,7 @@ module "runners" {
   vpc_id                                  = coalesce(each.value.runner_config.vpc_id, var.vpc_id)
   subnet_ids                              = coalesce(each.value.runner_config.subnet_ids, var.subnet_ids)
   ssm_root                                = "${local.ssm_root}/${each.key}"
-  kms_key_arn                             = var.kms_key_arn
+  kms_key_arn                             = local.kms_key_arn
   app_parameters                          = module.ssm.app_parameters
   app_parameter_path                      = "${local.ssm_root}/${var.ssm_paths.app}"
   secret_parameter_arns                   = concat(module.ssm.app_parameters.arns, [module.ssm.parameters.webhook_secret.arn])
@@ -220,7 +225,7 @@ module "webhook" {
     timeout     = var.webhook_lambda_timeout
   }
   apigateway_access_log_settings = var.webhook_lambda_apigateway_access_log_settings
-  kms_key_arn                    = var.kms_key_arn
+  kms_key_arn                    = local.kms_key_arn
   tags                           = local.tags
   lambda = merge(local.lambda, {
     zip         = coalesce(var.webhook_lambda_zip, local.zip["webhook"])
@@ -250,13 +255,16 @@ module "monitoring" {
     dead_letter_queue_name = try(module.runners[key].queue.dlq.name, null)
     dead_letter            = c.redrive_build_queue.enabled
   } }
-  github_app_ids = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
-  alarm_actions  = var.alarm_actions
-  thresholds     = var.alarm_thresholds
-  tags           = local.tags
+  github_app_ids               = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
+  dispatcher_dead_letter_queue = { enabled = var.eventbridge.enable, name = try(module.webhook.eventbridge.dead_letter_queue.name, null) }
+  alarm_actions                = var.alarm_actions
+  thresholds                   = var.alarm_thresholds
+  tags                         = local.tags
 }
 
 data "aws_region" "current" {}
+
+data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 

@@ -135,7 +135,9 @@ resource "aws_security_group" "runner" {
 }
 
 locals {
-  linux_user_data = templatefile(coalesce(var.userdata_template, "${path.module}/templates/user-data.sh"), {
+  runner_tarball_s3 = var.runner_distribution == null ? "" : "s3://${var.runner_distribution.bucket}/${var.runner_distribution.key}"
+  # This project's template writes the scripts and hooks itself from their contents.
+  own_template_vars = {
     enable_debug_logging = var.enable_user_data_debug_logging_runner
     pre_install          = var.userdata_pre_install
     post_install         = var.userdata_post_install
@@ -146,15 +148,31 @@ locals {
     job_completed_hook   = file("${path.module}/templates/job-completed-hook.sh")
     user_job_started     = var.runner_hook_job_started
     user_job_completed   = var.runner_hook_job_completed
-    runner_tarball_s3    = var.runner_distribution == null ? "" : "s3://${var.runner_distribution.bucket}/${var.runner_distribution.key}"
+    runner_tarball_s3    = local.runner_tarball_s3
     runner_architecture  = var.runner_architecture
     ghes_url             = var.ghes_url == null ? "" : var.ghes_url
     ghes_ssl_verify      = var.ghes_ssl_verify
+  }
+  # A user's template (`userdata_template`) written for upstream inlines `install_runner` and
+  # `start_runner` as steps, and reads upstream's other variables: give it both, with steps
+  # that install this project's runner scripts and job hooks (the markers scale-down needs).
+  custom_template_vars = merge(local.own_template_vars, {
+    install_runner = templatefile("${path.module}/templates/custom-install-runner.sh", local.own_template_vars)
+    start_runner   = templatefile("${path.module}/templates/custom-start-runner.sh", local.own_template_vars)
+    # upstream's names
+    s3_location_runner_distribution = local.runner_tarball_s3
+    hook_job_started                = var.runner_hook_job_started
+    hook_job_completed              = var.runner_hook_job_completed
+    environment                     = var.prefix
+    enable_cloudwatch_agent         = var.enable_cloudwatch_agent
+    ssm_key_cloudwatch_agent_config = var.enable_cloudwatch_agent ? "${local.config_path}/cloudwatch_agent_config_runner" : ""
   })
+  linux_user_data = (var.userdata_template == null ? templatefile("${path.module}/templates/user-data.sh", local.own_template_vars)
+  : templatefile(var.userdata_template, local.custom_template_vars))
   windows_user_data = templatefile("${path.module}/templates/user-data.ps1", {
     pre_install        = var.userdata_pre_install
     post_install       = var.userdata_post_install
-    runner_tarball_s3  = var.runner_distribution == null ? "" : "s3://${var.runner_distribution.bucket}/${var.runner_distribution.key}"
+    runner_tarball_s3  = local.runner_tarball_s3
     start_runner       = file("${path.module}/templates/start-runner.ps1")
     user_job_started   = var.runner_hook_job_started
     user_job_completed = var.runner_hook_job_completed

@@ -272,6 +272,8 @@ pub struct Release {
 
 struct App {
     public_key_pem: Vec<u8>,
+    /// The App's webhook configuration (`/app/hook/config`): url, content_type, secret, insecure_ssl.
+    hook_config: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -428,7 +430,9 @@ impl FakeGithub {
 
     /// Registers an App with its public key (PEM).
     pub fn add_app(&self, app_id: u64, public_key_pem: &[u8]) {
-        self.lock().apps.insert(app_id, App { public_key_pem: public_key_pem.to_vec() });
+        self.lock()
+            .apps
+            .insert(app_id, App { public_key_pem: public_key_pem.to_vec(), hook_config: Default::default() });
     }
 
     /// Installs `app_id` on an account (`Organization` or `User`); returns the installation id.
@@ -616,6 +620,11 @@ impl FakeGithub {
 
     pub fn runner(&self, id: u64) -> Option<Runner> {
         self.lock().runners.get(&id).cloned()
+    }
+
+    /// The App's webhook configuration as `PATCH /app/hook/config` left it (`url`, `secret`...).
+    pub fn app_hook_config(&self, app_id: u64) -> Option<serde_json::Map<String, Value>> {
+        self.lock().apps.get(&app_id).map(|a| a.hook_config.clone())
     }
 
     pub fn runners(&self) -> Vec<Runner> {

@@ -42,6 +42,7 @@ impl Caller {
 pub(super) fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/app/installations/{id}/access_tokens", post(create_installation_token))
+        .route("/app/hook/config", get(get_hook_config).patch(update_hook_config))
         .route("/orgs/{org}/installation", get(org_installation))
         .route("/repos/{owner}/{repo}/installation", get(repo_installation))
         .route("/repos/{owner}/{repo}/actions/jobs/{job_id}", get(get_job))
@@ -359,6 +360,54 @@ fn require_app(caller: &Caller) -> Result<u64, ApiError> {
         Caller::Invalid(reason) => Err(ApiError(401, reason.clone())),
         Caller::Anonymous => Err(ApiError(401, "A JSON web token is required to access this endpoint.".to_string())),
     }
+}
+
+/// The App's webhook configuration, as GitHub shows it: the secret masked.
+fn hook_config_json(config: &serde_json::Map<String, Value>) -> Value {
+    let mut shown = config.clone();
+    if shown.contains_key("secret") {
+        shown.insert("secret".into(), json!("********"));
+    }
+    for (key, default) in [("content_type", "form"), ("insecure_ssl", "0")] {
+        shown.entry(key).or_insert(json!(default));
+    }
+    Value::Object(shown)
+}
+
+async fn get_hook_config(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
+    let app = match require_app(&caller) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let s = lock(&state);
+    let config = s.apps.get(&app).map(|a| a.hook_config.clone()).unwrap_or_default();
+    Json(hook_config_json(&config)).into_response()
+}
+
+/// `PATCH /app/hook/config`: App JWT only; `url`, `content_type`, `secret`, `insecure_ssl`.
+async fn update_hook_config(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    let app = match require_app(&caller) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(Value::Object(changes)) = serde_json::from_slice::<Value>(&body) else {
+        return github_error(400, "Problems parsing JSON");
+    };
+    let known = ["url", "content_type", "secret", "insecure_ssl"];
+    if let Some(key) = changes.keys().find(|k| !known.contains(&k.as_str())) {
+        return github_error(422, &format!("Invalid request. \"{key}\" is not a permitted key."));
+    }
+    if changes.values().any(|v| !v.is_string()) {
+        return github_error(422, "Invalid request. Values must be strings.");
+    }
+    let mut s = lock(&state);
+    let Some(entry) = s.apps.get_mut(&app) else { return github_error(404, "Not Found") };
+    entry.hook_config.extend(changes);
+    Json(hook_config_json(&entry.hook_config)).into_response()
 }
 
 async fn create_installation_token(

@@ -928,3 +928,382 @@ async fn boot_instance(
     assert!(packages.contains("install"), "the user data installs its packages: {packages:?}\n{log}");
     Booted { log }
 }
+
+// ---------------------------------------------------------------------------------------------
+// modules/webhook-github-app: its script against the fake GitHub (the apply of upstream's
+// examples runs it through Terraform too).
+
+fn update_app(github: &FakeGithub, app: &TestApp, key_base64: &str) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg(project_root().join("terraform/modules/webhook-github-app/bin/update-app.sh"))
+        .env("APP_ID", app.id.to_string())
+        .env("APP_PRIVATE_KEY_BASE64", key_base64)
+        .env("WEBHOOK_ENDPOINT", "https://abc.execute-api.eu-west-1.amazonaws.com/webhook")
+        .env("WEBHOOK_SECRET", "s3cr\"et\\value")
+        .env("GITHUB_API_URL", "https://api.github.invalid")
+        .env(common::config::test_overrides::GITHUB_API_URL, &github.url)
+        .output()
+        .expect("bash")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_github_app_points_the_app_at_the_endpoint_with_the_secret() {
+    let github = FakeGithub::start().await;
+    let app = TestApp::new(1, 4242);
+    github.add_app(app.id, app.public_pem.as_bytes());
+    // The script blocks this worker; the fake GitHub answers on the other.
+    let out = tokio::task::block_in_place(|| update_app(&github, &app, &app.key_base64()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = github.app_hook_config(app.id).unwrap();
+    assert_eq!(config["url"], "https://abc.execute-api.eu-west-1.amazonaws.com/webhook");
+    assert_eq!(config["secret"], "s3cr\"et\\value", "the secret arrives intact (JSON-escaped)");
+    assert_eq!(config["content_type"], "json");
+    assert_eq!(config["insecure_ssl"], "0");
+
+    // Another App's key: GitHub refuses the JWT; the apply fails with the reason, no secret shown.
+    let other = TestApp::new(2, 4242);
+    let out = tokio::task::block_in_place(|| update_app(&github, &app, &other.key_base64()));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("GitHub answered 401") && stderr.contains("by hand"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr") && !String::from_utf8_lossy(&out.stdout).contains("s3cr"),
+        "no secret in the output"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream's examples, applied as a migrating user has them (issue 13)
+
+/// Upstream's examples (tests/fixtures/upstream/examples, v7.11), each next to this project's
+/// modules exactly as written, but for what cannot be had offline: the VPC module of
+/// `examples/base` (a stub with the same `vpc` output over the test's VPC), the `random`
+/// provider (`random_id.random.hex` becomes a literal) and the provider versions (`>= 6.33`
+/// and `random`/`local` are not in the offline mirror: the AWS provider 5.100 is used).
+const UPSTREAM_EXAMPLES: &[&str] = &[
+    "default",
+    "ephemeral",
+    "external-managed-ssm-secrets",
+    "multi-runner",
+    "permissions-boundary",
+    "prebuilt",
+    "termination-watcher",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_examples_apply_unchanged_against_moto() {
+    let terraform = match Terraform::locate() {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("\n!!!! SKIPPED: applying upstream's examples against moto ({why})\n");
+            return;
+        }
+    };
+    let zips = lambda_zips();
+    let mut names: Vec<String> = UPSTREAM_EXAMPLES.iter().map(|s| s.to_string()).collect();
+    if let Ok(only) = std::env::var("TF_APPLY_UPSTREAM_EXAMPLES")
+        && !only.trim().is_empty()
+    {
+        names.retain(|n| only.split(',').any(|o| o.trim() == n));
+    }
+    // Three at a time: each has its own moto and terraform, and CI has two cores.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(3));
+    let runs: Vec<_> = names
+        .iter()
+        .map(|example| {
+            let (terraform, zips, permits, example) =
+                (terraform.clone(), zips.clone(), permits.clone(), example.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
+                apply_upstream_example(terraform, example, zips).await
+            })
+        })
+        .collect();
+    let mut table = vec!["| example | applies | plan-time warnings |".to_string(), "|---|---|---|".to_string()];
+    let mut failures = Vec::new();
+    for (example, run) in names.iter().zip(runs) {
+        match run.await {
+            Ok(report) => table.push(report),
+            Err(e) => {
+                let message = e
+                    .try_into_panic()
+                    .ok()
+                    .and_then(|p| {
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    })
+                    .unwrap_or_else(|| "cancelled".into());
+                table.push(format!("| {example} | **no** | |"));
+                failures.push(format!("upstream example {example}: {message}"));
+            }
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Rewrites what cannot be had offline in an upstream example folder (see UPSTREAM_EXAMPLES).
+fn offline(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "tf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = if name == "versions.tf" {
+            "terraform {\n  required_providers {\n    aws = {\n      source  = \"hashicorp/aws\"\n      version = \"5.100.0\"\n    }\n  }\n}\n".to_string()
+        } else {
+            let mut out = String::new();
+            let mut skipping = false;
+            for line in text.lines() {
+                if line.starts_with("resource \"random_id\"") {
+                    skipping = true;
+                }
+                if !skipping {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                if skipping && line == "}" {
+                    skipping = false;
+                }
+            }
+            out.replace("random_id.random.hex", &format!("\"{WEBHOOK_SECRET}\""))
+        };
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+/// The aliases of the example's `provider "aws"` blocks ("" for the default one).
+fn provider_aliases(dir: &Path) -> Vec<String> {
+    let mut aliases = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "tf")
+            || path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ghr_test"))
+        {
+            continue;
+        }
+        let body: hcl::Body = hcl::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for block in body
+            .blocks()
+            .filter(|b| b.identifier() == "provider" && b.labels().first().is_some_and(|l| l.as_str() == "aws"))
+        {
+            let alias = block.body().attributes().find(|a| a.key() == "alias").and_then(|a| match a.expr() {
+                hcl::Expression::String(s) => Some(s.clone()),
+                _ => None,
+            });
+            aliases.push(alias.unwrap_or_default());
+        }
+    }
+    aliases
+}
+
+/// The provider blocks for moto (override files merge into the example's own), a default
+/// provider where the example has none, and the test zips for each call of our modules.
+fn configure_upstream(dir: &Path, endpoint: &str, zips: &BTreeMap<String, PathBuf>, variables: &Value) {
+    let aliases = provider_aliases(dir);
+    if !aliases.iter().any(String::is_empty) {
+        std::fs::write(dir.join("ghr_test_provider.tf"), format!("provider \"aws\" {{\n  region = \"{REGION}\"\n}}\n"))
+            .unwrap();
+    }
+    let mut text = tests::deploy::override_file(endpoint, &root_module_calls(dir), zips);
+    for alias in aliases.iter().filter(|a| !a.is_empty()) {
+        let default = tests::deploy::override_file(endpoint, &[], &BTreeMap::new());
+        let block = default.split_once("provider \"aws\" {\n").unwrap().1;
+        text.push_str(&format!("\nprovider \"aws\" {{\n  alias = \"{alias}\"\n{block}"));
+    }
+    std::fs::write(dir.join(tests::deploy::OVERRIDE_FILE), text).unwrap();
+    std::fs::write(dir.join(tests::deploy::VARIABLES_FILE), variables.to_string()).unwrap();
+}
+
+/// The plan-time warnings of check blocks, one line each: each is the header, a blank line, the
+/// location block (up to the next blank line), then the message (up to the next blank line).
+fn check_warnings(plan: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut lines = plan.lines();
+    while let Some(line) = lines.next() {
+        if !line.contains("Warning: Check block assertion failed") {
+            continue;
+        }
+        let mut blanks = 0;
+        let mut message = Vec::new();
+        for next in lines.by_ref() {
+            if next.trim().is_empty() {
+                blanks += 1;
+                if blanks >= 3 || !message.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            if blanks == 2 {
+                message.push(next.trim());
+            }
+        }
+        warnings.push(message.join(" "));
+    }
+    warnings.sort();
+    warnings.dedup();
+    warnings
+}
+
+/// moto's AMIs plus the public ones upstream's examples look up that moto does not have
+/// (Ubuntu 22.04 and 24.04 by Canonical, Windows Server 2022 ECS-optimized), as a MOTO_AMIS_PATH file.
+fn moto_amis(example: &str) -> PathBuf {
+    let path = project_root().join("target/tf-apply").join(format!("amis-{example}-{}.json", std::process::id()));
+    let script = format!(
+        r#"
+import gzip, json, os, sys, moto
+root = os.path.join(os.path.dirname(moto.__file__), "ec2", "resources")
+def load(rel):
+    p = os.path.join(root, rel)
+    for path, opener in ((p + ".gz", gzip.open), (p, open)):
+        if os.path.exists(path):
+            with opener(path, "rt") as f:
+                return json.load(f)
+    return []
+amis = load("amis.json") + load("latest_amis/{REGION}.json") + load("ecs/optimized_amis/{REGION}.json")
+base = dict(state="available", public=True, image_location="", sriov="simple", root_device_type="ebs",
+            image_type="machine", virtualization_type="hvm", hypervisor="xen", creation_date="2026-11-01T00:00:00.000Z")
+amis.append(dict(base, ami_id="ami-0a11ce0ubuntu2404", owner_id="099720109477", name="ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101",
+                 description="Canonical, Ubuntu, 24.04 LTS", architecture="x86_64", root_device_name="/dev/sda1"))
+amis.append(dict(base, ami_id="ami-0a11ce0ubuntu2204", owner_id="099720109477", name="ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20261101",
+                 description="Canonical, Ubuntu, 22.04 LTS", architecture="x86_64", root_device_name="/dev/sda1"))
+amis.append(dict(base, ami_id="ami-0b22ce0win2022ecs", owner_id="801119661308", name="Windows_Server-2022-English-Full-ECS_Optimized-2026.11.01",
+                 description="Windows Server 2022 ECS optimized", architecture="x86_64", platform="windows", root_device_name="/dev/sda1"))
+json.dump(amis, open(sys.argv[1], "w"))
+"#
+    );
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let out = std::process::Command::new(python()).arg("-c").arg(script).arg(&path).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+async fn apply_upstream_example(terraform: Terraform, example: String, zips: BTreeMap<String, PathBuf>) -> String {
+    let started = Instant::now();
+    let mut timings = Timings(Vec::new());
+    let amis = moto_amis(&example);
+    let moto = tokio::task::spawn_blocking(move || {
+        Moto::dedicated(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"), ("MOTO_AMIS_PATH", amis.to_str().unwrap())])
+    })
+    .await
+    .expect("moto");
+    let aws = Aws::new(&moto).await;
+    let (vpc, subnets) = network(&aws).await;
+    let github = FakeGithub::start().await;
+    let app = TestApp::new(1, 1000);
+    github.add_app(app.id, app.public_pem.as_bytes());
+    let env = [(common::config::test_overrides::GITHUB_API_URL, github.url.as_str())];
+
+    // Upstream's base module builds a VPC from the registry: the same output over the test's VPC.
+    let subnet_list = subnets.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let base = format!(
+        "# Stands in for upstream's examples/base (a registry VPC module, not available offline).\n\
+         variable \"prefix\" {{\n  type = string\n}}\n\nvariable \"aws_region\" {{\n  type = string\n}}\n\n\
+         output \"vpc\" {{\n  value = {{ vpc_id = \"{vpc}\", private_subnets = [{subnet_list}] }}\n}}\n"
+    );
+    let ws = Workspace::upstream(&example, &base);
+
+    // What the example's variables need that a user would have made beforehand.
+    let mut variables = json!({"github_app": {"id": app.id.to_string(), "key_base64": app.key_base64()}});
+    if example == "external-managed-ssm-secrets" {
+        let mut parameters = serde_json::Map::new();
+        for (key, value) in
+            [("id", app.id.to_string()), ("key_base64", app.key_base64()), ("webhook_secret", WEBHOOK_SECRET.into())]
+        {
+            let name = format!("/github-action-runners/external/{key}");
+            aws.ssm
+                .put_parameter()
+                .name(&name)
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .send()
+                .await
+                .unwrap();
+            parameters.insert(
+                key.into(),
+                json!({"name": name, "arn": format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}")}),
+            );
+        }
+        variables = json!({"github_app_ssm_parameters": parameters});
+    }
+    if example == "prebuilt" {
+        // The user's own AMI, found by the example's default name filter and owner.
+        let image = aws
+            .ec2
+            .register_image()
+            .name("github-runner-al2023-x86_64-2026-11-30")
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .root_device_name("/dev/xvda")
+            .send()
+            .await
+            .unwrap();
+        assert!(image.image_id().is_some());
+    }
+
+    let baseline = inventory(&moto.endpoint).await;
+
+    // permissions-boundary: upstream applies setup/ first (the deployment role and boundary);
+    // the example reads its local state.
+    let setup = ws.dir.join("setup");
+    if setup.exists() {
+        offline(&setup);
+        configure_upstream(&setup, &moto.endpoint, &BTreeMap::new(), &json!({}));
+        let setup_ws = Workspace { example: format!("{example}/setup"), dir: setup.clone() };
+        terraform_ok(&terraform, &setup_ws, &["init", "-input=false", "-no-color"], &mut timings).await;
+        terraform_ok(&terraform, &setup_ws, &["apply", "-input=false", "-no-color", "-auto-approve"], &mut timings)
+            .await;
+    }
+
+    offline(&ws.dir);
+    configure_upstream(&ws.dir, &moto.endpoint, &zips, &variables);
+    terraform_ok(&terraform, &ws, &["init", "-input=false", "-no-color"], &mut timings).await;
+    let plan = terraform.run_with(&ws.dir, &["plan", "-input=false", "-no-color", "-out=first.tfplan"], &env).await;
+    timings.add("plan", plan.took);
+    assert_eq!(plan.code, Some(0), "terraform plan failed in upstream/{example}:\n{}", plan.output);
+    let warnings = check_warnings(&plan.output);
+    let apply = terraform
+        .run_with(&ws.dir, &["apply", "-input=false", "-no-color", "-auto-approve", "first.tfplan"], &env)
+        .await;
+    timings.add("apply", apply.took);
+    assert_eq!(apply.code, Some(0), "terraform apply failed in upstream/{example}:\n{}", apply.output);
+    let second = terraform.run_with(&ws.dir, &["plan", "-input=false", "-no-color", "-detailed-exitcode"], &env).await;
+    timings.add("second plan", second.took);
+    assert_eq!(
+        second.code,
+        Some(0),
+        "upstream/{example}: the second plan is not empty (or failed):\n{}",
+        second.output
+    );
+
+    // The examples that call modules/webhook-github-app set the App's webhook (on the fake GitHub).
+    let main = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
+    let hook = if main.contains("modules/webhook-github-app") {
+        let config = github.app_hook_config(app.id).unwrap_or_default();
+        let url = config.get("url").and_then(Value::as_str).unwrap_or_default().to_string();
+        assert!(
+            url.starts_with("https://") && url.ends_with("/webhook"),
+            "the App's webhook URL was not set: {config:?}"
+        );
+        assert_eq!(config.get("secret").and_then(Value::as_str), Some(WEBHOOK_SECRET), "nor its secret");
+        "App webhook set"
+    } else {
+        ""
+    };
+
+    terraform_ok(&terraform, &ws, &["destroy", "-input=false", "-no-color", "-auto-approve"], &mut timings).await;
+    if setup.exists() {
+        let setup_ws = Workspace { example: format!("{example}/setup"), dir: setup.clone() };
+        terraform_ok(&terraform, &setup_ws, &["destroy", "-input=false", "-no-color", "-auto-approve"], &mut timings)
+            .await;
+    }
+    let left = leftovers(&baseline, &inventory(&moto.endpoint).await);
+    assert!(left.is_empty(), "upstream/{example}: destroy left these behind: {left:#?}");
+    eprintln!("upstream example {example}: {timings}; total {:.1}s", started.elapsed().as_secs_f64());
+    let planned = plan.output.lines().find(|l| l.starts_with("Plan:")).unwrap_or_default().to_string();
+    format!(
+        "| {example} | yes: {planned} second plan empty, destroyed clean{} | {} |",
+        if hook.is_empty() { String::new() } else { format!("; {hook}") },
+        if warnings.is_empty() { "none".to_string() } else { warnings.join("<br>") }
+    )
+}

@@ -415,9 +415,10 @@ fn interface(files: &[(PathBuf, Body)]) -> (BTreeMap<String, (String, String)>, 
 }
 
 /// Where this project's variable differs from upstream's on purpose: (name, why).
-const ROOT_DEPARTURES: &[(&str, &str)] = &[
-    ("metrics", "the dashboard and alarms are on by default; upstream's job-retry and spot-warning metric flags belong to features not here yet"),
-];
+const ROOT_DEPARTURES: &[(&str, &str)] = &[(
+    "metrics",
+    "the dashboard and alarms are on by default; upstream's job-retry and spot-warning metric flags belong to features not here yet",
+)];
 const MULTI_RUNNER_DEPARTURES: &[(&str, &str)] =
     &[("metrics", "the dashboard and alarms are on by default (as the root module)")];
 
@@ -426,7 +427,12 @@ fn upstream_module_interfaces_are_kept() {
     let upstream = project_root().join("tests/fixtures/upstream/modules");
     let cases = [
         ("root", terraform_dir(), upstream.join("root"), ROOT_DEPARTURES),
-        ("multi-runner", terraform_dir().join("modules/multi-runner"), upstream.join("multi-runner"), MULTI_RUNNER_DEPARTURES),
+        (
+            "multi-runner",
+            terraform_dir().join("modules/multi-runner"),
+            upstream.join("multi-runner"),
+            MULTI_RUNNER_DEPARTURES,
+        ),
     ];
     let mut problems = Vec::new();
     for (name, ours, theirs, departures) in cases {
@@ -441,7 +447,8 @@ fn upstream_module_interfaces_are_kept() {
                         problems.push(format!("{name}: `{variable}` type {our_type} != upstream's {their_type}"));
                     }
                     if our_default != their_default {
-                        problems.push(format!("{name}: `{variable}` default {our_default} != upstream's {their_default}"));
+                        problems
+                            .push(format!("{name}: `{variable}` default {our_default} != upstream's {their_default}"));
                     }
                 }
                 Some(ours) => {

@@ -138,3 +138,14 @@ run "several_runner_configurations" {
     error_message = "No two alarms share a name (a function's error alarm and a configuration's scale-down alarm)."
   }
 }
+
+run "eventbridge_mode_alarms_on_the_dispatchers_dead_letters" {
+  command = plan
+  variables {
+    dispatcher_dead_letter_queue = { enabled = true, name = "test-dispatcher-dead-letters" }
+  }
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.dispatcher_dead_letters) == 1 && aws_cloudwatch_metric_alarm.dispatcher_dead_letters[0].dimensions.QueueName == "test-dispatcher-dead-letters"
+    error_message = "Events the dispatcher could not route alarm."
+  }
+}
