@@ -51,6 +51,7 @@ const WEBHOOK_SECRET: &str = "apply-test-webhook-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_example_applies_runs_and_destroys_against_moto() {
+    let _heavy = crate::support::HEAVY.read().await;
     let terraform = match Terraform::locate() {
         Ok(t) => t,
         Err(why) => {
@@ -96,17 +97,23 @@ async fn every_example_applies_runs_and_destroys_against_moto() {
 }
 
 /// Zips of the test-built function binaries (no release build in CI).
+/// Made once per test process: the apply tests run at the same time, and rewriting a zip while
+/// another apply reads it gives Lambda an empty file (a changed `source_code_hash` mid-apply).
 fn lambda_zips() -> BTreeMap<String, PathBuf> {
-    let dir = project_root().join("target/tf-apply").join(format!("zips-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    FUNCTIONS
-        .iter()
-        .map(|(function, variable)| {
-            let zip = dir.join(format!("{function}.zip"));
-            zip_bootstrap(&binary(function), &zip);
-            (variable.to_string(), zip)
-        })
-        .collect()
+    static ZIPS: std::sync::OnceLock<BTreeMap<String, PathBuf>> = std::sync::OnceLock::new();
+    ZIPS.get_or_init(|| {
+        let dir = project_root().join("target/tf-apply").join(format!("zips-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        FUNCTIONS
+            .iter()
+            .map(|(function, variable)| {
+                let zip = dir.join(format!("{function}.zip"));
+                zip_bootstrap(&binary(function), &zip);
+                (variable.to_string(), zip)
+            })
+            .collect()
+    })
+    .clone()
 }
 
 /// The example's calls of the root module (`source = "../../"`) or of the multi-runner module,
@@ -992,6 +999,7 @@ const UPSTREAM_EXAMPLES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upstream_examples_apply_unchanged_against_moto() {
+    let _heavy = crate::support::HEAVY.read().await;
     let terraform = match Terraform::locate() {
         Ok(t) => t,
         Err(why) => {

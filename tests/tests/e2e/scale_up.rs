@@ -466,6 +466,7 @@ async fn concurrent_invocations_never_end_above_the_maximum() {
 /// the count, and a loaded CI machine must not turn them into deadline tests (the surplus is
 /// terminated only while the invocation has time).
 async fn two_racing_invocations(w: &World, env: &[(&str, &str)], jobs_each: u64) -> (Vec<String>, Vec<String>) {
+    let _quiet = crate::support::HEAVY.write().await;
     let a = w.function_with_timeout(env, Duration::from_secs(120)).await;
     let b = w.function_with_timeout(env, Duration::from_secs(120)).await;
     w.proxy.inject(AwsFault::delayed("ec2:CreateFleet", Duration::from_millis(1500)));

@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 
 /// Path of a function binary built for the tests (`lambda-<name>`).
+/// The Terraform apply tests (each runs several terraform and moto processes at once) hold it
+/// shared; the tests whose outcome depends on AWS answering within a few seconds hold it alone,
+/// so they never run on a machine those applies saturate (2 cores in CI).
+pub static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 pub fn binary(name: &str) -> PathBuf {
     let path = match name {
         "webhook" => env!("CARGO_BIN_EXE_lambda-webhook"),
