@@ -11,7 +11,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
   labels   = sort(distinct(concat(var.runner_disable_default_labels ? [] : ["self-hosted", var.runner_os, var.runner_architecture], var.runner_extra_labels)))
   # Settings every function shares (see modules/lambda).
   lambda = {
@@ -164,6 +164,18 @@ module "runners" {
     memory_size = var.runners_scale_down_lambda_memory_size
     timeout     = var.runners_scale_down_lambda_timeout
   }
+  pool = {
+    config                         = var.pool_config
+    runner_owner                   = var.pool_runner_owner
+    include_busy_runners           = var.pool_include_busy_runners
+    hold_minutes                   = var.pool_hold_minutes
+    zip                            = coalesce(var.pool_lambda_zip, local.zip["pool"])
+    memory_size                    = var.pool_lambda_memory_size
+    timeout                        = var.pool_lambda_timeout
+    reserved_concurrent_executions = var.pool_lambda_reserved_concurrent_executions
+  }
+  job_retry       = merge(var.job_retry, { zip = coalesce(var.job_retry_lambda_zip, local.zip["job-retry"]) })
+  ssm_housekeeper = merge(var.runners_ssm_housekeeper, { zip = coalesce(var.ssm_housekeeper_lambda_zip, local.zip["ssm-housekeeper"]) })
 }
 
 module "webhook" {
@@ -245,12 +257,8 @@ locals {
     "lambda_s3_bucket (deploy the zips from S3)"   = var.lambda_s3_bucket != null
     "iam_overrides"                                = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
     "enable_dynamic_labels (dynamic labels)"       = var.enable_dynamic_labels
-    "pool_config (the pool)"                       = length(var.pool_config) > 0
-    "job_retry"                                    = var.job_retry.enable
     "instance_termination_watcher"                 = var.instance_termination_watcher.enable
     "enable_ami_housekeeper (the AMI housekeeper)" = var.enable_ami_housekeeper
-    "runners_ssm_housekeeper (the SSM housekeeper)" = (var.runners_ssm_housekeeper.config.dryRun || var.runners_ssm_housekeeper.config.minimumDaysOld != 1 ||
-    var.runners_ssm_housekeeper.config.tokenPath != null || var.runners_ssm_housekeeper.schedule_expression != "rate(1 day)")
   } : name if used])
   ignored = merge(
     var.runners_lambda_zip == null ? {} : { runners_lambda_zip = "set scale_up_lambda_zip and scale_down_lambda_zip: each Rust function has its own zip" },

@@ -12,7 +12,7 @@ output "webhook" {
 }
 
 output "runners" {
-  description = "The runners (upstream's keys): launch template, scale-up and scale-down functions with their log groups and roles, the runner role, log groups and files, labels (the pool's are null until the pool is here); plus `ssm_paths`."
+  description = "The runners (upstream's keys): launch template, scale-up and scale-down functions with their log groups and roles, the runner role, log groups and files, labels (the pool's are null without `pool_config`); plus `ssm_paths`, `lambda_job_retry` and `lambda_ssm_housekeeper` (null when off)."
   value = {
     launch_template_name    = module.runners.launch_template.name
     launch_template_id      = module.runners.launch_template.id
@@ -22,16 +22,18 @@ output "runners" {
     lambda_up_log_group     = module.runners.lambda_up.log_group
     lambda_down             = module.runners.lambda_down.function
     lambda_down_log_group   = module.runners.lambda_down.log_group
-    lambda_pool             = null
-    lambda_pool_log_group   = null
+    lambda_pool             = try(module.runners.lambda_pool.function, null)
+    lambda_pool_log_group   = try(module.runners.lambda_pool.log_group, null)
     role_runner             = module.runners.role_runner
     role_scale_up           = module.runners.lambda_up.role
     role_scale_down         = module.runners.lambda_down.role
-    role_pool               = null
+    role_pool               = try(module.runners.lambda_pool.role, null)
     runners_log_groups      = module.runners.runners_log_groups
     labels                  = module.runners.labels
     logfiles                = module.runners.logfiles
     ssm_paths               = module.runners.ssm_paths
+    lambda_job_retry        = module.runners.lambda_job_retry
+    lambda_ssm_housekeeper  = module.runners.lambda_ssm_housekeeper
   }
 }
 

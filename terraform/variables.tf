@@ -663,6 +663,24 @@ variable "dispatcher_lambda_zip" {
   default     = null
 }
 
+variable "pool_lambda_zip" {
+  description = "Pool zip; null for `target/lambda/<arch>/pool/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "job_retry_lambda_zip" {
+  description = "Job-retry zip; null for `target/lambda/<arch>/job-retry/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "ssm_housekeeper_lambda_zip" {
+  description = "SSM housekeeper zip; null for `target/lambda/<arch>/ssm-housekeeper/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
 variable "eventbridge" {
   description = <<-EOT
     EventBridge mode (on by default, as upstream): the webhook publishes each delivery on the bus `<prefix>-runners` (archived) and the dispatcher routes queued jobs from it to the runner queues; off, the webhook routes jobs to the queues itself (direct mode).
@@ -981,31 +999,31 @@ variable "lambda_principals" {
 }
 
 variable "pool_lambda_memory_size" {
-  description = "Not supported yet (the pool): memory (MB) of the pool function."
+  description = "Memory (MB) of the pool function."
   type        = number
   default     = 512
 }
 
 variable "pool_lambda_timeout" {
-  description = "Not supported yet (the pool; a plan-time warning says so when a configuration sets `pool_config`): timeout of the pool functions."
+  description = "Timeout (seconds) of the pool function."
   type        = number
   default     = 60
 }
 
 variable "pool_runner_owner" {
-  description = "Not supported yet (the pool): the organization the pool's runners register with."
+  description = "The organization the pool's runners register with (the pool supports organization runners only, as upstream; required with `pool_config`)."
   type        = string
   default     = null
 }
 
 variable "pool_lambda_reserved_concurrent_executions" {
-  description = "Not supported yet (the pool): reserved concurrency of the pool functions."
+  description = "Reserved concurrency of the pool function (1: one top-up at a time; -1: no limit)."
   type        = number
   default     = 1
 }
 
 variable "pool_config" {
-  description = "Not supported yet (the pool; a plan-time warning says so when set): schedules and sizes of the pool."
+  description = "The pool: one EventBridge Scheduler schedule per entry (`schedule_expression`, `schedule_expression_timezone`, default UTC), each topping the pool of idle organization runners up to `size`, never past `runners_maximum_count`. Empty: no pool."
   type = list(object({
     schedule_expression          = string
     schedule_expression_timezone = optional(string)
@@ -1014,8 +1032,14 @@ variable "pool_config" {
   default = []
 }
 
+variable "pool_hold_minutes" {
+  description = "Beyond upstream: how long after a pool run scale-down leaves the runners it counted (and launched) alone, so that the pool and `idle_config` do not take turns launching and removing them. Set it longer than the time between two pool schedules; 0 turns the hold off (upstream's behaviour)."
+  type        = number
+  default     = 30
+}
+
 variable "pool_include_busy_runners" {
-  description = "Not supported yet (the pool): count busy runners in the pool."
+  description = "Count busy runners toward the pool's size (by default only idle runners and instances still booting count)."
   type        = bool
   default     = false
 }
@@ -1099,7 +1123,7 @@ variable "runner_license_specifications" {
 }
 
 variable "runners_ssm_housekeeper" {
-  description = "Not supported yet (the SSM housekeeper, which deletes old token/JIT parameters; a plan-time warning says so when its settings are changed from the defaults)."
+  description = "The SSM housekeeper: deletes runner token/JIT parameters older than `config.minimumDaysOld` days, and sooner those of terminated instances (beyond upstream), on `schedule_expression`; `config.dryRun` only logs. `config.tokenPath` defaults to the module's token path."
   type = object({
     schedule_expression = optional(string, "rate(1 day)")
     enabled             = optional(bool, true)
@@ -1133,7 +1157,7 @@ variable "instance_termination_watcher" {
 }
 
 variable "job_retry" {
-  description = "Not supported yet (a plan-time warning says so when `enable`): job retry."
+  description = "Job retry: each launched job is checked again after `delay_in_seconds` × `delay_backoff`^retry (at most 900 s) and put back on the build queue while still queued, up to `max_attempts` times (queue `<prefix>-job-retry`, function `<prefix>-job-retry`)."
   type = object({
     enable             = optional(bool, false)
     delay_in_seconds   = optional(number, 300)

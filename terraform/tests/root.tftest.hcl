@@ -200,16 +200,44 @@ run "warns_when_the_region_differs_from_the_provider" {
 run "upstream_inputs_of_features_not_here_yet_warn_by_name" {
   command = plan
   variables {
-    pool_config            = [{ schedule_expression = "cron(* 8-18 ? * MON-FRI *)", size = 2 }]
-    job_retry              = { enable = true, max_attempts = 1, delay_in_seconds = 180 }
     enable_ami_housekeeper = true
     runners_lambda_zip     = "../lambdas-download/runners.zip"
     lambda_runtime         = "nodejs22.x"
   }
   expect_failures = [check.unsupported_features, check.ignored_inputs]
   assert {
-    condition     = join(",", local.unsupported) == "enable_ami_housekeeper (the AMI housekeeper),job_retry,pool_config (the pool)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
+    condition     = join(",", local.unsupported) == "enable_ami_housekeeper (the AMI housekeeper)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
     error_message = "Each feature in use is named."
+  }
+}
+
+run "pool_job_retry_and_ssm_housekeeper" {
+  command = plan
+  variables {
+    enable_organization_runners = true
+    pool_runner_owner           = "acme"
+    pool_config = [
+      { schedule_expression = "cron(* 8-18 ? * MON-FRI *)", schedule_expression_timezone = "Europe/Amsterdam", size = 2 },
+      { schedule_expression = "cron(* * ? * SAT,SUN *)", size = 1 },
+    ]
+    job_retry               = { enable = true, max_attempts = 2, delay_in_seconds = 180 }
+    runners_ssm_housekeeper = { config = { dryRun = true } }
+  }
+  assert {
+    condition     = length(module.runners.lambda_pool.function.function_name) > 0 && length(local.unsupported) == 0
+    error_message = "The pool is deployed, and no longer warned about."
+  }
+  assert {
+    condition     = jsondecode(module.runners.lambda_pool.function.environment.RUNNERS_MAXIMUM_COUNT) == var.runners_maximum_count && module.runners.lambda_pool.function.environment.RUNNER_OWNER == "acme"
+    error_message = "The pool launches with scale-up's settings, for its organization."
+  }
+  assert {
+    condition     = module.runners.lambda_job_retry.queue.name == "${var.prefix}-job-retry"
+    error_message = "Job retry: its queue (scale-up gets its URL at apply time)."
+  }
+  assert {
+    condition     = jsondecode(module.runners.lambda_ssm_housekeeper.function.environment.SSM_CLEANUP_CONFIG).dryRun == true
+    error_message = "The SSM housekeeper gets its config, the token path filled in."
   }
 }
 

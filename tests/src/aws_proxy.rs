@@ -253,6 +253,7 @@ fn action_of(method: &axum::http::Method, query: &str, headers: &HeaderMap, body
         let service = match service {
             s if s.starts_with("AmazonSSM") => "ssm",
             s if s.starts_with("AmazonSQS") => "sqs",
+            "AWSEvents" => "events",
             other => other,
         };
         return format!("{service}:{operation}");

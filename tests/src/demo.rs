@@ -5,7 +5,10 @@
 //! secret and matcher config, the runner configuration, the build queue with its delay and
 //! visibility timeout, the launch template, the runner bucket), and the four functions run
 //! through [`local::Local`]: the same handler code and the same variables as in Lambda, the
-//! webhook behind a real HTTP endpoint.
+//! webhook behind a real HTTP endpoint. By default in EventBridge mode, upstream's default: the
+//! webhook publishes on moto's bus `<prefix>-runners`, whose rule `<prefix>-workflow_job`
+//! delivers queued jobs to the dispatcher (through an SQS queue standing in for the Lambda
+//! target), which routes them to the build queue. `--direct`: the webhook queues jobs itself.
 //!
 //! The instance side is simulated the way `start-runner.sh` and GitHub behave: each instance
 //! scale-up launches in moto boots, finds the runner in S3, reads its configuration and its token
@@ -49,8 +52,9 @@ const JOB_LABELS: &[&[&str]] =
 /// A job no runner configuration matches: the webhook does not queue it.
 const UNMATCHED_LABELS: &[&str] = &["self-hosted", "gpu"];
 const OWNER: &str = "acme";
-/// Calls Lambda's event source mapping makes, not the functions.
-const ESM_CALLS: &[&str] = &["sqs:ReceiveMessage", "sqs:DeleteMessageBatch"];
+/// Calls Lambda's event source mapping (and the stand-in for EventBridge's delivery to the
+/// dispatcher) make, not the functions.
+const ESM_CALLS: &[&str] = &["sqs:ReceiveMessage", "sqs:DeleteMessageBatch", "sqs:DeleteMessage"];
 const REPO: &str = "web";
 
 /// What the demo does.
@@ -78,6 +82,11 @@ pub struct DemoOptions {
     pub verbose: bool,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Direct mode (the webhook queues jobs) instead of EventBridge mode (bus → dispatcher).
+    pub direct: bool,
+    /// A pool of this many idle runners, topped up every 5 s before and during the burst
+    /// (0: no pool).
+    pub pool: usize,
 }
 
 impl Default for DemoOptions {
@@ -94,6 +103,8 @@ impl Default for DemoOptions {
             scale_down_every: Duration::from_secs(5),
             verbose: true,
             timeout: Duration::from_secs(600),
+            direct: false,
+            pool: 0,
         }
     }
 }
@@ -105,6 +116,12 @@ pub struct DemoSummary {
     pub jobs_queued: usize,
     pub jobs_completed: usize,
     pub unmatched_ignored: usize,
+    /// EventBridge mode: jobs the dispatcher sent to a runner queue.
+    pub jobs_dispatched: usize,
+    /// Runners the pool launched, and jobs that started on one.
+    pub pool_runners: usize,
+    pub jobs_on_pool_runners: usize,
+    pub pool_runs: usize,
     pub runners_launched: usize,
     pub runners_online: usize,
     pub runners_removed: usize,
@@ -147,6 +164,18 @@ impl DemoSummary {
             "jobs: {} sent, {} queued, {} completed, {} not matching any runner configuration (ignored)\n",
             self.jobs_sent, self.jobs_queued, self.jobs_completed, self.unmatched_ignored
         ));
+        if self.pool_runs > 0 {
+            out.push_str(&format!(
+                "pool: {} runs, {} runners launched by the pool, {} jobs started on a pool runner\n",
+                self.pool_runs, self.pool_runners, self.jobs_on_pool_runners
+            ));
+        }
+        if self.jobs_dispatched > 0 {
+            out.push_str(&format!(
+                "EventBridge: {} jobs published by the webhook and routed by the dispatcher\n",
+                self.jobs_dispatched
+            ));
+        }
         out.push_str(&format!(
             "runners: {} launched, {} online, {} removed; left: {} instances, {} registered runners\n",
             self.runners_launched, self.runners_online, self.runners_removed, self.instances_left, self.runners_left
@@ -170,7 +199,7 @@ impl DemoSummary {
         for (k, v) in self.github_calls.iter().chain(self.aws_calls.iter().filter(|(k, _)| !esm(k))) {
             out.push_str(&format!("  {v:>5}  {k}\n"));
         }
-        out.push_str(&format!("(and {polling} SQS calls by the event source mapping, Lambda's own polling)\n"));
+        out.push_str(&format!("(and {polling} SQS calls by the event source mapping and the bus rule's delivery, Lambda's and EventBridge's own)\n"));
         out.push_str(if self.ok() {
             "\nOK: every job ran and every runner was removed.\n"
         } else if self.timed_out {
@@ -196,6 +225,8 @@ struct JobTrack {
 #[derive(Default)]
 struct InstanceTrack {
     launched_at: Option<Instant>,
+    /// Launched by the pool (`ghr:created_by = pool-lambda`).
+    pool: bool,
     online_at: Option<Instant>,
     runner_id: Option<u64>,
     removed: bool,
@@ -267,7 +298,12 @@ impl World {
             for i in page.reservations().iter().flat_map(|r| r.instances()) {
                 let kind = i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default();
                 let lifecycle = i.instance_lifecycle().map(|l| l.as_str().to_string()).unwrap_or("on-demand".into());
-                out.push((i.instance_id().unwrap_or_default().to_string(), format!("{lifecycle} {kind}")));
+                let pool = i
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some(tags::CREATED_BY) && t.value() == Some(tags::CREATED_BY_POOL));
+                let by = if pool { ", for the pool" } else { "" };
+                out.push((i.instance_id().unwrap_or_default().to_string(), format!("{lifecycle} {kind}{by}")));
             }
             next = page.next_token().map(str::to_string);
             if next.is_none() {
@@ -290,9 +326,15 @@ async fn watch_instances(world: Arc<World>) {
                 if s.instances.contains_key(&id) {
                     false
                 } else {
-                    s.instances
-                        .insert(id.clone(), InstanceTrack { launched_at: Some(Instant::now()), ..Default::default() });
+                    let pool = kind.ends_with("for the pool");
+                    s.instances.insert(
+                        id.clone(),
+                        InstanceTrack { launched_at: Some(Instant::now()), pool, ..Default::default() },
+                    );
                     s.summary.runners_launched += 1;
+                    if pool {
+                        s.summary.pool_runners += 1;
+                    }
                     true
                 }
             };
@@ -427,16 +469,20 @@ async fn run_job(world: Arc<World>, job: u64, instance: String, ephemeral: bool)
     // As job-marker.sh writes them: the start in milliseconds, the completion naming it.
     let started = chrono::Utc::now().timestamp_millis().to_string();
     world.tag(&instance, JOB_STARTED_TAG, &started).await;
-    let queued_at = {
+    let (queued_at, on_pool) = {
         let mut s = world.state();
+        let on_pool = s.instances.get(&instance).is_some_and(|i| i.pool);
+        if on_pool {
+            s.summary.jobs_on_pool_runners += 1;
+        }
         let track = s.jobs.entry(job).or_default();
         track.started_at = Some(Instant::now());
-        track.queued_at
+        (track.queued_at, on_pool)
     };
     if let Some(q) = queued_at {
         world.state().summary.queued_to_started.push(q.elapsed().as_secs_f64());
     }
-    world.say(format!("job {job} started on runner {instance}"));
+    world.say(format!("job {job} started on runner {instance}{}", if on_pool { " (a pool runner)" } else { "" }));
     tokio::time::sleep(Duration::from_secs_f64(world.options.job_seconds)).await;
     world.tag(&instance, JOB_COMPLETED_TAG, &started).await;
     world.github.finish_job(job, Duration::ZERO);
@@ -533,6 +579,39 @@ async fn functions_sdk(proxy: &AwsProxy) -> aws_config::SdkConfig {
         .await
 }
 
+/// EventBridge mode as Terraform deploys it: the bus, the rule for queued jobs, and (standing
+/// in for the dispatcher function, which the local runner feeds) an SQS queue as its target.
+/// Returns the target queue's URL.
+async fn create_bus(moto: &Moto, aws: &Aws, prefix: &str, bus: &str) -> Result<String, String> {
+    let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config().await);
+    events.create_event_bus().name(bus).send().await.map_err(|e| format!("event bus: {e:?}"))?;
+    let target = aws.create_queue(&format!("{prefix}-dispatcher-events"), false).await;
+    let rule = format!("{prefix}-workflow_job");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(json!({"detail-type": ["workflow_job"], "detail": {"action": ["queued"]}}).to_string())
+        .send()
+        .await
+        .map_err(|e| format!("rule: {e:?}"))?;
+    let target_arn = format!("arn:aws:sqs:{REGION}:{}:{prefix}-dispatcher-events", crate::moto::ACCOUNT);
+    let target_rule = aws_sdk_eventbridge::types::Target::builder()
+        .id("dispatcher")
+        .arn(target_arn)
+        .build()
+        .map_err(|e| format!("target: {e:?}"))?;
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(target_rule)
+        .send()
+        .await
+        .map_err(|e| format!("target: {e:?}"))?;
+    Ok(target)
+}
+
 fn vars(pairs: Vec<(String, String)>) -> local::Vars {
     pairs.into_iter().collect()
 }
@@ -588,6 +667,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         "matcherConfig": {"labelMatchers": [RUNNER_LABELS], "exactMatch": true, "bidirectionalLabelMatch": false, "priority": 999}
     }]);
     aws.put_parameter(&matcher_parameter, &matchers.to_string(), false).await;
+    let bus = format!("{}-runners", stack.prefix);
+    let event_queue = if options.direct { None } else { Some(create_bus(moto, &aws, &stack.prefix, &bus).await?) };
     let jit = options.ephemeral;
     let run_as = "ec2-user";
     for (name, value) in [
@@ -613,8 +694,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         .await
         .map_err(|e| format!("bucket: {e:?}"))?;
     say(&format!(
-        "Created what Terraform would: SSM parameters under {}, queue {}-queued-builds (delay {} s), launch template {}, bucket {bucket}",
-        stack.ssm_root, stack.prefix, options.delay_seconds, stack.launch_template
+        "Created what Terraform would: SSM parameters under {}, queue {}-queued-builds (delay {} s), launch template {}, bucket {bucket}{}",
+        stack.ssm_root,
+        stack.prefix,
+        options.delay_seconds,
+        stack.launch_template,
+        if options.direct {
+            String::from(" (direct mode: the webhook queues jobs)")
+        } else {
+            format!(", event bus {bus} with the rule {}-workflow_job for the dispatcher", stack.prefix)
+        }
     ));
 
     // The functions' environments, as Terraform sets them.
@@ -658,12 +747,32 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         v
     };
-    let webhook = common_vars(&[
-        ("PARAMETER_GITHUB_APP_WEBHOOK_SECRET", &stack.webhook_secret_parameter),
-        ("PARAMETER_RUNNER_MATCHER_CONFIG_PATH", &matcher_parameter),
+    let routing = [
+        ("PARAMETER_RUNNER_MATCHER_CONFIG_PATH", matcher_parameter.as_str()),
         ("REPOSITORY_ALLOW_LIST", "[]"),
         ("QUEUE_SELECTION_STRATEGY", "first"),
-    ]);
+    ];
+    let mut webhook = common_vars(&routing);
+    webhook.insert("PARAMETER_GITHUB_APP_WEBHOOK_SECRET".into(), stack.webhook_secret_parameter.clone());
+    if !options.direct {
+        webhook.insert("EVENT_BUS_NAME".into(), bus.clone());
+        webhook.insert("ACCEPT_EVENTS".into(), r#"["workflow_job"]"#.into());
+    }
+    let dispatcher = common_vars(&routing);
+    // The pool launches through scale-up's code: scale-up's variables, and its own.
+    let mut pool_vars = scale_up.clone();
+    pool_vars.extend(
+        [
+            ("RUNNER_OWNER", OWNER),
+            ("INCLUDE_BUSY_RUNNERS", "false"),
+            ("RUNNER_BOOT_TIME_IN_MINUTES", "1"),
+            ("POOL_HOLD_MINUTES", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let cleanup = json!({"tokenPath": stack.token_path(), "minimumDaysOld": 1, "dryRun": false}).to_string();
+    let ssm_housekeeper = common_vars(&[("SSM_CLEANUP_CONFIG", &cleanup), ("RUNNER_BOOT_TIME_IN_MINUTES", "1")]);
     let syncer = common_vars(&[
         ("S3_BUCKET_NAME", &bucket),
         ("S3_OBJECT_KEY", "actions-runner-linux.tar.gz"),
@@ -672,7 +781,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         ("GITHUB_RUNNER_ARCHITECTURE", "x64"),
         (common::config::test_overrides::GITHUB_API_URL, &api),
     ]);
-    let envs = local::Environments { webhook, scale_up, scale_down, syncer: Some(syncer) };
+    let envs = local::Environments {
+        webhook,
+        scale_up,
+        scale_down,
+        dispatcher,
+        pool: pool_vars,
+        job_retry: local::Vars::new(),
+        syncer: Some(syncer),
+        ssm_housekeeper: Some(ssm_housekeeper),
+    };
 
     // The functions, their AWS calls counted on the way to moto.
     let proxy = AwsProxy::start(&moto.endpoint).await;
@@ -683,6 +801,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     let sink = Arc::new(local::FileSink::create(&metrics_file).map_err(|e| e.to_string())?);
     let mut local_options = local::Options::new(([127, 0, 0, 1], 0).into(), sink);
     local_options.scale_down_every = options.scale_down_every;
+    local_options.event_queue = event_queue;
+    if options.pool > 0 {
+        local_options.pool = Some((options.pool, Duration::from_secs(5)));
+    }
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
 
     let world = Arc::new(World {
@@ -710,6 +832,34 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
                 local::Event::Webhook { status, body, .. } => {
                     watcher.say(format!("webhook answered {status}: {body}"));
                 }
+                local::Event::Dispatcher(Ok(v)) => {
+                    match v["decision"].as_str() {
+                        Some("queued") => watcher.state().summary.jobs_dispatched += 1,
+                        Some("no_matching_runner") => watcher.state().summary.unmatched_ignored += 1,
+                        _ => {}
+                    }
+                    watcher.say(format!("dispatcher: job {} {} {}", v["jobId"], v["decision"], v["queues"]));
+                }
+                local::Event::Dispatcher(Err(e)) => {
+                    watcher.say(format!("dispatcher failed (the event comes back): {e}"))
+                }
+                local::Event::Pool(Ok(v)) => {
+                    watcher.state().summary.pool_runs += 1;
+                    let created = v["created"].as_array().map_or(0, Vec::len);
+                    if created > 0 || v["failures"].as_array().is_some_and(|f| !f.is_empty()) {
+                        watcher.say(format!(
+                            "pool: size {}, {} idle, {} booting, {} busy: launched {created}",
+                            v["size"], v["idle"], v["booting"], v["busy"]
+                        ));
+                    }
+                }
+                local::Event::Pool(Err(e)) => watcher.say(format!("pool run failed (nothing launched): {e}")),
+                local::Event::JobRetry { bodies, retried } => {
+                    watcher.say(format!("job-retry: {} checks, {retried} returned", bodies.len()))
+                }
+                local::Event::SsmHousekeeper(Ok(v)) => watcher
+                    .say(format!("ssm-housekeeper: {} token parameters listed, deleted {}", v["listed"], v["deleted"])),
+                local::Event::SsmHousekeeper(Err(e)) => watcher.say(format!("ssm-housekeeper failed: {e}")),
                 local::Event::ScaleUp { bodies, retried, .. } => {
                     let jobs: Vec<String> = bodies
                         .iter()
@@ -756,6 +906,20 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     let instances_task = tokio::spawn(watch_instances(world.clone()));
     let dispatch_task = tokio::spawn(dispatch_jobs(world.clone()));
 
+    // A pool warms up first: its runners come online idle, before any job is queued.
+    if options.pool > 0 {
+        world.say(format!("pool of {}: waiting for its runners to come online", options.pool));
+        let warm_by = Instant::now() + Duration::from_secs(120);
+        loop {
+            let idle = world.github.runners().into_iter().filter(|r| r.online && !r.busy_actual).count();
+            if idle >= options.pool || Instant::now() > warm_by {
+                world.say(format!("pool warm: {idle} idle runners waiting"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     // The burst of deliveries: real payloads, signed.
     let secret = world.stack.webhook_secret.clone();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
@@ -783,18 +947,22 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         let _ = response.into_body().collect().await;
         let mut s = world.state();
         s.summary.jobs_sent += 1;
-        // The webhook answers 201 when it queued the job (upstream), 202 when it accepted but ignored it.
+        // Direct mode: the webhook answers 201 when it queued the job (upstream), 202 when it
+        // accepted but ignored it. EventBridge mode: 201 once published; the dispatcher decides.
         if matched && status == 201 {
             s.summary.jobs_queued += 1;
             s.jobs.insert(job, JobTrack { queued_at: Some(Instant::now()), ..Default::default() });
-        } else if !matched {
+        } else if !matched && options.direct && status == 202 {
             s.summary.unmatched_ignored += 1;
+        } else if !matched && status != 201 {
+            world.say(format!("webhook answered {status} for job {job}"));
         }
     }
 
     // Until every queued job ran and every runner is gone.
     let deadline = started + options.timeout;
     let mut last_progress = Instant::now();
+    let mut pool_paused = false;
     let timed_out = loop {
         let live = world.live_instances().await;
         let registered = world.github.runners().into_iter().filter(|r| r.scope == world.scope()).count();
@@ -811,6 +979,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         }
         if completed == queued && live.is_empty() && registered == 0 {
             break false;
+        }
+        if options.pool > 0 && completed == queued && !pool_paused {
+            // Evening: the pool's schedules stop; once their hold has passed, scale-down's rules
+            // apply to the idle pool runners.
+            functions.pause_pool();
+            pool_paused = true;
+            world.say(
+                "every job done: the pool's schedule stops; its idle runners go once the pool's hold (1 min) passes",
+            );
         }
         if Instant::now() > deadline {
             break true;

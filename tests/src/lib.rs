@@ -9,7 +9,8 @@
 //! - [`imds`]: the EC2 instance metadata service (IMDSv2) for the runner boot script tests;
 //! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers;
 //! - [`deploy`]: the Terraform examples applied against moto (`make tf-apply-test`);
-//! - [`demo`]: `make demo`, the whole system on one machine with the instance side simulated.
+//! - [`demo`]: `make demo`, the whole system on one machine with the instance side simulated;
+//! - [`bench`]: what the function benchmarks share (cold starts, thread CPU time).
 //!
 //! The function binaries themselves are `[[bin]]` targets of this crate (`lambda-webhook`...),
 //! so `cargo test` builds them once, in the test profile, and the tests find them through
@@ -18,6 +19,7 @@
 pub mod apps;
 pub mod aws;
 pub mod aws_proxy;
+pub mod bench;
 pub mod demo;
 pub mod deploy;
 pub mod event_source;

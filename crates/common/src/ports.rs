@@ -46,12 +46,37 @@ pub trait ParameterWriter: Send + Sync {
     async fn put_parameter(&self, parameter: &NewParameter) -> Result<(), AwsError>;
 }
 
+/// A parameter as listed, without its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedParameter {
+    pub name: String,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// SSM Parameter Store, housekeeping side (the SSM housekeeper).
+#[async_trait]
+pub trait ParameterHousekeeping: Send + Sync {
+    /// The parameters directly under `path` (not recursive), every page, values not read.
+    async fn list_under(&self, path: &str) -> Result<Vec<ListedParameter>, AwsError>;
+    /// Deletes up to 10 parameters in one call; returns the names SSM did not know (already
+    /// gone), which count as deleted.
+    async fn delete(&self, names: &[String]) -> Result<Vec<String>, AwsError>;
+}
+
 /// A job queue (SQS), send side.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Sends `body` to the queue at `queue_url`. FIFO queues need `fifo_group`, which is also
     /// used as the deduplication id so that a redelivered webhook is not queued twice.
     async fn send(&self, queue_url: &str, body: &str, fifo_group: Option<&str>) -> Result<(), AwsError>;
+}
+
+/// A queue that takes messages delivered later (SQS `DelaySeconds`): the job-retry queue.
+#[async_trait]
+pub trait DelayedQueue: Send + Sync {
+    /// Sends `body` to the standard queue at `queue_url`, delivered after `delay_seconds`
+    /// (SQS takes at most 900).
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: u32) -> Result<(), AwsError>;
 }
 
 /// One event to publish on an EventBridge bus.

@@ -36,8 +36,11 @@ pub fn init_logging() {
         .or_else(|| var("RUST_LOG"))
         .unwrap_or_else(|| "info".to_string());
     // The SDKs and the HTTP stack are chatty at debug; keep them at warn unless asked for by name.
-    let directives =
-        format!("warn,common={level},webhook={level},scale_up={level},scale_down={level},syncer={level},local={level}");
+    // Every function crate by name: a crate missing here logs warnings only.
+    let directives = format!(
+        "warn,common={level},webhook={level},dispatcher={level},scale_up={level},scale_down={level},syncer={level},\
+         pool={level},job_retry={level},ssm_housekeeper={level},local={level}"
+    );
     let filter = if level.contains('=') { EnvFilter::new(level) } else { EnvFilter::new(directives) };
     let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(false);
@@ -180,6 +183,45 @@ pub mod metrics {
         "Rate-limit answers from GitHub (the endpoint is then left alone until the limit passes)."
     );
 
+    // pool
+    metric!(
+        POOL_AVAILABLE,
+        "PoolRunnersAvailable",
+        Count,
+        [],
+        "pool",
+        "The pool's size as counted by a run (idle online runners and instances still booting)."
+    );
+    metric!(POOL_RUNNERS_LAUNCHED, "PoolRunnersLaunched", Count, [], "pool", "Runners launched to top the pool up.");
+
+    // job-retry
+    metric!(
+        RETRY_JOB,
+        "RetryJob",
+        Count,
+        ["RetryCount"],
+        "job-retry",
+        "Jobs still queued after their delay, sent back to the build queue (upstream's name)."
+    );
+
+    // ssm-housekeeper
+    metric!(
+        SSM_PARAMETERS_DELETED,
+        "SsmParametersDeleted",
+        Count,
+        ["Reason"],
+        "ssm-housekeeper",
+        "Runner token parameters deleted, by reason (expired, orphaned)."
+    );
+    metric!(
+        SSM_PARAMETERS_NOT_DELETED,
+        "SsmParametersNotDeleted",
+        Count,
+        [],
+        "ssm-housekeeper",
+        "Token parameters to delete that a run could not (errors, deadline): tried again next run."
+    );
+
     // scale-down
     metric!(RUNNERS_SEEN, "RunnersSeen", Count, [], "scale-down", "Runner instances found.");
     metric!(RUNNERS_IDLE_KEPT, "RunnersIdleKept", Count, [], "scale-down", "Idle runners kept by the idle config.");
@@ -234,6 +276,11 @@ pub mod metrics {
         JOBS_RETRIED,
         GITHUB_APP_RATE_LIMIT_REMAINING,
         GITHUB_RATE_LIMIT_HITS,
+        POOL_AVAILABLE,
+        POOL_RUNNERS_LAUNCHED,
+        RETRY_JOB,
+        SSM_PARAMETERS_DELETED,
+        SSM_PARAMETERS_NOT_DELETED,
         RUNNERS_SEEN,
         RUNNERS_IDLE_KEPT,
         RUNNERS_TERMINATED,

@@ -15,8 +15,8 @@ use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
 use crate::error::{AwsError, AwsErrorKind, GithubError};
 use crate::ports::{
-    EventBus, GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, NewParameter, OutgoingEvent, ParameterStore,
-    ParameterWriter, RunnerInstances, RunnerRemoval, Withdrawal,
+    DelayedQueue, EventBus, GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, ListedParameter, NewParameter,
+    OutgoingEvent, ParameterHousekeeping, ParameterStore, ParameterWriter, RunnerInstances, RunnerRemoval, Withdrawal,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -33,6 +33,10 @@ pub struct MemoryParameterStore {
     written: Mutex<Vec<NewParameter>>,
     failure: Mutex<Option<AwsError>>,
     put_failures: Mutex<VecDeque<AwsError>>,
+    modified: Mutex<BTreeMap<String, chrono::DateTime<chrono::Utc>>>,
+    delete_failures: Mutex<VecDeque<AwsError>>,
+    /// The name lists of every delete call.
+    pub deletes: Mutex<Vec<Vec<String>>>,
     pub calls: AtomicUsize,
 }
 
@@ -66,6 +70,42 @@ impl MemoryParameterStore {
     /// Makes the next writes fail, one error each.
     pub fn fail_next_puts(&self, errors: Vec<AwsError>) {
         lock(&self.put_failures).extend(errors);
+    }
+
+    /// A parameter last modified at `at` (for the housekeeper).
+    pub fn put_at(&self, name: &str, value: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.put(name, value);
+        lock(&self.modified).insert(name.to_string(), at);
+    }
+
+    /// Makes the next delete calls fail, one error each.
+    pub fn fail_next_deletes(&self, errors: Vec<AwsError>) {
+        lock(&self.delete_failures).extend(errors);
+    }
+}
+
+#[async_trait]
+impl ParameterHousekeeping for MemoryParameterStore {
+    async fn list_under(&self, path: &str) -> Result<Vec<ListedParameter>, AwsError> {
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let modified = lock(&self.modified);
+        Ok(lock(&self.values)
+            .keys()
+            .filter(|n| n.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
+            .map(|n| ListedParameter { name: n.clone(), last_modified: modified.get(n).copied() })
+            .collect())
+    }
+
+    async fn delete(&self, names: &[String]) -> Result<Vec<String>, AwsError> {
+        lock(&self.deletes).push(names.to_vec());
+        if let Some(e) = lock(&self.delete_failures).pop_front() {
+            return Err(e);
+        }
+        let mut values = lock(&self.values);
+        Ok(names.iter().filter(|n| values.remove(*n).is_none()).cloned().collect())
     }
 }
 
@@ -157,6 +197,8 @@ pub struct SentMessage {
 #[derive(Default)]
 pub struct MemoryJobQueue {
     pub sent: Mutex<Vec<SentMessage>>,
+    /// Delayed sends: the message and its delay in seconds.
+    pub delayed: Mutex<Vec<(SentMessage, u32)>>,
     failure: Mutex<Option<AwsError>>,
 }
 
@@ -181,6 +223,18 @@ impl JobQueue for MemoryJobQueue {
             body: body.to_string(),
             fifo_group: fifo_group.map(str::to_string),
         });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DelayedQueue for MemoryJobQueue {
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: u32) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        let message = SentMessage { queue_url: queue_url.to_string(), body: body.to_string(), fifo_group: None };
+        lock(&self.delayed).push((message, delay_seconds));
         Ok(())
     }
 }

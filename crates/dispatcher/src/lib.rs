@@ -132,10 +132,12 @@ pub async fn build(
 
 /// Starts the function: reads its configuration and the matcher config, then serves events.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
+    let started = std::time::Instant::now();
     common::telemetry::init_logging();
     let config = Config::from_lookup(&common::lambda::process_env)
         .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let sdk = common::aws::load_sdk_config(Duration::from_secs(3), 3).await;
+    let sdk_ready = started.elapsed();
     let dispatcher = build(&config, &sdk, Metrics::stdout(&config.telemetry))
         .await
         .inspect_err(|e| tracing::error!(error = %e, "loading the matcher config"))?;
@@ -143,6 +145,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         configurations = dispatcher.routing.matchers.len(),
         strategy = ?config.queue_selection_strategy,
         allow_list = ?config.repository_allow_list,
+        sdk_ms = sdk_ready.as_secs_f64() * 1000.0,
+        parameters_ms = (started.elapsed() - sdk_ready).as_secs_f64() * 1000.0,
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "dispatcher ready"
     );
     let dispatcher = &dispatcher;

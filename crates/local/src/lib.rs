@@ -2,12 +2,24 @@
 //!
 //! - **webhook**: an HTTP server on a local address turns each request into the Lambda function
 //!   URL event (payload 2.0) the deployed function receives, and answers with its response.
+//! - **dispatcher** (EventBridge mode, when the webhook has `EVENT_BUS_NAME` and the runner is
+//!   given `event_queue`): the webhook publishes on the real bus; the bus rule
+//!   `<prefix>-workflow_job` targets an SQS queue here instead of the dispatcher function, and a
+//!   poller hands each event, as EventBridge delivers it, to the dispatcher's own handler. A
+//!   failed event stays on that queue and comes back (EventBridge's retry policy). Without
+//!   `event_queue` there is nothing to carry events from the bus, so jobs are routed directly.
 //! - **scale-up**: one poller per runner queue of the webhook's matcher config, behaving like
 //!   Lambda's SQS event source mapping with `ReportBatchItemFailures` and a reserved concurrency
 //!   of one: batches of up to `batch_size`, the successful messages deleted, the failed ones left
 //!   to come back after the queue's visibility timeout. The queue's delivery delay is SQS's own.
 //! - **scale-down**: every `scale_down_every`, like its EventBridge schedule.
 //! - **syncer**: once at start, like the deploy trigger.
+//! - **pool** (when given `pool`): every `pool.every` with `{"poolSize": size}`, like one of its
+//!   Scheduler schedules; [`Local::pause_pool`] stops the schedule (the evening).
+//! - **job-retry** (when scale-up's `JOB_RETRY_CONFIG` is on): a poller on the retry queue,
+//!   like its event source mapping.
+//! - **ssm-housekeeper** (when configured, as by default): at start and every
+//!   `ssm_housekeeper_every`, like its schedule.
 //!
 //! Each function reads its own configuration from its own variables (the ones Terraform sets)
 //! and its own invocation deadline (its Lambda timeout). Where the AWS calls go is `sdk`:
@@ -41,6 +53,14 @@ pub struct Environments {
     pub webhook: Vars,
     pub scale_up: Vars,
     pub scale_down: Vars,
+    /// The dispatcher's (EventBridge mode only).
+    pub dispatcher: Vars,
+    /// The pool's (scale-up's and its own); used with [`Options::pool`].
+    pub pool: Vars,
+    /// Job retry's (used when scale-up's `JOB_RETRY_CONFIG` is on).
+    pub job_retry: Vars,
+    /// None: no SSM housekeeper (`runners_ssm_housekeeper.enabled = false`).
+    pub ssm_housekeeper: Option<Vars>,
     /// None: no syncer (`enable_runner_binaries_syncer = false`).
     pub syncer: Option<Vars>,
 }
@@ -52,7 +72,17 @@ impl Environments {
     pub fn from_process() -> Self {
         let all: Vars = std::env::vars().collect();
         let syncer = all.contains_key("S3_BUCKET_NAME").then(|| all.clone());
-        Self { webhook: all.clone(), scale_up: all.clone(), scale_down: all, syncer }
+        let ssm_housekeeper = all.contains_key("SSM_CLEANUP_CONFIG").then(|| all.clone());
+        Self {
+            webhook: all.clone(),
+            scale_up: all.clone(),
+            scale_down: all.clone(),
+            dispatcher: all.clone(),
+            pool: all.clone(),
+            job_retry: all,
+            syncer,
+            ssm_housekeeper,
+        }
     }
 }
 
@@ -65,6 +95,7 @@ pub struct Options {
     pub batch_size: i32,
     /// The functions' timeouts (their invocation deadlines).
     pub webhook_timeout: Duration,
+    pub dispatcher_timeout: Duration,
     pub scale_up_timeout: Duration,
     pub scale_down_timeout: Duration,
     pub syncer_timeout: Duration,
@@ -72,6 +103,15 @@ pub struct Options {
     pub scale_down_every: Duration,
     /// Where the EMF metric lines go.
     pub metrics: Arc<dyn MetricSink>,
+    /// EventBridge mode: the SQS queue the bus rule `<prefix>-workflow_job` delivers to, polled
+    /// in place of EventBridge invoking the dispatcher function.
+    pub event_queue: Option<String>,
+    /// The pool's schedule: its size, and the time between runs.
+    pub pool: Option<(usize, Duration)>,
+    pub pool_timeout: Duration,
+    pub job_retry_timeout: Duration,
+    pub ssm_housekeeper_every: Duration,
+    pub ssm_housekeeper_timeout: Duration,
 }
 
 impl Options {
@@ -81,11 +121,18 @@ impl Options {
             listen,
             batch_size: 10,
             webhook_timeout: Duration::from_secs(10),
+            dispatcher_timeout: Duration::from_secs(10),
             scale_up_timeout: Duration::from_secs(30),
             scale_down_timeout: Duration::from_secs(60),
             syncer_timeout: Duration::from_secs(300),
             scale_down_every: Duration::from_secs(300),
             metrics,
+            event_queue: None,
+            pool: None,
+            pool_timeout: Duration::from_secs(60),
+            job_retry_timeout: Duration::from_secs(30),
+            ssm_housekeeper_every: Duration::from_secs(24 * 3600),
+            ssm_housekeeper_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -95,12 +142,21 @@ impl Options {
 pub enum Event {
     /// The webhook answered a delivery.
     Webhook { delivery: String, event: String, status: u16, body: String },
+    /// The dispatcher handled an event from the bus: its answer (`jobId`, `decision`, `queues`),
+    /// or its error (the event comes back).
+    Dispatcher(Result<Value, String>),
     /// Scale-up handled a batch: the message bodies, and the ids of those returned for retry.
     ScaleUp { queue: String, bodies: Vec<String>, retried: usize },
     /// One scale-down run and its answer.
     ScaleDown(Value),
     /// The syncer's answer, or its error.
     Syncer(Result<Value, String>),
+    /// A pool run's summary, or its error.
+    Pool(Result<Value, String>),
+    /// Job retry handled a batch: the message bodies, and how many come back.
+    JobRetry { bodies: Vec<String>, retried: usize },
+    /// An SSM housekeeper run's summary, or its error.
+    SsmHousekeeper(Result<Value, String>),
 }
 
 /// The running functions.
@@ -111,6 +167,7 @@ pub struct Local {
     scale_down_timeout: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    pool_paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lookup(vars: &Vars) -> impl Fn(&str) -> Option<String> + '_ {
@@ -129,10 +186,14 @@ impl Local {
         let metrics = |t: &common::telemetry::TelemetryConfig| Metrics::new(t, options.metrics.clone());
         let mut webhook_config =
             webhook::config::Config::from_lookup(&lookup(&envs.webhook)).map_err(|e| format!("webhook: {e}"))?;
-        if let Some(bus) = webhook_config.event_bus.take() {
-            // The local runner has no bus rule to invoke a dispatcher: it routes jobs itself,
+        let eventbridge = webhook_config.event_bus.is_some() && options.event_queue.is_some();
+        if !eventbridge && let Some(bus) = webhook_config.event_bus.take() {
+            // Nothing carries events from the bus to a local dispatcher: route jobs directly,
             // with the same code (direct mode reads the matcher config Terraform sets anyway).
-            tracing::warn!(bus, "EVENT_BUS_NAME is set: the local runner routes jobs directly instead");
+            tracing::warn!(
+                bus,
+                "EVENT_BUS_NAME is set but no event queue is given: the local runner routes jobs directly"
+            );
         }
         let scale_up_config =
             scale_up::config::Config::from_lookup(&lookup(&envs.scale_up)).map_err(|e| format!("scale-up: {e}"))?;
@@ -151,6 +212,17 @@ impl Local {
                 .await
                 .map_err(|e| format!("webhook: {e}"))?,
         );
+        let dispatcher = match (&options.event_queue, eventbridge) {
+            (Some(queue), true) => {
+                let config = dispatcher::config::Config::from_lookup(&lookup(&envs.dispatcher))
+                    .map_err(|e| format!("dispatcher: {e}"))?;
+                let dispatcher = dispatcher::build(&config, sdk, metrics(&config.telemetry))
+                    .await
+                    .map_err(|e| format!("dispatcher: {e}"))?;
+                Some((Arc::new(dispatcher), queue.clone()))
+            }
+            _ => None,
+        };
         let scale_up = Arc::new(
             scale_up::build(&scale_up_config, sdk, metrics(&scale_up_config.telemetry))
                 .await
@@ -162,8 +234,39 @@ impl Local {
                 .map_err(|e| format!("scale-down: {e}"))?,
         );
 
+        let pool = match options.pool {
+            Some(_) => {
+                let config =
+                    pool::config::Config::from_lookup(&lookup(&envs.pool)).map_err(|e| format!("pool: {e}"))?;
+                Some(Arc::new(
+                    pool::build(&config, sdk, metrics(&config.telemetry())).await.map_err(|e| format!("pool: {e}"))?,
+                ))
+            }
+            None => None,
+        };
+        let job_retry = match &scale_up_config.job_retry {
+            Some(retry) => {
+                let config = job_retry::config::Config::from_lookup(&lookup(&envs.job_retry))
+                    .map_err(|e| format!("job-retry: {e}"))?;
+                let handler = job_retry::build(&config, sdk, metrics(&config.telemetry))
+                    .await
+                    .map_err(|e| format!("job-retry: {e}"))?;
+                Some((Arc::new(handler), retry.queue_url.clone()))
+            }
+            None => None,
+        };
+        let housekeeper = match &envs.ssm_housekeeper {
+            Some(vars) => {
+                let config = ssm_housekeeper::config::Config::from_lookup(&lookup(vars))
+                    .map_err(|e| format!("ssm-housekeeper: {e}"))?;
+                Some(Arc::new(ssm_housekeeper::build(&config, sdk, metrics(&config.telemetry))))
+            }
+            None => None,
+        };
+
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        let pool_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -179,9 +282,16 @@ impl Local {
 
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let mut queues: Vec<(String, String)> =
-            webhook.settings().matchers().iter().map(|m| (m.id.clone(), m.arn.clone())).collect();
+        let matchers = match &dispatcher {
+            Some((dispatcher, _)) => &dispatcher.routing().matchers[..],
+            None => webhook.settings().matchers(),
+        };
+        let mut queues: Vec<(String, String)> = matchers.iter().map(|m| (m.id.clone(), m.arn.clone())).collect();
         queues.dedup();
+        if let Some((dispatcher, url)) = dispatcher {
+            let rule = RuleTarget { sqs: sqs.clone(), url, timeout: options.dispatcher_timeout };
+            tasks.push(tokio::spawn(rule.run(dispatcher, events.clone(), stopped.clone())));
+        }
         for (url, arn) in queues {
             let poller = Poller {
                 sqs: sqs.clone(),
@@ -191,7 +301,51 @@ impl Local {
                 batch_size: options.batch_size,
                 timeout: options.scale_up_timeout,
             };
-            tasks.push(tokio::spawn(poller.run(scale_up.clone(), events.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(poller.run(Consumer::ScaleUp(scale_up.clone()), events.clone(), stopped.clone())));
+        }
+        if let Some((handler, url)) = job_retry {
+            let poller = Poller {
+                sqs: sqs.clone(),
+                arn: format!("arn:aws:sqs:{region}:000000000000:{}", url.rsplit('/').next().unwrap_or_default()),
+                url,
+                region: region.clone(),
+                batch_size: 10,
+                timeout: options.job_retry_timeout,
+            };
+            tasks.push(tokio::spawn(poller.run(Consumer::JobRetry(handler), events.clone(), stopped.clone())));
+        }
+        if let (Some(pool), Some((size, every))) = (pool, options.pool) {
+            let timeout = options.pool_timeout;
+            let pool_events = events.clone();
+            let paused = pool_paused.clone();
+            tasks.push(tokio::spawn(every_tick(every, stopped.clone(), move || {
+                let pool = pool.clone();
+                let pool_events = pool_events.clone();
+                let paused = paused.clone();
+                async move {
+                    if paused.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome =
+                        pool.handle(&json!({"poolSize": size, "type": "ec2"}), Deadline::after(timeout)).await;
+                    let _ = pool_events.send(Event::Pool(outcome.map(|s| s.to_json()).map_err(|e| e.to_string())));
+                }
+            })));
+        }
+        if let Some(housekeeper) = housekeeper {
+            let timeout = options.ssm_housekeeper_timeout;
+            let run = move |housekeeper: Arc<ssm_housekeeper::SsmHousekeeper>, events: mpsc::UnboundedSender<Event>| async move {
+                let outcome = housekeeper.run_once(Deadline::after(timeout)).await;
+                if let Ok(summary) = &outcome {
+                    housekeeper.report(summary);
+                }
+                let _ = events.send(Event::SsmHousekeeper(outcome.map(|s| s.to_json()).map_err(|e| e.to_string())));
+            };
+            run(housekeeper.clone(), events.clone()).await;
+            let housekeeper_events = events.clone();
+            tasks.push(tokio::spawn(every_tick(options.ssm_housekeeper_every, stopped.clone(), move || {
+                run(housekeeper.clone(), housekeeper_events.clone())
+            })));
         }
 
         let every = options.scale_down_every;
@@ -219,7 +373,13 @@ impl Local {
             scale_down_timeout: timeout,
             shutdown,
             tasks,
+            pool_paused,
         })
+    }
+
+    /// Stops the pool's schedule (as when its schedules stop firing in the evening).
+    pub fn pause_pool(&self) {
+        self.pool_paused.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs scale-down once now, outside its schedule.
@@ -233,6 +393,22 @@ impl Local {
         for task in self.tasks {
             task.abort();
             let _ = task.await;
+        }
+    }
+}
+
+/// Runs `run` every `every` (the first time after one period) until stopped, like a schedule.
+async fn every_tick<F, Fut>(every: Duration, mut stopped: watch::Receiver<bool>, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => run().await,
+            _ = stopped.changed() => return,
         }
     }
 }
@@ -306,6 +482,63 @@ async fn answer(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The bus rule's delivery to the dispatcher
+// ---------------------------------------------------------------------------------------------
+
+/// Stands in for EventBridge invoking the dispatcher: the rule delivers to an SQS queue, each
+/// message body is the event as EventBridge delivers it to a target.
+struct RuleTarget {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    timeout: Duration,
+}
+
+impl RuleTarget {
+    async fn run(
+        self,
+        dispatcher: Arc<dispatcher::Dispatcher>,
+        events: mpsc::UnboundedSender<Event>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let received = tokio::select! {
+                r = self.sqs.receive_message().queue_url(&self.url).max_number_of_messages(10).wait_time_seconds(1).send() => r,
+                _ = stopped.changed() => return,
+            };
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(queue = %self.url, error = %common::aws::aws_error("sqs:ReceiveMessage", e), "polling the bus rule's queue failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            // One asynchronous invocation per event, as EventBridge invokes a Lambda target.
+            for message in messages {
+                let outcome = match serde_json::from_str::<Value>(message.body().unwrap_or_default()) {
+                    Ok(event) => {
+                        dispatcher.handle(&event, Deadline::after(self.timeout)).await.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("the rule's message is not an event: {e}")),
+                };
+                if outcome.is_ok()
+                    && let Err(e) = self
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.url)
+                        .receipt_handle(message.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                {
+                    tracing::warn!(queue = %self.url, error = %common::aws::aws_error("sqs:DeleteMessage", e), "deleting a dispatched event failed; it comes back");
+                }
+                let _ = events.send(Event::Dispatcher(outcome));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The SQS event source mapping
 // ---------------------------------------------------------------------------------------------
 
@@ -318,13 +551,14 @@ struct Poller {
     timeout: Duration,
 }
 
+/// What an event source mapping feeds.
+enum Consumer {
+    ScaleUp(Arc<scale_up::ScaleUp>),
+    JobRetry(Arc<job_retry::JobRetry>),
+}
+
 impl Poller {
-    async fn run(
-        self,
-        scale_up: Arc<scale_up::ScaleUp>,
-        events: mpsc::UnboundedSender<Event>,
-        mut stopped: watch::Receiver<bool>,
-    ) {
+    async fn run(self, consumer: Consumer, events: mpsc::UnboundedSender<Event>, mut stopped: watch::Receiver<bool>) {
         loop {
             let received = tokio::select! {
                 r = self
@@ -349,7 +583,10 @@ impl Poller {
                 continue;
             }
             let event = self.event(&messages);
-            let response = scale_up.handle(&event, Deadline::after(self.timeout)).await;
+            let response = match &consumer {
+                Consumer::ScaleUp(scale_up) => scale_up.handle(&event, Deadline::after(self.timeout)).await,
+                Consumer::JobRetry(job_retry) => job_retry.handle(&event, Deadline::after(self.timeout)).await,
+            };
             let failed: std::collections::HashSet<String> =
                 response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
             // Successful messages are deleted; failed ones come back after the visibility timeout.
@@ -371,7 +608,10 @@ impl Poller {
                 tracing::warn!(queue = %self.url, error = %common::aws::aws_error("sqs:DeleteMessageBatch", e), "deleting handled messages failed; they come back");
             }
             let bodies = messages.iter().filter_map(|m| m.body().map(str::to_string)).collect();
-            let _ = events.send(Event::ScaleUp { queue: self.url.clone(), bodies, retried: failed.len() });
+            let _ = events.send(match consumer {
+                Consumer::ScaleUp(_) => Event::ScaleUp { queue: self.url.clone(), bodies, retried: failed.len() },
+                Consumer::JobRetry(_) => Event::JobRetry { bodies, retried: failed.len() },
+            });
         }
     }
 
@@ -416,7 +656,7 @@ pub fn log_to_file(path: &std::path::Path, level: &str) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
     let level = common::telemetry::tracing_level(level);
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "warn,common={level},webhook={level},scale_up={level},scale_down={level},syncer={level},local={level}"
+        "warn,common={level},webhook={level},dispatcher={level},pool={level},job_retry={level},ssm_housekeeper={level},scale_up={level},scale_down={level},syncer={level},local={level}"
     ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -88,6 +88,8 @@ impl Default for Options {
 pub struct Summary {
     pub seen: usize,
     pub idle_kept: usize,
+    /// Idle runners kept because the pool holds them.
+    pub pool_kept: usize,
     /// Terminated instance ids by reason (`idle`, `orphan`, `crashed`), and deregistered ghost
     /// runners.
     pub terminated: BTreeMap<&'static str, Vec<String>>,
@@ -453,6 +455,7 @@ impl ScaleDown {
                     summary.skipped_busy.push(instance_id);
                 }
                 Decision::IdleKept => summary.idle_kept += 1,
+                Decision::PoolKept => summary.pool_kept += 1,
                 Decision::Remove { runner_id } => {
                     let custom_labels =
                         runners.iter().find(|r| r.id == runner_id).map_or(&[][..], |r| &r.custom_labels[..]);
@@ -803,6 +806,7 @@ impl ScaleDown {
         tracing::info!(
             seen = s.seen,
             idle_kept = s.idle_kept,
+            pool_kept = s.pool_kept,
             terminated = ?s.terminated,
             ghosts_removed = s.ghosts_removed.len(),
             marked_orphan = s.marked_orphan.len(),
@@ -834,6 +838,8 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
 pub fn summary_json(summary: &Summary) -> serde_json::Value {
     serde_json::json!({
         "seen": summary.seen,
+        "idleKept": summary.idle_kept,
+        "poolKept": summary.pool_kept,
         "terminated": summary.terminated,
         "ghostsRemoved": summary.ghosts_removed.len(),
         "markedOrphan": summary.marked_orphan.len(),

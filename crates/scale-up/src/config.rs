@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use common::config::{Env, FromEnv, GithubConnection};
+use common::domain::job_retry::JobRetryConfig;
 use common::domain::scale_up::CapacityType;
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
@@ -40,6 +41,8 @@ pub struct Config {
     pub failover_errors: Vec<String>,
     pub scale_errors: Vec<String>,
     pub dedicated_host: bool,
+    /// `JOB_RETRY_CONFIG`: `None` when job retry is off.
+    pub job_retry: Option<JobRetryConfig>,
     pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
@@ -95,6 +98,10 @@ impl FromEnv for Config {
                 Vec::new()
             }),
         };
+        let job_retry = JobRetryConfig::parse(&env.string_or("JOB_RETRY_CONFIG", "")).unwrap_or_else(|e| {
+            env.problem("JOB_RETRY_CONFIG", e);
+            None
+        });
         Self {
             environment,
             organization_runners: env.bool_or("ENABLE_ORGANIZATION_RUNNERS", true),
@@ -122,6 +129,7 @@ impl FromEnv for Config {
             failover_errors: env.json_or("ENABLE_ON_DEMAND_FAILOVER_FOR_ERRORS", Vec::new()),
             scale_errors,
             dedicated_host: env.bool_or("USE_DEDICATED_HOST", false),
+            job_retry,
             github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
@@ -163,6 +171,21 @@ mod tests {
         assert_eq!(c.instance_types, vec!["m5.large", "c5.large"]);
         assert!(c.github.verify_tls);
         assert_eq!(c.apps.ids.len(), 1);
+        assert_eq!(c.job_retry, None);
+    }
+
+    #[test]
+    fn job_retry_as_terraform_sets_it() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("JOB_RETRY_CONFIG", "{}"));
+        assert_eq!(Config::from_lookup(&lookup(&vars)).unwrap().job_retry, None);
+        vars.pop();
+        vars.push(("JOB_RETRY_CONFIG", r#"{"enable":true,"maxAttempts":2,"delayInSeconds":60,"delayBackoff":2,"queueUrl":"https://sqs.eu-west-1.amazonaws.com/1/ci-job-retry"}"#));
+        let retry = Config::from_lookup(&lookup(&vars)).unwrap().job_retry.unwrap();
+        assert_eq!((retry.max_attempts, retry.delay_in_seconds), (2, 60));
+        vars.pop();
+        vars.push(("JOB_RETRY_CONFIG", r#"{"enable":true}"#));
+        assert!(Config::from_lookup(&lookup(&vars)).unwrap_err().to_string().contains("JOB_RETRY_CONFIG"));
     }
 
     #[test]

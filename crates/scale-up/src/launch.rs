@@ -36,10 +36,10 @@ where
     common::aws::with_retries(deadline, &config.scale_errors, op).await
 }
 
-fn launch_tags(config: &Config, owner: &RunnerOwner) -> Vec<(String, String)> {
+fn launch_tags(config: &Config, owner: &RunnerOwner, created_by: &str) -> Vec<(String, String)> {
     let mut t = vec![
         (tags::APPLICATION.to_string(), tags::APPLICATION_VALUE.to_string()),
-        (tags::CREATED_BY.to_string(), tags::CREATED_BY_SCALE_UP.to_string()),
+        (tags::CREATED_BY.to_string(), created_by.to_string()),
         (tags::TYPE.to_string(), owner.runner_type().as_str().to_string()),
         (tags::OWNER.to_string(), owner.tag_value()),
     ];
@@ -53,6 +53,7 @@ pub(crate) async fn launch(
     scale_up: &ScaleUp,
     owner: &RunnerOwner,
     deliveries: &[String],
+    created_by: &str,
     deadline: Deadline,
 ) -> Launched {
     let count = deliveries.len();
@@ -82,7 +83,7 @@ pub(crate) async fn launch(
         priorities: config.instance_type_priorities.clone(),
         max_spot_price: config.max_spot_price.clone(),
         image_id,
-        tags: launch_tags(config, owner),
+        tags: launch_tags(config, owner, created_by),
         dedicated_host: config.dedicated_host,
         client_token: Some(launch_client_token(deliveries, owner, config.capacity_type)),
     };

@@ -40,7 +40,7 @@ use common::domain::scale_up::{RegistrationArgs, beyond_maximum, runners_to_crea
 use common::domain::webhook::QueuedJobMessage;
 use common::error::{GithubError, Retryable};
 use common::ports::{
-    GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances, RunnerRemoval,
+    DelayedQueue, GithubApi, GithubOwner, NewParameter, ParameterStore, ParameterWriter, RunnerInstances, RunnerRemoval,
 };
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
@@ -77,6 +77,8 @@ struct Job {
     /// SQS's `ApproximateReceiveCount`: with the id, it names this delivery of the message.
     receive_count: String,
     message: QueuedJobMessage,
+    /// A runner the pool asked for, not a job: no job to look up or retry.
+    from_pool: bool,
 }
 
 /// The scale-up handler and its clients.
@@ -89,6 +91,8 @@ pub struct ScaleUp {
     metrics: Metrics,
     /// Runner group ids by organization and group name, for the container's life.
     group_ids: Mutex<HashMap<(String, String), u64>>,
+    /// The job-retry queue's client, when job retry is on.
+    retry_queue: Option<Arc<dyn DelayedQueue>>,
 }
 
 /// Owners handled at once within a batch.
@@ -115,7 +119,65 @@ impl ScaleUp {
         writer: Arc<dyn ParameterWriter>,
         metrics: Metrics,
     ) -> Self {
-        Self { config, github, ec2, parameters, writer, metrics, group_ids: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            github,
+            ec2,
+            parameters,
+            writer,
+            metrics,
+            group_ids: Mutex::new(HashMap::new()),
+            retry_queue: None,
+        }
+    }
+
+    /// The pool's top-up: `count` runners for `owner`, through the path jobs take (the maximum
+    /// and its recount, one fleet, on-demand failover, JIT configs or registration tokens),
+    /// with no job behind them. One fate per runner asked for.
+    pub async fn create_pool_runners(&self, owner: &RunnerOwner, count: usize, deadline: Deadline) -> Vec<Fate> {
+        let app = self.github.choose_app();
+        let invocation = format!("pool-{:016x}", fastrand::u64(..));
+        let jobs: Vec<Job> = (0..count)
+            .map(|i| Job {
+                message_id: format!("pool-{i}"),
+                receive_count: "1".into(),
+                message: QueuedJobMessage {
+                    id: 0,
+                    repository_name: String::new(),
+                    repository_owner: owner.tag_value(),
+                    event_type: "pool".into(),
+                    installation_id: 0,
+                    queue_id: String::new(),
+                    repo_owner_type: "Organization".into(),
+                    labels: Vec::new(),
+                    retry_counter: None,
+                },
+                from_pool: true,
+            })
+            .collect();
+        let fates = self.scale_owner(app, owner.clone(), jobs, &invocation, deadline).await;
+        fates.into_iter().map(|(_, fate)| fate).collect()
+    }
+
+    /// The EC2 port, for the pool's count.
+    pub fn instances(&self) -> &Arc<dyn RunnerInstances> {
+        &self.ec2
+    }
+
+    /// The GitHub port, for the pool's count.
+    pub fn github(&self) -> &Arc<dyn GithubApi> {
+        &self.github
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Job retry: each launched job's message is also sent, delayed, to `JOB_RETRY_CONFIG`'s
+    /// queue through `queue`.
+    pub fn with_retry_queue(mut self, queue: Arc<dyn DelayedQueue>) -> Self {
+        self.retry_queue = Some(queue);
+        self
     }
 
     /// Handles one SQS batch; the answer names the messages to retry.
@@ -139,7 +201,7 @@ impl ScaleUp {
             }
             let receive_count = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
             match record.body.as_deref().map(serde_json::from_str::<QueuedJobMessage>) {
-                Some(Ok(message)) => jobs.push(Job { message_id, receive_count, message }),
+                Some(Ok(message)) => jobs.push(Job { message_id, receive_count, message, from_pool: false }),
                 Some(Err(e)) => {
                     tracing::error!(message_id, error = %e, "malformed message: acknowledged, it can never succeed");
                     fates.push((message_id, Fate::Skipped { reason: "malformed" }));
@@ -149,6 +211,8 @@ impl ScaleUp {
         }
         // Retries of earlier batches first (upstream).
         jobs.sort_by_key(|j| j.message.retry_counter.unwrap_or(0));
+        let messages: HashMap<String, QueuedJobMessage> =
+            jobs.iter().map(|j| (j.message_id.clone(), j.message.clone())).collect();
 
         let mut seen = HashSet::new();
         let mut groups: BTreeMap<RunnerOwner, Vec<Job>> = BTreeMap::new();
@@ -197,7 +261,50 @@ impl ScaleUp {
             let app_id = self.github.app_id(app).to_string();
             self.metrics.count(&GITHUB_APP_RATE_LIMIT_REMAINING, remaining as usize, &[("AppId", &app_id)]);
         }
+        self.schedule_retry_checks(&fates, &messages, deadline).await;
         fates
+    }
+
+    /// Job retry: the messages of the jobs a runner was launched for go to the retry queue,
+    /// delayed, unless they were retried `maxAttempts` times. A failed send is logged, never
+    /// fails the job (its runner exists), as upstream.
+    async fn schedule_retry_checks(
+        &self,
+        fates: &[(String, Fate)],
+        messages: &HashMap<String, QueuedJobMessage>,
+        deadline: Deadline,
+    ) {
+        let (Some(retry), Some(queue)) = (&self.config.job_retry, &self.retry_queue) else {
+            return;
+        };
+        let mut checks: Vec<(QueuedJobMessage, u32)> = Vec::new();
+        for (id, fate) in fates {
+            let (Fate::Created { .. }, Some(message)) = (fate, messages.get(id)) else { continue };
+            if let Some(check) = retry.next_check(message.retry_counter) {
+                let mut message = message.clone();
+                message.retry_counter = Some(check.retry_counter);
+                checks.push((message, check.delay_seconds));
+            }
+        }
+        let sends: Vec<(u64, Result<(), common::error::AwsError>)> = futures::stream::iter(checks)
+            .map(|(message, delay)| async move {
+                let body = serde_json::to_string(&message).unwrap_or_default();
+                let sent = common::aws::within(
+                    deadline,
+                    "sqs:SendMessage",
+                    queue.send_delayed(&retry.queue_url, &body, delay),
+                )
+                .await;
+                (message.id, sent)
+            })
+            .buffer_unordered(LOOKUP_CONCURRENCY)
+            .collect()
+            .await;
+        for (job_id, sent) in sends {
+            if let Err(e) = sent {
+                tracing::warn!(job_id, error = %e, "scheduling the job's retry check failed");
+            }
+        }
     }
 
     async fn scale_owner(
@@ -221,12 +328,18 @@ impl ScaleUp {
         };
         let mut fates = Vec::new();
 
-        // 1. Only jobs still queued need a runner (fail open on errors, as upstream).
-        let jobs = if self.config.job_queued_check {
+        // 1. Only jobs still queued need a runner (fail open on errors, as upstream). A job
+        // put back by job retry is always checked: it may have started since.
+        let retried = |job: &Job| job.message.retry_counter.is_some_and(|c| c > 0);
+        let to_check = |job: &Job| !job.from_pool && (self.config.job_queued_check || retried(job));
+        let jobs = if jobs.iter().any(to_check) {
             let checks: Vec<(Job, Option<String>)> = futures::stream::iter(jobs)
                 .map(|job| {
                     let github = &github;
                     async move {
+                        if !to_check(&job) {
+                            return (job, None);
+                        }
                         let m = &job.message;
                         let status = match github.job_status(&m.repository_owner, &m.repository_name, m.id).await {
                             Ok(status) => status,
@@ -311,7 +424,9 @@ impl ScaleUp {
             .iter()
             .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
             .collect();
-        let launched = launch::launch(self, &owner, &deliveries, deadline).await;
+        let created_by =
+            if to_launch.iter().all(|j| j.from_pool) { tags::CREATED_BY_POOL } else { tags::CREATED_BY_SCALE_UP };
+        let launched = launch::launch(self, &owner, &deliveries, created_by, deadline).await;
         let unlaunched = to_launch.split_off(launched.instance_ids.len().min(to_launch.len()));
         if let Some(failure) = &launched.failure {
             fates.extend(all_retry(&unlaunched, "ec2", failure.clone()));
@@ -669,7 +784,12 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
     let apps = common::github::app::load_apps(store.as_ref(), &config.apps).await.map_err(|e| e.to_string())?;
     let github = common::github::client::GithubClient::configured(&config.github, apps)?;
-    Ok(ScaleUp::new(config.clone(), Arc::new(github), ec2, store.clone(), store, metrics))
+    let scale_up = ScaleUp::new(config.clone(), Arc::new(github), ec2, store.clone(), store, metrics);
+    Ok(if config.job_retry.is_some() {
+        scale_up.with_retry_queue(Arc::new(common::aws::sqs::SqsJobQueue::new(sdk)))
+    } else {
+        scale_up
+    })
 }
 
 /// Every message of the batch back to SQS (scale-up could not start).

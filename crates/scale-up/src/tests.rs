@@ -492,3 +492,51 @@ async fn batch_response_and_metrics() {
     assert_eq!(value("MalformedMessages"), 1.0);
     assert_eq!(value("GitHubAppRateLimitRemaining"), 4999.0);
 }
+
+const JOB_RETRY: &str =
+    r#"{"enable":true,"maxAttempts":2,"delayInSeconds":60,"delayBackoff":3,"queueUrl":"https://sqs/ci-job-retry"}"#;
+
+#[tokio::test]
+async fn job_retry_schedules_a_delayed_check_for_each_launched_job() {
+    let mut extra = EPHEMERAL.to_vec();
+    extra.push(("JOB_RETRY_CONFIG", JOB_RETRY));
+    let mut w = world(&extra);
+    let queue = Arc::new(common::testing::MemoryJobQueue::default());
+    w.scale_up = w.scale_up.with_retry_queue(queue.clone());
+    let mut retried_once = message(2, "acme", "web");
+    retried_once["retryCounter"] = json!(1);
+    let mut retried_twice = message(3, "acme", "web");
+    retried_twice["retryCounter"] = json!(2);
+    let fates = run(&w, &[message(1, "acme", "web"), retried_once, retried_twice]).await;
+    assert_eq!(created(&fates), 3);
+    let mut delayed: Vec<(u64, Option<u32>, u32)> = queue
+        .delayed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, delay)| {
+            let body: QueuedJobMessage = serde_json::from_str(&m.body).unwrap();
+            assert_eq!(m.queue_url, "https://sqs/ci-job-retry");
+            (body.id, body.retry_counter, *delay)
+        })
+        .collect();
+    delayed.sort();
+    // First delivery: checked after 60 s; first retry: after 60 × 3; the second retry was the last.
+    assert_eq!(delayed, vec![(1, Some(0), 60), (2, Some(1), 180)]);
+}
+
+#[tokio::test]
+async fn a_retried_job_is_checked_again_even_without_the_queued_check() {
+    let mut extra = EPHEMERAL.to_vec();
+    extra.push(("JOB_RETRY_CONFIG", JOB_RETRY));
+    let w = world(&extra);
+    w.github.set_job_status(2, "in_progress");
+    w.github.set_job_status(1, "in_progress");
+    let mut retried = message(2, "acme", "web");
+    retried["retryCounter"] = json!(1);
+    let fates = run(&w, &[message(1, "acme", "web"), retried]).await;
+    // The first delivery is not checked (ephemeral default); the retry is, and its job started.
+    assert_eq!(fates["m0"], Fate::Created { instance_id: w.ec2.instances()[0].id.clone() });
+    assert_eq!(fates["m1"], Fate::Skipped { reason: "not_queued" });
+    assert_eq!(w.github.count("job_status"), 1);
+}

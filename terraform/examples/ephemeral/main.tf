@@ -57,4 +57,21 @@ module "runners" {
   # Ephemeral runners leave after one job; scale-down only clears the ones that never got one.
   minimum_running_time_in_minutes = 10
   scale_down_schedule_expression  = "cron(* * * * ? *)"
+
+  # A job whose runner never took it (a spot reclaim before it started, a failed boot) is
+  # checked again after 3 minutes and gets a new runner while it is still queued.
+  job_retry = {
+    enable           = true
+    delay_in_seconds = 180
+    max_attempts     = 1
+  }
+
+  # Two idle runners waiting during working hours, so that a job starts without waiting for a
+  # boot (organization runners only). The pool's runners count toward runners_maximum_count.
+  pool_runner_owner = var.pool_organization
+  pool_config = var.pool_organization == null ? [] : [{
+    schedule_expression          = "cron(*/5 8-18 ? * MON-FRI *)"
+    schedule_expression_timezone = "Europe/Amsterdam"
+    size                         = 2
+  }]
 }

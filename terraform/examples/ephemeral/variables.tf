@@ -29,3 +29,9 @@ variable "environment" {
   type        = string
   default     = "ephemeral"
 }
+
+variable "pool_organization" {
+  description = "The organization whose pool of idle runners is kept during working hours; null: no pool."
+  type        = string
+  default     = null
+}

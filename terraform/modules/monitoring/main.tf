@@ -26,6 +26,11 @@ locals {
     RunnersSkipped              = ["Reason"]
     ScaleDownErrors             = []
     RunnerBinarySync            = ["Result"]
+    PoolRunnersAvailable        = []
+    PoolRunnersLaunched         = []
+    RetryJob                    = ["RetryCount"]
+    SsmParametersDeleted        = ["Reason"]
+    SsmParametersNotDeleted     = []
   }
   # Gauges are read by their lowest value; the other metrics are counts.
   gauges    = ["GitHubAppRateLimitRemaining"]
@@ -69,6 +74,8 @@ locals {
     "GitHub App rate limit left"     = ["GitHubAppRateLimitRemaining", "GitHubRateLimitHits"]
     "Scale-down"                     = ["RunnersSeen", "RunnersIdleKept", "RunnersTerminated", "RunnersSkipped", "ScaleDownErrors"]
     "Runner binary sync"             = ["RunnerBinarySync"]
+    "Pool and job retry"             = ["PoolRunnersAvailable", "PoolRunnersLaunched", "RetryJob"]
+    "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
   } : title => concat([for n in names : [for row in local.emf_rows[n] : jsondecode(row)]]...) } # not flatten: rows are lists
 
   # The build queues: one per runner configuration.

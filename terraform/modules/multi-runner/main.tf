@@ -15,7 +15,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = "/${var.ssm_paths.root}/${var.prefix}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
 
   # Settings every function shares (see modules/lambda); `prefix`/`environment` are the
   # configuration's for its own functions.
@@ -191,6 +191,16 @@ module "runners" {
     memory_size = var.scale_down_lambda_memory_size
     timeout     = var.runners_scale_down_lambda_timeout
   }
+  pool = {
+    config                         = each.value.runner_config.pool_config
+    runner_owner                   = each.value.runner_config.pool_runner_owner
+    hold_minutes                   = var.pool_hold_minutes
+    zip                            = coalesce(var.pool_lambda_zip, local.zip["pool"])
+    timeout                        = var.pool_lambda_timeout
+    reserved_concurrent_executions = var.pool_lambda_reserved_concurrent_executions
+  }
+  job_retry       = merge(each.value.runner_config.job_retry, { zip = coalesce(var.job_retry_lambda_zip, local.zip["job-retry"]) })
+  ssm_housekeeper = merge(var.runners_ssm_housekeeper, { zip = coalesce(var.ssm_housekeeper_lambda_zip, local.zip["ssm-housekeeper"]) })
 }
 
 module "webhook" {
@@ -283,15 +293,10 @@ locals {
       "lambda_s3_bucket (deploy the zips from S3)" = var.lambda_s3_bucket != null
       "instance_termination_watcher"               = var.instance_termination_watcher.enable
       "enable_ami_housekeeper"                     = var.enable_ami_housekeeper
-      "runners_ssm_housekeeper (the SSM housekeeper)" = (var.runners_ssm_housekeeper.config.dryRun || var.runners_ssm_housekeeper.config.minimumDaysOld != 1 ||
-      var.runners_ssm_housekeeper.config.tokenPath != null || var.runners_ssm_housekeeper.schedule_expression != "rate(1 day)")
-      "iam_overrides" = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
+      "iam_overrides"                              = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
     },
-    { for key, c in var.multi_runner_config : "${key}: pool_config (the pool)" => length(c.runner_config.pool_config) > 0 },
-    { for key, c in var.multi_runner_config : "${key}: job_retry" => c.runner_config.job_retry.enable },
     { for key, c in var.multi_runner_config : "${key}: enableDynamicLabels (dynamic labels)" => c.matcherConfig.enableDynamicLabels },
     { for key, c in var.multi_runner_config : "${key}: block_device_mappings.volume_initialization_rate" => anytrue([for b in c.runner_config.block_device_mappings : b.volume_initialization_rate != null]) },
-    { for key, c in var.multi_runner_config : "${key}: pool_runner_owner (the pool)" => c.runner_config.pool_runner_owner != null },
     { for key, c in var.multi_runner_config : "${key}: iam_overrides" => coalesce(c.runner_config.iam_overrides.override_instance_profile, false) || coalesce(c.runner_config.iam_overrides.override_runner_role, false) },
   )
   unsupported = sort([for name, used in local.unsupported_in_use : name if used])

@@ -1,5 +1,5 @@
 output "runners_map" {
-  description = "Per runner configuration: its launch template, scale-up and scale-down functions, roles, log groups and queue (upstream's keys; the pool's are null until the pool is here)."
+  description = "Per runner configuration: its launch template, scale-up and scale-down functions, roles, log groups and queue (upstream's keys; the pool's are null without a `pool_config`), and `lambda_job_retry`, `lambda_ssm_housekeeper` (null when off)."
   value = { for key, runner in module.runners : key => {
     launch_template_name    = runner.launch_template.name
     launch_template_id      = runner.launch_template.id
@@ -9,15 +9,17 @@ output "runners_map" {
     lambda_up_log_group     = runner.lambda_up.log_group
     lambda_down             = runner.lambda_down.function
     lambda_down_log_group   = runner.lambda_down.log_group
-    lambda_pool             = null
-    lambda_pool_log_group   = null
+    lambda_pool             = try(runner.lambda_pool.function, null)
+    lambda_pool_log_group   = try(runner.lambda_pool.log_group, null)
     role_runner             = runner.role_runner
     role_scale_up           = runner.lambda_up.role
     role_scale_down         = runner.lambda_down.role
-    role_pool               = null
+    role_pool               = try(runner.lambda_pool.role, null)
     runners_log_groups      = runner.runners_log_groups
     logfiles                = runner.logfiles
     labels                  = runner.labels
+    lambda_job_retry        = runner.lambda_job_retry
+    lambda_ssm_housekeeper  = runner.lambda_ssm_housekeeper
     queue                   = runner.queue
     ssm_paths               = runner.ssm_paths
   } }

@@ -87,8 +87,9 @@ variable "multi_runner_config" {
       `enable_ephemeral_runners`, `runner_extra_labels`, `ami`, `idle_config`, ...);
       `vpc_id`/`subnet_ids` override the module's; `cpu_options`, `placement`,
       `license_specifications`, `credit_specification` and `userdata_content` as the root's
-      `runner_*` variables. `pool_config`, `pool_runner_owner`, `job_retry` and `iam_overrides`
-      are accepted with a plan-time warning until they are implemented.
+      `runner_*` variables; `pool_config` and `pool_runner_owner` (a pool for that configuration)
+      and `job_retry` as the root's variables. `iam_overrides` is accepted with a plan-time warning
+      until it is implemented.
     - `matcherConfig`: `labelMatchers` (label sets a job's labels are matched against),
       `exactMatch`, `bidirectionalLabelMatch`, `priority` (0-999, lower first),
       `enableDynamicLabels` and `awsDynamicLabelsPolicy` (accepted with a warning until dynamic
@@ -626,13 +627,13 @@ variable "ghes_ssl_verify" {
 }
 
 variable "pool_lambda_timeout" {
-  description = "Not supported yet (the pool; a plan-time warning says so when a configuration sets `pool_config`): timeout of the pool functions."
+  description = "Timeout (seconds) of the pool functions (one per runner configuration with a `pool_config`)."
   type        = number
   default     = 60
 }
 
 variable "pool_lambda_reserved_concurrent_executions" {
-  description = "Not supported yet (the pool): reserved concurrency of the pool functions."
+  description = "Reserved concurrency of the pool functions (1: one top-up at a time; -1: no limit)."
   type        = number
   default     = 1
 }
@@ -665,7 +666,7 @@ variable "associate_public_ipv4_address" {
 }
 
 variable "runners_ssm_housekeeper" {
-  description = "Not supported yet (the SSM housekeeper, which deletes old token/JIT parameters; a plan-time warning says so when its settings are changed from the defaults)."
+  description = "The SSM housekeeper of each runner configuration: deletes runner token/JIT parameters older than `config.minimumDaysOld` days, and sooner those of terminated instances (beyond upstream), on `schedule_expression`; `config.dryRun` only logs. `config.tokenPath` defaults to the configuration's token path."
   type = object({
     schedule_expression = optional(string, "rate(1 day)")
     enabled             = optional(bool, true)
@@ -865,6 +866,30 @@ variable "scale_down_lambda_zip" {
   description = "Scale-down zip; null for `target/lambda/<arch>/scale-down/bootstrap.zip`."
   type        = string
   default     = null
+}
+
+variable "pool_lambda_zip" {
+  description = "Pool zip; null for `target/lambda/<arch>/pool/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "job_retry_lambda_zip" {
+  description = "Job-retry zip; null for `target/lambda/<arch>/job-retry/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "ssm_housekeeper_lambda_zip" {
+  description = "SSM housekeeper zip; null for `target/lambda/<arch>/ssm-housekeeper/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "pool_hold_minutes" {
+  description = "Beyond upstream: how long after a pool run scale-down leaves the runners it counted (and launched) alone, so that a pool and `idle_config` do not take turns launching and removing them. Longer than the time between two pool schedules; 0 turns the hold off."
+  type        = number
+  default     = 30
 }
 
 variable "dispatcher_lambda_zip" {

@@ -68,3 +68,21 @@ output "ssm_paths" {
   description = "`config` and `tokens` SSM paths."
   value       = { config = local.config_path, tokens = local.token_path }
 }
+
+output "lambda_pool" {
+  description = "The pool (null without `pool.config`): function, role, log group."
+  value       = local.pool ? { function = module.pool[0].function, role = module.pool[0].role, log_group = module.pool[0].log_group } : null
+}
+
+output "lambda_job_retry" {
+  description = "Job retry (null when off): function, role, log group, and its queue."
+  value = local.job_retry ? {
+    function = module.job_retry[0].function, role = module.job_retry[0].role, log_group = module.job_retry[0].log_group
+    queue    = { id = aws_sqs_queue.job_retry[0].id, arn = aws_sqs_queue.job_retry[0].arn, name = aws_sqs_queue.job_retry[0].name }
+  } : null
+}
+
+output "lambda_ssm_housekeeper" {
+  description = "The SSM housekeeper (null when disabled): function, role, log group."
+  value       = local.ssm_housekeeper ? { function = module.ssm_housekeeper[0].function, role = module.ssm_housekeeper[0].role, log_group = module.ssm_housekeeper[0].log_group } : null
+}

@@ -689,3 +689,64 @@ variable "userdata_content" {
   type        = string
   default     = null
 }
+
+variable "pool" {
+  description = <<-EOT
+    The pool of idle organization runners (upstream's `pool_config` and `pool_*` variables):
+    `config` (one schedule per entry: `schedule_expression`, `schedule_expression_timezone`, `size`),
+    `runner_owner` (the organization), `include_busy_runners`, `hold_minutes` (how long a pool run keeps
+    scale-down off the runners it counts; longer than the time between two runs), and the function's
+    `zip`, `memory_size`, `timeout`, `reserved_concurrent_executions`. No pool when `config` is empty.
+  EOT
+  type = object({
+    config = optional(list(object({
+      schedule_expression          = string
+      schedule_expression_timezone = optional(string)
+      size                         = number
+    })), [])
+    runner_owner                   = optional(string)
+    include_busy_runners           = optional(bool, false)
+    hold_minutes                   = optional(number, 30)
+    zip                            = string
+    memory_size                    = optional(number, 512)
+    timeout                        = optional(number, 60)
+    reserved_concurrent_executions = optional(number, 1)
+  })
+  validation {
+    condition     = alltrue([for c in var.pool.config : c.size >= 0])
+    error_message = "A pool's size cannot be negative."
+  }
+}
+
+variable "job_retry" {
+  description = "Job retry (upstream's `job_retry`): `enable`, `delay_in_seconds`, `delay_backoff`, `max_attempts`, and the function's `zip`, `lambda_memory_size`, `lambda_timeout`."
+  type = object({
+    enable             = optional(bool, false)
+    delay_in_seconds   = optional(number, 300)
+    delay_backoff      = optional(number, 2)
+    lambda_memory_size = optional(number, 256)
+    lambda_timeout     = optional(number, 30)
+    max_attempts       = optional(number, 1)
+    zip                = string
+  })
+  validation {
+    condition     = var.job_retry.delay_in_seconds >= 0 && var.job_retry.delay_in_seconds <= 900 && var.job_retry.delay_backoff >= 1 && var.job_retry.max_attempts >= 1
+    error_message = "job_retry: delay_in_seconds 0-900 (SQS's limit), delay_backoff at least 1, max_attempts at least 1."
+  }
+}
+
+variable "ssm_housekeeper" {
+  description = "The SSM housekeeper (upstream's `runners_ssm_housekeeper`): `enabled`, `schedule_expression`, `config` (`tokenPath`, default the token path; `minimumDaysOld`; `dryRun`), and the function's `zip`, `lambda_memory_size`, `lambda_timeout`."
+  type = object({
+    schedule_expression = optional(string, "rate(1 day)")
+    enabled             = optional(bool, true)
+    lambda_memory_size  = optional(number, 512)
+    lambda_timeout      = optional(number, 60)
+    config = object({
+      tokenPath      = optional(string)
+      minimumDaysOld = optional(number, 1)
+      dryRun         = optional(bool, false)
+    })
+    zip = string
+  })
+}

@@ -1,7 +1,7 @@
 //! `make demo`: the whole system on one machine (see `tests::demo`).
 //!
 //! `demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S]
-//!       [--minimum-running-minutes M] [--timeout SECONDS]`
+//!       [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N]`
 #![allow(clippy::print_stdout)]
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use tests::demo::{DemoOptions, run};
 fn usage() -> ! {
     eprintln!(
         "usage: demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S] \
-         [--minimum-running-minutes M] [--timeout SECONDS]"
+         [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N]"
     );
     std::process::exit(2)
 }
@@ -33,18 +33,29 @@ async fn main() {
             "--max-runners" => options.max_runners = number(args.next()),
             "--job-seconds" => options.job_seconds = number(args.next()),
             "--minimum-running-minutes" => options.minimum_running_minutes = number(args.next()),
+            "--direct" => options.direct = true,
+            "--pool" => options.pool = number(args.next()),
             "--timeout" => options.timeout = Duration::from_secs(number(args.next())),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
     }
+    if options.pool > 0 && !options.org {
+        eprintln!("--pool needs organization runners (as upstream's pool)");
+        std::process::exit(2);
+    }
     println!(
-        "GitHub Actions runners on AWS, on this machine: {} jobs, {} {} runners (at most {}), each job {:.0} s\n",
+        "GitHub Actions runners on AWS, on this machine: {} jobs, {} {} runners (at most {}), each job {:.0} s, {}\n",
         options.jobs,
         if options.ephemeral { "ephemeral JIT" } else { "reusable" },
         if options.org { "organization" } else { "repository" },
         options.max_runners,
-        options.job_seconds
+        options.job_seconds,
+        if options.direct {
+            "direct mode (webhook → queue)"
+        } else {
+            "EventBridge mode (webhook → bus → dispatcher → queue)"
+        }
     );
     match run(options).await {
         Ok(summary) => {

@@ -45,6 +45,9 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("scale-up", "scale_up_lambda_zip"),
     ("scale-down", "scale_down_lambda_zip"),
     ("syncer", "runner_binaries_syncer_lambda_zip"),
+    ("pool", "pool_lambda_zip"),
+    ("job-retry", "job_retry_lambda_zip"),
+    ("ssm-housekeeper", "ssm_housekeeper_lambda_zip"),
 ];
 
 const WEBHOOK_SECRET: &str = "apply-test-webhook-secret";
@@ -149,6 +152,7 @@ fn example_variables(dir: &Path, vpc: &str, subnets: &[String]) -> Value {
         "vpc_id": vpc,
         "subnet_ids": subnets,
         "github_app": {"id": app.id.to_string(), "key_base64": app.key_base64(), "webhook_secret": WEBHOOK_SECRET},
+        "pool_organization": "acme",
     });
     let values: serde_json::Map<String, Value> = all
         .as_object()
@@ -441,6 +445,11 @@ impl Deployed<'_> {
             .unwrap_or_else(|| panic!("no {function} function was applied"))
     }
 
+    /// Whether this configuration deployed `function`.
+    fn has(&self, function: &str) -> bool {
+        self.functions.contains_key(&format!("{}-{function}", self.environment))
+    }
+
     fn var(&self, function: &str, name: &str) -> String {
         self.config(function)["Environment"]["Variables"][name].as_str().unwrap_or_default().to_string()
     }
@@ -720,9 +729,72 @@ async fn drive_configuration(
     let errors: f64 = scale_down.metric("ScaleDownErrors").iter().map(|(v, _)| v).sum();
     assert_eq!(errors, 0.0, "{}", scale_down.logs().join("\n"));
 
+    let mut extras = Vec::new();
+    // The pool (when configured): invoked with its schedule's input, as EventBridge Scheduler
+    // sends it (moto keeps schedules; it does not fire them).
+    let mut pooled = 0;
+    if system.has("pool") {
+        let schedules = pool_schedules(moto, &environment);
+        assert!(!schedules.is_empty(), "a pool function without schedules");
+        let input = schedules[0].clone();
+        let size = input["poolSize"].as_u64().unwrap() as usize;
+        let pool = system.spawn("pool", &[]).await;
+        let answer = pool.invoke(input).await;
+        let answer = answer.unwrap_or_else(|e| panic!("the pool failed: {e:?}\n{}", pool.logs().join("\n")));
+        let instances = running_instances(aws, &environment).await;
+        assert_eq!(instances.len(), size, "the pool topped up to its size: {answer}");
+        // Held against scale-down; removed here, before the destroy.
+        let ids: Vec<String> = instances.iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        aws.ec2.terminate_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+        pooled = size;
+        extras.push(format!("pool topped up to {size} from its schedule"));
+    }
+
+    // The SSM housekeeper (on by default, as upstream): a scheduled run with the applied
+    // environment, past the boot time: the token parameters of the pool's terminated instances
+    // (never read: they did not boot) are orphans it deletes.
+    if system.has("ssm-housekeeper") {
+        let boot: i64 = system.var("ssm-housekeeper", "RUNNER_BOOT_TIME_IN_MINUTES").parse().unwrap_or(5);
+        std::fs::write(&clock, (Utc::now() + ChronoDuration::minutes(boot + 1)).to_rfc3339()).unwrap();
+        let housekeeper = system
+            .spawn("ssm-housekeeper", &[(common::config::test_overrides::CLOCK_FILE, clock.display().to_string())])
+            .await;
+        let result = housekeeper.invoke(scheduled()).await;
+        let answer =
+            result.unwrap_or_else(|e| panic!("the SSM housekeeper failed: {e:?}\n{}", housekeeper.logs().join("\n")));
+        let orphans = answer["deleted"]["orphaned"].as_array().map_or(0, Vec::len);
+        assert_eq!(orphans, pooled, "the pool's unread token parameters are deleted: {answer}");
+        extras.push(format!("SSM housekeeper deleted {orphans} orphaned token parameter(s)"));
+    }
     format!(
-        "{environment}: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances"
+        "{environment}: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances{}",
+        extras.iter().map(|e| format!("; {e}")).collect::<String>()
     )
+}
+
+/// The inputs of the pool's EventBridge Scheduler schedules (`<environment>-pool-<n>`), read
+/// from moto with boto3 (no scheduler SDK crate in the tests).
+fn pool_schedules(moto: &Moto, environment: &str) -> Vec<Value> {
+    let script = r#"
+import json, sys, boto3
+c = boto3.client("scheduler", endpoint_url=sys.argv[1], region_name=sys.argv[2],
+                 aws_access_key_id="testing", aws_secret_access_key="testing")
+out = []
+for s in c.list_schedules(NamePrefix=sys.argv[3] + "-pool-")["Schedules"]:
+    full = c.get_schedule(Name=s["Name"], GroupName=s["GroupName"])
+    out.append(json.loads(full["Target"]["Input"]))
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&moto.endpoint)
+        .arg(REGION)
+        .arg(environment)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn scheduled() -> Value {

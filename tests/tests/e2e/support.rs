@@ -15,6 +15,9 @@ pub fn binary(name: &str) -> PathBuf {
         "scale-down" => env!("CARGO_BIN_EXE_lambda-scale-down"),
         "syncer" => env!("CARGO_BIN_EXE_lambda-syncer"),
         "dispatcher" => env!("CARGO_BIN_EXE_lambda-dispatcher"),
+        "pool" => env!("CARGO_BIN_EXE_lambda-pool"),
+        "job-retry" => env!("CARGO_BIN_EXE_lambda-job-retry"),
+        "ssm-housekeeper" => env!("CARGO_BIN_EXE_lambda-ssm-housekeeper"),
         other => panic!("no function {other}"),
     };
     PathBuf::from(path)

@@ -101,6 +101,26 @@ fn merged_object(expr: &Expression) -> Option<&Expression> {
     }
 }
 
+/// The variable names of an `environment_variables` value: an object, `local.x` naming one,
+/// or `merge(...)` of those.
+fn environment_keys(expr: &Expression, locals: &BTreeMap<String, Expression>) -> BTreeSet<String> {
+    match expr {
+        Expression::Object(o) => o.keys().map(key_name).collect(),
+        Expression::FuncCall(call) if call.name.to_string() == "merge" => {
+            call.args.iter().flat_map(|a| environment_keys(a, locals)).collect()
+        }
+        Expression::Traversal(t) if matches!(&t.expr, Expression::Variable(v) if v.as_str() == "local") => {
+            match t.operators.first() {
+                Some(hcl::expr::TraversalOperator::GetAttr(name)) => {
+                    locals.get(name.as_str()).map(|e| environment_keys(e, locals)).unwrap_or_default()
+                }
+                _ => BTreeSet::new(),
+            }
+        }
+        _ => BTreeSet::new(),
+    }
+}
+
 /// Function name → the variable names its Terraform sets (the shared lambda module's plus its own).
 fn terraform_environments() -> BTreeMap<String, BTreeSet<String>> {
     let lambda = module(&terraform_dir().join("modules/lambda"));
@@ -117,8 +137,15 @@ fn terraform_environments() -> BTreeMap<String, BTreeSet<String>> {
 
     let mut functions = BTreeMap::new();
     for dir in module_dirs() {
-        for (path, body) in module(&dir) {
-            for call in blocks(&body, "module") {
+        let files = module(&dir);
+        // The module's locals, for `environment_variables = merge(local.x, {...})`.
+        let locals: BTreeMap<String, Expression> = files
+            .iter()
+            .flat_map(|(_, body)| blocks(body, "locals").flat_map(|l| l.body().attributes()).collect::<Vec<_>>())
+            .map(|a| (a.key().to_string(), a.expr().clone()))
+            .collect();
+        for (path, body) in files.iter() {
+            for call in blocks(body, "module") {
                 if attr(call.body(), "source").and_then(text).as_deref() != Some("../lambda") {
                     continue;
                 }
@@ -126,9 +153,8 @@ fn terraform_environments() -> BTreeMap<String, BTreeSet<String>> {
                     panic!("{}: module {} passes lambda = merge(var.lambda, {{...}})", path.display(), label(call, 0))
                 });
                 let name = object_entry(settings, "name").and_then(text).expect("the function's name");
-                let own: BTreeSet<String> = object_entry(settings, "environment_variables")
-                    .and_then(object)
-                    .map(|o| o.keys().map(key_name).collect())
+                let own = object_entry(settings, "environment_variables")
+                    .map(|e| environment_keys(e, &locals))
                     .unwrap_or_default();
                 let all = common.union(&own).cloned().collect();
                 assert!(functions.insert(name.clone(), all).is_none(), "{name} is defined twice");
@@ -147,6 +173,9 @@ fn every_variable_a_function_reads_is_set_by_terraform_and_every_one_set_is_read
         ("scale-up", scale_up::config::Config::variables()),
         ("scale-down", scale_down::config::Config::variables()),
         ("syncer", syncer::config::Config::variables()),
+        ("pool", pool::config::Config::variables()),
+        ("job-retry", job_retry::config::Config::variables()),
+        ("ssm-housekeeper", ssm_housekeeper::config::Config::variables()),
     ]);
     assert_eq!(
         terraform.keys().map(String::as_str).collect::<Vec<_>>(),

@@ -13,7 +13,7 @@ use aws_sdk_sqs::config::Region;
 
 use super::{SdkConfig, aws_error};
 use crate::error::AwsError;
-use crate::ports::JobQueue;
+use crate::ports::{DelayedQueue, JobQueue};
 
 pub struct SqsJobQueue {
     base: SdkConfig,
@@ -66,6 +66,21 @@ impl JobQueue for SqsJobQueue {
             request = request.message_group_id(group).message_deduplication_id(group);
         }
         request.send().await.map_err(|e| aws_error("sqs:SendMessage", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DelayedQueue for SqsJobQueue {
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay_seconds: u32) -> Result<(), AwsError> {
+        self.client_for(queue_url)
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| aws_error("sqs:SendMessage", e))?;
         Ok(())
     }
 }

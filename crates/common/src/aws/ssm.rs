@@ -17,10 +17,12 @@ use super::{SdkConfig, aws_error};
 use crate::config::Secret;
 use crate::domain::scale_up::needs_advanced_tier;
 use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::{NewParameter, ParameterStore, ParameterWriter};
+use crate::ports::{ListedParameter, NewParameter, ParameterHousekeeping, ParameterStore, ParameterWriter};
 
 /// GetParameters accepts at most this many names.
 pub const GET_PARAMETERS_BATCH: usize = 10;
+/// DeleteParameters accepts at most this many names.
+pub const DELETE_PARAMETERS_BATCH: usize = 10;
 
 pub struct SsmParameterStore {
     client: Client,
@@ -138,5 +140,50 @@ impl ParameterWriter for SsmParameterStore {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[async_trait]
+impl ParameterHousekeeping for SsmParameterStore {
+    async fn list_under(&self, path: &str) -> Result<Vec<ListedParameter>, AwsError> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(false)
+                .with_decryption(false)
+                .max_results(10)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("ssm:GetParametersByPath", e))?;
+            for p in page.parameters() {
+                let Some(name) = p.name() else { continue };
+                let last_modified =
+                    p.last_modified_date().and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
+                out.push(ListedParameter { name: name.to_string(), last_modified });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn delete(&self, names: &[String]) -> Result<Vec<String>, AwsError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .delete_parameters()
+            .set_names(Some(names.iter().take(DELETE_PARAMETERS_BATCH).cloned().collect()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ssm:DeleteParameters", e))?;
+        Ok(out.invalid_parameters().to_vec())
     }
 }

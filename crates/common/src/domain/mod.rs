@@ -4,9 +4,12 @@
 //! through ports, ask the domain what to do, and do it.
 
 pub mod cron;
+pub mod job_retry;
 pub mod labels;
+pub mod pool;
 pub mod runner;
 pub mod scale_down;
 pub mod scale_up;
+pub mod ssm_housekeeper;
 pub mod syncer;
 pub mod webhook;

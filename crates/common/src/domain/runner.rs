@@ -14,6 +14,10 @@ pub mod tags {
     pub const OWNER: &str = "ghr:Owner";
     pub const CREATED_BY: &str = "ghr:created_by";
     pub const CREATED_BY_SCALE_UP: &str = "scale-up-lambda";
+    pub const CREATED_BY_POOL: &str = "pool-lambda";
+    /// Unix seconds until which the pool wants this runner kept (set by each pool run on the
+    /// runners it counts): scale-down does not remove it as idle before then.
+    pub const POOL_HOLD_UNTIL: &str = "ghr:pool_hold_until";
     pub const GITHUB_RUNNER_ID: &str = "ghr:github_runner_id";
     pub const RUNNER_LABELS: &str = "ghr:runner_labels";
     pub const ORPHAN: &str = "ghr:orphan";
@@ -90,6 +94,11 @@ impl RunnerInstance {
 
     pub fn bypass_removal(&self) -> bool {
         self.tag(tags::BYPASS_REMOVAL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Whether the pool wants this runner kept at `now` (`ghr:pool_hold_until` in the future).
+    pub fn pool_held(&self, now: DateTime<Utc>) -> bool {
+        self.tag(tags::POOL_HOLD_UNTIL).and_then(|v| v.trim().parse::<i64>().ok()).is_some_and(|t| t > now.timestamp())
     }
 
     pub fn github_runner_id(&self) -> Option<u64> {

@@ -151,6 +151,8 @@ pub enum Decision {
     Crashed { runner_id: u64 },
     /// Idle, kept by the idle config.
     IdleKept,
+    /// Idle, kept because the pool wants it (`ghr:pool_hold_until`); takes no idle slot.
+    PoolKept,
     /// Idle: deregister the runner, then terminate the instance.
     Remove { runner_id: u64 },
 }
@@ -210,6 +212,9 @@ pub fn plan_owner(
                     }
                     Some(r) if r.busy => Decision::Busy,
                     Some(_) if job_in_flight(instance, now) => Decision::JobInFlight,
+                    // The pool's runners are the pool's to keep: the idle config and the pool
+                    // do not fight over them (a withdrawn runner is on its way out already).
+                    Some(_) if instance.pool_held(now) && instance.withdrawn_at().is_none() => Decision::PoolKept,
                     // A withdrawn runner may have lost its custom labels: it takes no idle slot.
                     Some(_) if *idle_left > 0 && instance.withdrawn_at().is_none() => {
                         *idle_left -= 1;
@@ -412,6 +417,39 @@ mod tests {
         assert_eq!(plan["i-marker"], Decision::JobInFlight);
         assert_eq!(plan["i-idle"], Decision::Remove { runner_id: 4 });
         assert_eq!(plan["i-tagged-prefix"], Decision::Remove { runner_id: 5 });
+    }
+
+    #[test]
+    fn the_pools_runners_are_kept_while_it_holds_them_and_take_no_idle_slot() {
+        let now = at(3600);
+        let held = (now.timestamp() + 60).to_string();
+        let expired = (now.timestamp() - 1).to_string();
+        let instances = vec![
+            instance("i-held", 100, &[("ghr:pool_hold_until", held.as_str())]),
+            instance("i-expired", 200, &[("ghr:pool_hold_until", expired.as_str())]),
+            instance("i-plain", 300, &[]),
+            instance("i-held-withdrawn", 50, &[("ghr:pool_hold_until", held.as_str()), ("ghr:withdrawn_at", "1")]),
+        ];
+        let runners = vec![
+            runner(1, "ci-i-held", false),
+            runner(2, "ci-i-expired", false),
+            runner(3, "ci-i-plain", false),
+            runner(4, "ci-i-held-withdrawn", false),
+        ];
+        let mut idle = 1;
+        let plan: std::collections::BTreeMap<_, _> =
+            plan_owner(&instances, &runners, now, &policy(), EvictionStrategy::OldestFirst, &mut idle)
+                .into_iter()
+                .collect();
+        assert_eq!(plan["i-held"], Decision::PoolKept);
+        assert_eq!(plan["i-plain"], Decision::IdleKept, "the idle slot goes to the newest non-pool runner");
+        assert_eq!(plan["i-expired"], Decision::Remove { runner_id: 2 });
+        assert_eq!(plan["i-held-withdrawn"], Decision::Remove { runner_id: 4 });
+        // A busy pool runner is busy.
+        let busy = vec![runner(1, "ci-i-held", true)];
+        let mut idle = 0;
+        let plan = plan_owner(&instances[..1], &busy, now, &policy(), EvictionStrategy::OldestFirst, &mut idle);
+        assert_eq!(plan[0].1, Decision::Busy);
     }
 
     #[test]

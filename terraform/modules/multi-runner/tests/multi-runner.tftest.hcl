@@ -164,12 +164,52 @@ run "upstream_inputs_not_implemented_yet_warn_by_name" {
           runner_architecture   = "x64"
           instance_types        = ["m5.large"]
           runners_maximum_count = 5
-          job_retry             = { enable = true }
-          pool_config           = [{ schedule_expression = "cron(* * * * ? *)", size = 2 }]
           credit_specification  = "standard"
         }
       }
     }
   }
   expect_failures = [check.unsupported_features, check.ignored_inputs]
+}
+
+run "a_pool_and_job_retry_per_configuration" {
+  command = plan
+  variables {
+    multi_runner_config = {
+      "linux-x64" = {
+        matcherConfig = { labelMatchers = [["self-hosted", "linux", "x64"]] }
+        runner_config = {
+          runner_os                   = "linux"
+          runner_architecture         = "x64"
+          instance_types              = ["m5.large"]
+          runners_maximum_count       = 5
+          enable_organization_runners = true
+          job_retry                   = { enable = true }
+          pool_config                 = [{ schedule_expression = "cron(* * * * ? *)", size = 2 }]
+          pool_runner_owner           = "acme"
+        }
+      }
+      "linux-arm64" = {
+        matcherConfig = { labelMatchers = [["self-hosted", "linux", "arm64"]] }
+        runner_config = {
+          runner_os             = "linux"
+          runner_architecture   = "arm64"
+          instance_types        = ["m7g.large"]
+          runners_maximum_count = 2
+        }
+      }
+    }
+  }
+  assert {
+    condition     = module.runners["linux-x64"].lambda_pool != null && module.runners["linux-arm64"].lambda_pool == null
+    error_message = "A pool only where configured."
+  }
+  assert {
+    condition     = module.runners["linux-x64"].lambda_job_retry.queue.name == "${var.prefix}-linux-x64-job-retry" && module.runners["linux-arm64"].lambda_job_retry == null
+    error_message = "Job retry only where enabled, with the configuration's own queue."
+  }
+  assert {
+    condition     = module.runners["linux-x64"].lambda_ssm_housekeeper != null && module.runners["linux-arm64"].lambda_ssm_housekeeper != null
+    error_message = "The SSM housekeeper (on by default, as upstream) for every configuration."
+  }
 }

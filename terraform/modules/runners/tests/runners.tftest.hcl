@@ -62,6 +62,9 @@ variables {
   lambda                = { prefix = "test", environment = "test" }
   scale_up_lambda       = { zip = "up.zip" }
   scale_down_lambda     = { zip = "down.zip" }
+  pool                  = { zip = "pool.zip" }
+  job_retry             = { zip = "retry.zip" }
+  ssm_housekeeper       = { config = {}, zip = "housekeeper.zip" }
   idle_config           = [{ cron = "* * 9-17 * * 1-5", timeZone = "Europe/Amsterdam", idleCount = 2 }]
   runner_distribution = {
     bucket     = "test-dist"

@@ -38,6 +38,9 @@ module "runners" {
   lambda                = { prefix = "test", environment = "test" }
   scale_up_lambda       = { zip = "up.zip" }
   scale_down_lambda     = { zip = "down.zip" }
+  pool                  = { zip = "pool.zip" }
+  job_retry             = { zip = "retry.zip" }
+  ssm_housekeeper       = { config = {}, zip = "housekeeper.zip" }
 
   enable_ssm_on_runners    = each.value.ssm
   enable_cloudwatch_agent  = each.value.cloudwatch
