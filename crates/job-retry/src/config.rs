@@ -1,7 +1,7 @@
 //! The job-retry function's configuration, from its environment (upstream §1.8 names).
 
 use common::config::{Env, FromEnv, GithubConnection};
-use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
+use common::github::app::AppParameterNames;
 use common::telemetry::TelemetryConfig;
 
 #[derive(Debug, Clone)]
@@ -20,17 +20,7 @@ pub struct Config {
 
 impl FromEnv for Config {
     fn load(env: &mut Env<'_>) -> Self {
-        let ids = env.required(APP_ID_NAME);
-        let keys = env.required(APP_KEY_NAME);
-        let installations = env.optional(APP_INSTALLATION_ID_NAME);
-        let apps = match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
-            Ok(a) => a,
-            Err(e) if !ids.is_empty() && !keys.is_empty() => {
-                env.problem(APP_ID_NAME, e);
-                AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] }
-            }
-            Err(_) => AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] },
-        };
+        let apps = AppParameterNames::load(env);
         Self {
             organization_runners: env.bool_or("ENABLE_ORGANIZATION_RUNNERS", true),
             build_queue: env.required("JOB_QUEUE_SCALE_UP_URL"),
@@ -45,6 +35,7 @@ impl FromEnv for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::github::app::APP_ID_NAME;
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use common::config::{Env, FromEnv, GithubConnection, test_overrides};
 use common::domain::scale_down::IdleSchedule;
-use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
+use common::github::app::AppParameterNames;
 use common::telemetry::TelemetryConfig;
 
 #[derive(Debug, Clone)]
@@ -46,18 +46,7 @@ impl FromEnv for Config {
         if provider.trim().to_lowercase() != "ec2" {
             env.problem("COMPUTE_PROVIDER_TYPE", format!("`{provider}` is not supported (only `ec2`)"));
         }
-        let ids = env.required(APP_ID_NAME);
-        let keys = env.required(APP_KEY_NAME);
-        let installations = env.optional(APP_INSTALLATION_ID_NAME);
-        let empty_apps = AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] };
-        let apps = match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
-            Ok(a) => a,
-            Err(e) if !ids.is_empty() && !keys.is_empty() => {
-                env.problem(APP_ID_NAME, e);
-                empty_apps
-            }
-            Err(_) => empty_apps,
-        };
+        let apps = AppParameterNames::load(env);
         let minimum_running_minutes = env.parse_or("MINIMUM_RUNNING_TIME_IN_MINUTES", 5);
         let boot_time_minutes = env.parse_or("RUNNER_BOOT_TIME_IN_MINUTES", 5);
         if minimum_running_minutes < 0 || boot_time_minutes < 0 {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use common::config::{Env, FromEnv, GithubConnection};
 use common::domain::job_retry::JobRetryConfig;
 use common::domain::scale_up::CapacityType;
-use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
+use common::github::app::AppParameterNames;
 use common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
@@ -68,17 +68,7 @@ impl FromEnv for Config {
         if provider.trim().to_lowercase() != "ec2" {
             env.problem("COMPUTE_PROVIDER_TYPE", format!("`{provider}` is not supported (only `ec2`)"));
         }
-        let ids = env.required(APP_ID_NAME);
-        let keys = env.required(APP_KEY_NAME);
-        let installations = env.optional(APP_INSTALLATION_ID_NAME);
-        let apps = match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
-            Ok(a) => a,
-            Err(e) if !ids.is_empty() && !keys.is_empty() => {
-                env.problem(APP_ID_NAME, e);
-                AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] }
-            }
-            Err(_) => AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] },
-        };
+        let apps = AppParameterNames::load(env);
         let subnets = env.csv("SUBNET_IDS");
         if subnets.is_empty() {
             env.problem("SUBNET_IDS", "needs at least one subnet id");

@@ -91,6 +91,23 @@ pub struct AppParameterNames {
 }
 
 impl AppParameterNames {
+    /// From a function's environment (`PARAMETER_GITHUB_APP_*_NAME`), each problem recorded in
+    /// `env` (a missing id or key list is reported by `env` itself).
+    pub fn load(env: &mut crate::config::Env<'_>) -> Self {
+        let ids = env.required(APP_ID_NAME);
+        let keys = env.required(APP_KEY_NAME);
+        let installations = env.optional(APP_INSTALLATION_ID_NAME);
+        let empty = AppParameterNames { ids: vec![], keys: vec![], installation_ids: vec![] };
+        match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
+            Ok(apps) => apps,
+            Err(e) if !ids.is_empty() && !keys.is_empty() => {
+                env.problem(APP_ID_NAME, e);
+                empty
+            }
+            Err(_) => empty,
+        }
+    }
+
     /// From the `:`-joined variables. The id and key lists must have the same length; the
     /// installation id list may be shorter or have empty entries.
     pub fn parse(ids: &str, keys: &str, installation_ids: Option<&str>) -> Result<Self, String> {
