@@ -12,6 +12,8 @@ locals {
 }
 
 resource "aws_cloudwatch_log_group" "this" {
+  #checkov:skip=CKV_AWS_338:Retention is the user's choice (logging_retention_in_days, default 180 days as upstream).
+  #checkov:skip=CKV_AWS_158:KMS encryption is optional (logging_kms_key_id), as upstream.
   name              = "/aws/lambda/${local.function_name}"
   retention_in_days = var.lambda.logging_retention_in_days
   kms_key_id        = var.lambda.logging_kms_key_id
@@ -84,6 +86,7 @@ resource "aws_iam_role_policy" "xray" {
 data "aws_partition" "current" {}
 
 resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_50:X-Ray is optional (tracing_mode / upstream's tracing_config), off by default as upstream.
   #checkov:skip=CKV_AWS_116:Failures are not lost: SQS-triggered scale-up reports batch item failures back to its queue (with its own DLQ); scheduled functions run again on the next tick.
   #checkov:skip=CKV_AWS_117:Optional: set lambda_subnet_ids to run in a VPC. The functions only call AWS and GitHub APIs.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the user owns; zips come from `make build`.
