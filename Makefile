@@ -12,7 +12,7 @@ AWSCLI_VERSION := 1.46.3
 PARLIAMENT_VERSION := 1.6.4
 TOOLS_VENV   ?= .venv-tools
 CARGO_LAMBDA_VERSION := 1.9.2
-FUNCTIONS    := webhook dispatcher scale-up scale-down syncer pool job-retry ssm-housekeeper
+FUNCTIONS    := webhook dispatcher scale-up scale-down syncer pool job-retry ssm-housekeeper redelivery
 
 # Reuse compiled dependencies across clones on this machine (CI does the same).
 ifneq ($(shell command -v sccache 2>/dev/null),)
@@ -21,7 +21,7 @@ export CARGO_INCREMENTAL ?= 0
 export SCCACHE_DIR ?= $(HOME)/.cache/sccache
 endif
 
-.PHONY: help setup test lint fmt build demo bench bench-webhook bench-dispatcher bench-scale-up bench-pool bench-scale-down bench-syncer tf-check tf-apply-test tf-docs deploy clean
+.PHONY: help setup test lint fmt build demo bench bench-webhook bench-dispatcher bench-scale-up bench-pool bench-redelivery bench-scale-down bench-syncer tf-check tf-apply-test tf-docs deploy clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -50,7 +50,7 @@ demo: setup ## Run the whole system locally against moto and a fake GitHub (DEMO
 	cargo build -p tests --bin demo
 	target/debug/demo $(DEMO_ARGS)
 
-bench: bench-webhook bench-dispatcher bench-scale-up bench-pool bench-scale-down bench-syncer ## Run the benchmarks (release builds: slow the first time)
+bench: bench-webhook bench-dispatcher bench-scale-up bench-pool bench-redelivery bench-scale-down bench-syncer ## Run the benchmarks (release builds: slow the first time)
 
 bench-webhook: setup ## Webhook cold start, per-event CPU and memory, EventBridge and direct mode
 	cargo bench -p tests --bench webhook
@@ -63,6 +63,9 @@ bench-scale-up: setup ## Scale-up API calls per runner and 1,000 jobs through SQ
 
 bench-pool: setup ## Pool: 100 runners topped up from empty, calls per runner and wall time
 	cargo bench -p tests --bench pool
+
+bench-redelivery: setup ## Redelivery: 50 jobs queued during a 20 s endpoint outage, calls per recovered job, recovery time
+	cargo bench -p tests --bench redelivery
 
 bench-scale-down: setup ## Scale-down: one run over 1,000 runners (900 idle), calls and wall time
 	cargo bench -p tests --bench scale_down

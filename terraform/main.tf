@@ -11,7 +11,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "redelivery"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
   labels   = sort(distinct(concat(var.runner_disable_default_labels ? [] : ["self-hosted", var.runner_os, var.runner_architecture], var.runner_extra_labels)))
   # Settings every function shares (see modules/lambda).
   lambda = {
@@ -215,6 +215,22 @@ module "webhook" {
   })
 }
 
+module "webhook_redelivery" {
+  source               = "./modules/webhook-redelivery"
+  count                = var.enable_webhook_redelivery ? 1 : 0
+  lambda               = local.lambda
+  zip                  = coalesce(var.webhook_redelivery_lambda_zip, local.zip["redelivery"])
+  app_parameters       = module.ssm.app_parameters
+  checkpoint_parameter = "${local.ssm_root}/${var.ssm_paths.webhook}/redelivery-checkpoints"
+  schedule_expression  = var.webhook_redelivery_schedule_expression
+  window_minutes       = var.webhook_redelivery_window_minutes
+  max_attempts         = var.webhook_redelivery_max_attempts
+  ghes_url             = var.ghes_url
+  ghes_ssl_verify      = var.ghes_ssl_verify
+  user_agent           = var.user_agent
+  kms_key_arn          = local.kms_key_arn
+}
+
 module "monitoring" {
   source    = "./modules/monitoring"
   count     = var.metrics.enable ? 1 : 0
@@ -226,6 +242,7 @@ module "monitoring" {
     scale_up   = module.runners.lambda_up.function.name
     scale_down = module.runners.lambda_down.function.name
     syncer     = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
+    redelivery = var.enable_webhook_redelivery ? module.webhook_redelivery[0].lambda.function.name : null
   }
   build_queue_name             = module.runners.queue.name
   enable_dead_letter_alarm     = var.redrive_build_queue.enabled

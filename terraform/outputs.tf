@@ -1,5 +1,5 @@
 output "webhook" {
-  description = "The webhook (upstream's keys): `endpoint` (set it as the GitHub App's webhook URL), `lambda`, `lambda_log_group`, `lambda_role`, and in EventBridge mode `dispatcher` and `eventbridge` (bus, rule, dead-letter queue); `function_url` if enabled."
+  description = "The webhook (upstream's keys): `endpoint` (set it as the GitHub App's webhook URL), `lambda`, `lambda_log_group`, `lambda_role`, and in EventBridge mode `dispatcher` and `eventbridge` (bus, rule, dead-letter queue); `function_url` if enabled; `redelivery` (function, log group, role, schedule rule) unless `enable_webhook_redelivery = false`."
   value = {
     endpoint         = module.webhook.endpoint
     function_url     = module.webhook.function_url
@@ -8,6 +8,7 @@ output "webhook" {
     lambda_role      = module.webhook.lambda.role
     dispatcher       = try(module.webhook.eventbridge.dispatcher, null)
     eventbridge      = module.webhook.eventbridge
+    redelivery       = try(module.webhook_redelivery[0].lambda, null)
   }
 }
 

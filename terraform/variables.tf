@@ -857,6 +857,36 @@ variable "parameter_store_tags" {
 # Metrics, dashboard and alarms
 ################################################################################
 
+variable "enable_webhook_redelivery" {
+  description = "Redeliver failed `workflow_job` webhook deliveries of the GitHub Apps (endpoint down, slow or answering 5xx), so that no job is lost to an outage. Uses the App's own JWT: no extra permission."
+  type        = bool
+  default     = true
+}
+
+variable "webhook_redelivery_schedule_expression" {
+  description = "How often the App's delivery log is swept for failed deliveries."
+  type        = string
+  default     = "rate(5 minutes)"
+}
+
+variable "webhook_redelivery_window_minutes" {
+  description = "How far back the first sweep looks, and the age after which a failed delivery is no longer redelivered (at most 4320, GitHub's 3 days)."
+  type        = number
+  default     = 360
+}
+
+variable "webhook_redelivery_max_attempts" {
+  description = "Redeliveries of one delivery before it is given up (metric DeliveriesGivenUp, alarmed)."
+  type        = number
+  default     = 5
+}
+
+variable "webhook_redelivery_lambda_zip" {
+  description = "Redelivery zip; null for `target/lambda/<arch>/redelivery/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
 variable "metrics" {
   description = "EMF metrics, the dashboard and alarms: `enable` (the dashboard and alarms), `namespace`, `metric.enable_github_app_rate_limit`."
   type = object({

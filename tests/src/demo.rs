@@ -32,7 +32,6 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::domain::runner::tags;
 use common::domain::scale_down::{JOB_COMPLETED_TAG, JOB_STARTED_TAG};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -87,6 +86,9 @@ pub struct DemoOptions {
     /// A pool of this many idle runners, topped up every 5 s before and during the burst
     /// (0: no pool).
     pub pool: usize,
+    /// The webhook endpoint is down for this long from the start of the burst (0: never); the
+    /// redelivery function (every 10 s here) recovers the failed deliveries.
+    pub outage_seconds: u64,
 }
 
 impl Default for DemoOptions {
@@ -105,6 +107,7 @@ impl Default for DemoOptions {
             timeout: Duration::from_secs(600),
             direct: false,
             pool: 0,
+            outage_seconds: 0,
         }
     }
 }
@@ -122,6 +125,11 @@ pub struct DemoSummary {
     pub pool_runners: usize,
     pub jobs_on_pool_runners: usize,
     pub pool_runs: usize,
+    /// Deliveries that failed (the endpoint down) and redeliveries requested.
+    pub deliveries_failed: usize,
+    pub redelivered: usize,
+    /// Seconds from the endpoint's recovery to the last job taken by a runner.
+    pub recovery_to_last_started: Option<f64>,
     pub runners_launched: usize,
     pub runners_online: usize,
     pub runners_removed: usize,
@@ -168,6 +176,14 @@ impl DemoSummary {
             out.push_str(&format!(
                 "pool: {} runs, {} runners launched by the pool, {} jobs started on a pool runner\n",
                 self.pool_runs, self.pool_runners, self.jobs_on_pool_runners
+            ));
+        }
+        if self.deliveries_failed > 0 {
+            out.push_str(&format!(
+                "outage: {} deliveries failed, {} redelivered; endpoint back → last job on a runner: {}\n",
+                self.deliveries_failed,
+                self.redelivered,
+                self.recovery_to_last_started.map_or("n/a".into(), |s| format!("{s:.1} s"))
             ));
         }
         if self.jobs_dispatched > 0 {
@@ -667,6 +683,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         "matcherConfig": {"labelMatchers": [RUNNER_LABELS], "exactMatch": true, "bidirectionalLabelMatch": false, "priority": 999}
     }]);
     aws.put_parameter(&matcher_parameter, &matchers.to_string(), false).await;
+    let checkpoints = format!("{}/webhook/redelivery-checkpoints", stack.ssm_root);
+    aws.put_parameter(&checkpoints, "{}", false).await;
     let bus = format!("{}-runners", stack.prefix);
     let event_queue = if options.direct { None } else { Some(create_bus(moto, &aws, &stack.prefix, &bus).await?) };
     let jit = options.ephemeral;
@@ -781,6 +799,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         ("GITHUB_RUNNER_ARCHITECTURE", "x64"),
         (common::config::test_overrides::GITHUB_API_URL, &api),
     ]);
+    let redelivery = common_vars(&[
+        ("PARAMETER_GITHUB_APP_ID_NAME", &stack.app_id_parameters),
+        ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", &stack.app_key_parameters),
+        ("REDELIVERY_CHECKPOINT_PARAMETER", &checkpoints),
+        ("REDELIVERY_WINDOW_MINUTES", "60"),
+        ("REDELIVERY_MAX_ATTEMPTS", "5"),
+        (common::config::test_overrides::GITHUB_API_URL, &api),
+    ]);
     let envs = local::Environments {
         webhook,
         scale_up,
@@ -790,6 +816,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         job_retry: local::Vars::new(),
         syncer: Some(syncer),
         ssm_housekeeper: Some(ssm_housekeeper),
+        redelivery: Some(redelivery),
     };
 
     // The functions, their AWS calls counted on the way to moto.
@@ -805,6 +832,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     if options.pool > 0 {
         local_options.pool = Some((options.pool, Duration::from_secs(5)));
     }
+    // The schedule of a deployment is 5 minutes; the demo's, 10 s.
+    local_options.redelivery_every = Duration::from_secs(10);
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
 
     let world = Arc::new(World {
@@ -860,6 +889,21 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
                 local::Event::SsmHousekeeper(Ok(v)) => watcher
                     .say(format!("ssm-housekeeper: {} token parameters listed, deleted {}", v["listed"], v["deleted"])),
                 local::Event::SsmHousekeeper(Err(e)) => watcher.say(format!("ssm-housekeeper failed: {e}")),
+                local::Event::Redelivery(v) => {
+                    for app in v["apps"].as_array().into_iter().flatten() {
+                        let redelivered = app["redelivered"].as_array().map_or(0, Vec::len);
+                        watcher.state().summary.redelivered += redelivered;
+                        if redelivered > 0 || !app["probe"].is_null() || !app["error"].is_null() {
+                            watcher.say(format!(
+                                "redelivery: {} failed deliveries seen, {redelivered} redelivered, {} left (probe: {}){}",
+                                app["failedSeen"],
+                                app["left"],
+                                app["probe"].as_str().unwrap_or("none"),
+                                app["error"].as_str().map(|e| format!(", error: {e}")).unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
                 local::Event::ScaleUp { bodies, retried, .. } => {
                     let jobs: Vec<String> = bodies
                         .iter()
@@ -920,9 +964,17 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         }
     }
 
-    // The burst of deliveries: real payloads, signed.
-    let secret = world.stack.webhook_secret.clone();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    // The burst of deliveries: real payloads, signed and sent by the fake GitHub to the App's
+    // webhook, each attempt in the App's delivery log. During an outage the endpoint is
+    // unreachable (nothing listens where GitHub sends).
+    let outage_ends = Instant::now() + Duration::from_secs(options.outage_seconds);
+    let hook_url = if options.outage_seconds > 0 {
+        world.say(format!("the webhook endpoint goes down for {} s", options.outage_seconds));
+        "http://127.0.0.1:9/".to_string()
+    } else {
+        functions.webhook_url.clone()
+    };
+    world.github.set_app_hook(app.id, &hook_url, &world.stack.webhook_secret);
     let mut sends: Vec<(u64, Vec<&str>)> = Vec::new();
     for i in 0..options.jobs {
         sends.push((0, JOB_LABELS[i % JOB_LABELS.len()].to_vec()));
@@ -933,20 +985,22 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         let job = world.github.add_job(OWNER, repo, labels);
         let matched = labels.as_slice() != UNMATCHED_LABELS;
         let body = fixtures::workflow_job("queued", job, labels, OWNER, repo, installation);
-        let signature = common::github::signature::sign(secret.as_bytes(), body.as_bytes());
         world.say(format!("GitHub: job {job} queued, runs-on [{}]; delivering workflow_job", labels.join(", ")));
-        let request = http::Request::post(&functions.webhook_url)
-            .header("content-type", "application/json")
-            .header("x-github-event", "workflow_job")
-            .header("x-github-delivery", format!("demo-{job}"))
-            .header("x-hub-signature-256", signature)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = client.request(request).await.map_err(|e| format!("webhook: {e}"))?;
-        let status = response.status().as_u16();
-        let _ = response.into_body().collect().await;
+        let attempt = world.github.deliver(app.id, "workflow_job", &body).await;
+        let status = attempt.status_code;
         let mut s = world.state();
         s.summary.jobs_sent += 1;
+        if status == 0 || status >= 500 {
+            // Lost without redelivery: the job must still run.
+            s.summary.deliveries_failed += 1;
+            if matched {
+                s.summary.jobs_queued += 1;
+                s.jobs.insert(job, JobTrack { queued_at: Some(Instant::now()), ..Default::default() });
+            }
+            drop(s);
+            world.say(format!("GitHub: the delivery for job {job} failed ({})", attempt.status));
+            continue;
+        }
         // Direct mode: the webhook answers 201 when it queued the job (upstream), 202 when it
         // accepted but ignored it. EventBridge mode: 201 once published; the dispatcher decides.
         if matched && status == 201 {
@@ -957,6 +1011,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         } else if !matched && status != 201 {
             world.say(format!("webhook answered {status} for job {job}"));
         }
+    }
+
+    let mut recovered_at = None;
+    if options.outage_seconds > 0 {
+        tokio::time::sleep(outage_ends.saturating_duration_since(Instant::now())).await;
+        world.github.set_app_hook(app.id, &functions.webhook_url, &world.stack.webhook_secret);
+        recovered_at = Some(Instant::now());
+        world.say("the webhook endpoint is back; the next redelivery run recovers the failed deliveries");
     }
 
     // Until every queued job ran and every runner is gone.
@@ -1011,6 +1073,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         s.summary.clone()
     };
     summary.timed_out = timed_out;
+    if let Some(recovered) = recovered_at {
+        let s = world.state();
+        summary.recovery_to_last_started = s
+            .jobs
+            .values()
+            .filter_map(|j| j.started_at)
+            .max()
+            .map(|last| last.saturating_duration_since(recovered).as_secs_f64());
+    }
     summary.instances_left = world.live_instances().await.len();
     summary.runners_left = world.github.runners().into_iter().filter(|r| r.scope == world.scope()).count();
     summary.wall_seconds = started.elapsed().as_secs_f64();

@@ -5,6 +5,7 @@
 //! - [`lambda_emulator`]: the Lambda Runtime API, driving the real function binaries;
 //! - [`aws_proxy`]: AWS faults moto cannot produce (throttling, capacity, partial fleets);
 //! - [`event_source`]: Lambda's SQS event source mapping;
+//! - [`function_url`]: a Lambda function URL in front of a function binary (the webhook for the fake GitHub's deliveries);
 //! - [`stack`]: a runner configuration set up as Terraform would, and each function's environment;
 //! - [`imds`]: the EC2 instance metadata service (IMDSv2) for the runner boot script tests;
 //! - [`fixtures`], [`apps`], [`aws`]: real webhook payloads, test GitHub Apps, moto helpers;
@@ -25,6 +26,7 @@ pub mod deploy;
 pub mod event_source;
 pub mod fake_github;
 pub mod fixtures;
+pub mod function_url;
 pub mod imds;
 pub mod lambda_emulator;
 pub mod moto;

@@ -247,3 +247,29 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<(), AwsError>;
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), AwsError>;
 }
+
+/// One page of an App's webhook delivery log, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<crate::domain::redelivery::Delivery>,
+    /// The cursor of the next (older) page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The delivery log of each configured GitHub App, and its redelivery, with the App's JWT.
+#[async_trait]
+pub trait WebhookDeliveries: Send + Sync {
+    /// The configured Apps (indexes `0..count`).
+    fn app_count(&self) -> usize;
+    fn app_id(&self, app: usize) -> u64;
+    /// A page of `GET /app/hook/deliveries` (`cursor`: from the previous page).
+    async fn list_deliveries(
+        &self,
+        app: usize,
+        cursor: Option<&str>,
+        per_page: u32,
+        deadline: Deadline,
+    ) -> Result<DeliveryPage, GithubError>;
+    /// `POST /app/hook/deliveries/{id}/attempts`: GitHub sends the delivery again.
+    async fn redeliver(&self, app: usize, delivery_id: u64, deadline: Deadline) -> Result<(), GithubError>;
+}

@@ -39,7 +39,7 @@ pub fn init_logging() {
     // Every function crate by name: a crate missing here logs warnings only.
     let directives = format!(
         "warn,common={level},webhook={level},dispatcher={level},scale_up={level},scale_down={level},syncer={level},\
-         pool={level},job_retry={level},ssm_housekeeper={level},local={level}"
+         pool={level},job_retry={level},ssm_housekeeper={level},redelivery={level},local={level}"
     );
     let filter = if level.contains('=') { EnvFilter::new(level) } else { EnvFilter::new(directives) };
     let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
@@ -222,6 +222,25 @@ pub mod metrics {
         "Token parameters to delete that a run could not (errors, deadline): tried again next run."
     );
 
+    // redelivery
+    metric!(
+        DELIVERIES_FAILED_SEEN,
+        "DeliveriesFailedSeen",
+        Count,
+        [],
+        "redelivery",
+        "workflow_job deliveries whose latest attempt failed, seen by a run (each run counts those still waiting)."
+    );
+    metric!(DELIVERIES_REDELIVERED, "DeliveriesRedelivered", Count, [], "redelivery", "Redeliveries GitHub accepted.");
+    metric!(
+        DELIVERIES_GIVEN_UP,
+        "DeliveriesGivenUp",
+        Count,
+        [],
+        "redelivery",
+        "workflow_job deliveries still failed after the maximum number of redeliveries (or too old to redeliver): their jobs may be lost."
+    );
+
     // scale-down
     metric!(RUNNERS_SEEN, "RunnersSeen", Count, [], "scale-down", "Runner instances found.");
     metric!(RUNNERS_IDLE_KEPT, "RunnersIdleKept", Count, [], "scale-down", "Idle runners kept by the idle config.");
@@ -281,6 +300,9 @@ pub mod metrics {
         RETRY_JOB,
         SSM_PARAMETERS_DELETED,
         SSM_PARAMETERS_NOT_DELETED,
+        DELIVERIES_FAILED_SEEN,
+        DELIVERIES_REDELIVERED,
+        DELIVERIES_GIVEN_UP,
         RUNNERS_SEEN,
         RUNNERS_IDLE_KEPT,
         RUNNERS_TERMINATED,
@@ -315,6 +337,18 @@ impl MetricSink for StdoutSink {
 #[derive(Default)]
 pub struct MemorySink {
     pub lines: Mutex<Vec<String>>,
+}
+
+impl MemorySink {
+    /// The sum of a metric's values over every line.
+    pub fn sum(&self, metric: &str) -> f64 {
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get(metric).and_then(serde_json::Value::as_f64))
+            .sum()
+    }
 }
 
 impl MetricSink for MemorySink {

@@ -675,3 +675,109 @@ impl GithubApi for MemoryGithub {
         Ok(Box::new(MemoryGithubOwner { github: self.clone(), owner: owner.clone() }))
     }
 }
+
+/// An App's webhook delivery log: redelivery appends an attempt, answered by the endpoint as
+/// `endpoint_status` says at that moment.
+pub struct MemoryDeliveries {
+    pub log: Mutex<Vec<crate::domain::redelivery::Delivery>>,
+    /// The status the endpoint answers redeliveries with.
+    pub endpoint_status: Mutex<u16>,
+    /// Errors for the next redelivery requests, in order.
+    pub redeliver_errors: Mutex<Vec<GithubError>>,
+    pub list_calls: Mutex<usize>,
+    pub redeliver_calls: Mutex<Vec<u64>>,
+    clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl MemoryDeliveries {
+    pub fn new(clock: Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            log: Mutex::new(Vec::new()),
+            endpoint_status: Mutex::new(200),
+            redeliver_errors: Mutex::new(Vec::new()),
+            list_calls: Mutex::new(0),
+            redeliver_calls: Mutex::new(Vec::new()),
+            clock,
+        }
+    }
+
+    /// A first attempt of a new event, answered `status`, `ago` before the clock's now.
+    pub fn deliver(&self, guid: &str, event: &str, status: u16, ago: chrono::Duration) -> u64 {
+        let mut log = lock(&self.log);
+        let id = log.iter().map(|d| d.id).max().unwrap_or(1000) + 1;
+        log.push(crate::domain::redelivery::Delivery {
+            id,
+            guid: guid.into(),
+            delivered_at: self.clock.now() - ago,
+            redelivery: false,
+            status_code: status,
+            event: event.into(),
+            action: Some("queued".into()),
+        });
+        id
+    }
+
+    pub fn set_endpoint_status(&self, status: u16) {
+        *lock(&self.endpoint_status) = status;
+    }
+
+    /// The attempts of `guid`, oldest first.
+    pub fn attempts(&self, guid: &str) -> Vec<crate::domain::redelivery::Delivery> {
+        let mut a: Vec<_> = lock(&self.log).iter().filter(|d| d.guid == guid).cloned().collect();
+        a.sort_by_key(|d| d.id);
+        a
+    }
+}
+
+#[async_trait]
+impl crate::ports::WebhookDeliveries for MemoryDeliveries {
+    fn app_count(&self) -> usize {
+        1
+    }
+
+    fn app_id(&self, _app: usize) -> u64 {
+        7
+    }
+
+    async fn list_deliveries(
+        &self,
+        _app: usize,
+        cursor: Option<&str>,
+        per_page: u32,
+        _deadline: Deadline,
+    ) -> Result<crate::ports::DeliveryPage, GithubError> {
+        *lock(&self.list_calls) += 1;
+        let mut log = lock(&self.log).clone();
+        log.sort_by_key(|d| std::cmp::Reverse(d.id));
+        let below: u64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(u64::MAX);
+        let page: Vec<_> = log.into_iter().filter(|d| d.id < below).take(per_page as usize + 1).collect();
+        let next_cursor = (page.len() > per_page as usize).then(|| page[per_page as usize - 1].id.to_string());
+        Ok(crate::ports::DeliveryPage { deliveries: page.into_iter().take(per_page as usize).collect(), next_cursor })
+    }
+
+    async fn redeliver(&self, _app: usize, delivery_id: u64, _deadline: Deadline) -> Result<(), GithubError> {
+        lock(&self.redeliver_calls).push(delivery_id);
+        {
+            let mut errors = lock(&self.redeliver_errors);
+            if !errors.is_empty() {
+                return Err(errors.remove(0));
+            }
+        }
+        let status = *lock(&self.endpoint_status);
+        let mut log = lock(&self.log);
+        let original = log.iter().find(|d| d.id == delivery_id).cloned().ok_or_else(|| GithubError::Status {
+            endpoint: "POST /app/hook/deliveries/{id}/attempts".into(),
+            status: 404,
+            message: "Not Found".into(),
+        })?;
+        let id = log.iter().map(|d| d.id).max().unwrap_or(1000) + 1;
+        log.push(crate::domain::redelivery::Delivery {
+            id,
+            delivered_at: self.clock.now(),
+            redelivery: true,
+            status_code: status,
+            ..original
+        });
+        Ok(())
+    }
+}

@@ -20,6 +20,8 @@
 //!   like its event source mapping.
 //! - **ssm-housekeeper** (when configured, as by default): at start and every
 //!   `ssm_housekeeper_every`, like its schedule.
+//! - **redelivery** (when configured, as by default): every `redelivery_every`, like its
+//!   schedule: the App's failed deliveries to the webhook are redelivered.
 //!
 //! Each function reads its own configuration from its own variables (the ones Terraform sets)
 //! and its own invocation deadline (its Lambda timeout). Where the AWS calls go is `sdk`:
@@ -61,6 +63,8 @@ pub struct Environments {
     pub job_retry: Vars,
     /// None: no SSM housekeeper (`runners_ssm_housekeeper.enabled = false`).
     pub ssm_housekeeper: Option<Vars>,
+    /// None: no webhook redelivery (`enable_webhook_redelivery = false`).
+    pub redelivery: Option<Vars>,
     /// None: no syncer (`enable_runner_binaries_syncer = false`).
     pub syncer: Option<Vars>,
 }
@@ -73,6 +77,7 @@ impl Environments {
         let all: Vars = std::env::vars().collect();
         let syncer = all.contains_key("S3_BUCKET_NAME").then(|| all.clone());
         let ssm_housekeeper = all.contains_key("SSM_CLEANUP_CONFIG").then(|| all.clone());
+        let redelivery = all.contains_key("REDELIVERY_CHECKPOINT_PARAMETER").then(|| all.clone());
         Self {
             webhook: all.clone(),
             scale_up: all.clone(),
@@ -82,6 +87,7 @@ impl Environments {
             job_retry: all,
             syncer,
             ssm_housekeeper,
+            redelivery,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Options {
     pub job_retry_timeout: Duration,
     pub ssm_housekeeper_every: Duration,
     pub ssm_housekeeper_timeout: Duration,
+    pub redelivery_every: Duration,
+    pub redelivery_timeout: Duration,
 }
 
 impl Options {
@@ -133,6 +141,8 @@ impl Options {
             job_retry_timeout: Duration::from_secs(30),
             ssm_housekeeper_every: Duration::from_secs(24 * 3600),
             ssm_housekeeper_timeout: Duration::from_secs(60),
+            redelivery_every: Duration::from_secs(300),
+            redelivery_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -157,6 +167,8 @@ pub enum Event {
     JobRetry { bodies: Vec<String>, retried: usize },
     /// An SSM housekeeper run's summary, or its error.
     SsmHousekeeper(Result<Value, String>),
+    /// A redelivery run's summary (per App: redelivered, given up, left, probe).
+    Redelivery(Value),
 }
 
 /// The running functions.
@@ -264,6 +276,18 @@ impl Local {
             None => None,
         };
 
+        let redelivery = match &envs.redelivery {
+            Some(vars) => {
+                let config =
+                    redelivery::config::Config::from_lookup(&lookup(vars)).map_err(|e| format!("redelivery: {e}"))?;
+                let handler = redelivery::build(&config, sdk, metrics(&config.telemetry))
+                    .await
+                    .map_err(|e| format!("redelivery: {e}"))?;
+                Some(Arc::new(handler))
+            }
+            None => None,
+        };
+
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let pool_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -345,6 +369,19 @@ impl Local {
             let housekeeper_events = events.clone();
             tasks.push(tokio::spawn(every_tick(options.ssm_housekeeper_every, stopped.clone(), move || {
                 run(housekeeper.clone(), housekeeper_events.clone())
+            })));
+        }
+
+        if let Some(redelivery) = redelivery {
+            let timeout = options.redelivery_timeout;
+            let redelivery_events = events.clone();
+            tasks.push(tokio::spawn(every_tick(options.redelivery_every, stopped.clone(), move || {
+                let (redelivery, events) = (redelivery.clone(), redelivery_events.clone());
+                async move {
+                    let summary = redelivery.run_once(Deadline::after(timeout)).await;
+                    redelivery.report(&summary);
+                    let _ = events.send(Event::Redelivery(summary.to_json()));
+                }
             })));
         }
 

@@ -72,6 +72,7 @@ async fn main() -> Result<(), String> {
                 Some(Event::Pool(result)) => println!("pool     {result:?}"),
                 Some(Event::JobRetry { bodies, retried }) => println!("job-retry {} messages, {retried} returned for retry", bodies.len()),
                 Some(Event::SsmHousekeeper(result)) => println!("ssm-housekeeper {result:?}"),
+                Some(Event::Redelivery(summary)) => println!("redelivery {summary}"),
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => break,

@@ -9,7 +9,8 @@
 //!   per instance stored as SecureString `<SSM_TOKEN_PATH>/<instance-id>`.
 //! - **Answer**: `batchItemFailures` names exactly the messages whose runner was not created and
 //!   that should come back (decisions.md #13). A message is acknowledged without a runner only
-//!   for a reason that needs none: malformed, duplicate in the batch, job no longer queued,
+//!   for a reason that needs none: malformed, duplicate in the batch, a runner already
+//!   launched for the job (`ghr:launched_for_job`: a redelivered or twice-delivered event), job no longer queued,
 //!   user-owned repository with organization runners, over the maximum for reusable runners
 //!   (an existing runner will take it). Every message gets one log line saying which.
 //! - **The maximum under concurrency**: after launching, an invocation lists the owner's
@@ -380,27 +381,54 @@ impl ScaleUp {
             return fates;
         }
 
-        // 2. The maximum.
+        // 2. The owner's instances: for the maximum, and for the jobs that already have one.
         let live = InstanceFilter::live(&self.config.environment).owned_by(&owner);
-        let mut settled = 0;
-        let wanted = if self.config.maximum >= 0 {
+        let first_delivery = |job: &Job| !job.from_pool && !retried(job);
+        let current = if self.config.maximum >= 0 || jobs.iter().any(first_delivery) {
             match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
-                Ok(current) => {
-                    // A draining instance (its runner deregistered by scale-down) takes no job
-                    // and is about to go: it is not a runner any more.
-                    let current: Vec<_> = current.into_iter().filter(|i| !i.is_draining()).collect();
-                    let settled_before = chrono::Utc::now() - SETTLED_AFTER;
-                    settled = current.iter().filter(|i| i.launch_time.is_some_and(|t| t < settled_before)).count();
-                    runners_to_create(jobs.len(), current.len(), self.config.maximum)
-                }
-                Err(e) => {
+                // A draining instance (its runner deregistered by scale-down) takes no job and
+                // is about to go: it is not a runner any more.
+                Ok(current) => Some(current.into_iter().filter(|i| !i.is_draining()).collect::<Vec<_>>()),
+                Err(e) if self.config.maximum >= 0 => {
                     tracing::error!(owner = %owner, error = %e, "cannot count the owner's runners");
                     fates.extend(all_retry(&jobs, "ec2", e.to_string()));
                     return fates;
                 }
+                Err(e) => {
+                    tracing::warn!(owner = %owner, error = %e, "cannot list the owner's runners; no duplicate check this time");
+                    None
+                }
             }
         } else {
-            jobs.len()
+            None
+        };
+        // A second delivery of a job's `queued` event (a webhook redelivery, SQS delivering a
+        // message twice) finds the instance launched for the first: nothing more to launch. A
+        // job put back by job retry is not a duplicate: its runner took another job.
+        let mut jobs = jobs;
+        if let Some(current) = &current {
+            let launched_for: HashSet<&str> = current.iter().filter_map(|i| i.tag(tags::LAUNCHED_FOR_JOB)).collect();
+            jobs.retain(|job| {
+                let duplicate = first_delivery(job) && launched_for.contains(job.message.id.to_string().as_str());
+                if duplicate {
+                    tracing::info!(job_id = job.message.id, "an instance was already launched for this job");
+                    fates.push((job.message_id.clone(), Fate::Skipped { reason: "runner_exists" }));
+                }
+                !duplicate
+            });
+            if jobs.is_empty() {
+                return fates;
+            }
+        }
+        // 3. The maximum.
+        let mut settled = 0;
+        let wanted = match (&current, self.config.maximum >= 0) {
+            (Some(current), true) => {
+                let settled_before = chrono::Utc::now() - SETTLED_AFTER;
+                settled = current.iter().filter(|i| i.launch_time.is_some_and(|t| t < settled_before)).count();
+                runners_to_create(jobs.len(), current.len(), self.config.maximum)
+            }
+            _ => jobs.len(),
         };
         let (mut to_launch, over) = {
             let mut jobs = jobs;
@@ -418,7 +446,7 @@ impl ScaleUp {
             return fates;
         }
 
-        // 3. Launch: one fleet for the owner.
+        // 4. Launch: one fleet for the owner.
         self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
         let deliveries: Vec<String> = to_launch
             .iter()
@@ -433,7 +461,7 @@ impl ScaleUp {
         }
         let mut pairs: Vec<(Job, String)> = to_launch.into_iter().zip(launched.instance_ids).collect();
 
-        // 4. Recount: terminate our own instances beyond the maximum before registering them.
+        // 5. Recount: terminate our own instances beyond the maximum before registering them.
         if self.config.maximum >= 0 && !pairs.is_empty() {
             let mine: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
             match self.recount(&live, &mine, deadline).await {
@@ -462,7 +490,7 @@ impl ScaleUp {
             return fates;
         }
 
-        // 5. Register the runners.
+        // 6. Register the runners.
         fates.extend(self.configure_runners(github.as_ref(), pairs, deadline).await);
         fates
     }
@@ -556,10 +584,11 @@ impl ScaleUp {
                     if deadline.less(CLEANUP_RESERVE).is_past() {
                         return (job, instance_id, Err(("deadline", "no time left".to_string())));
                     }
+                    let job_id = (!job.from_pool).then_some(job.message.id);
                     let result = match shared {
-                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id, deadline).await,
+                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id, job_id, deadline).await,
                         Shared::Token(token) => {
-                            self.configure_with_token(github, token, web_url, &instance_id, deadline).await
+                            self.configure_with_token(github, token, web_url, &instance_id, job_id, deadline).await
                         }
                     };
                     (job, instance_id, result)
@@ -586,6 +615,7 @@ impl ScaleUp {
         github: &dyn GithubOwner,
         group: u64,
         instance_id: &str,
+        job_id: Option<u64>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
         let name = runner_name(&self.config.name_prefix, instance_id);
@@ -603,7 +633,8 @@ impl ScaleUp {
             }
             Err(e) => return Err(("github", e.to_string())),
         };
-        let tag = [(tags::GITHUB_RUNNER_ID.to_string(), jit.runner_id.to_string())];
+        let mut tag = vec![(tags::GITHUB_RUNNER_ID.to_string(), jit.runner_id.to_string())];
+        tag.extend(job_id.map(|id| (tags::LAUNCHED_FOR_JOB.to_string(), id.to_string())));
         let ids = [instance_id.to_string()];
         if let Err(e) =
             common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:CreateTags", self.ec2.tag(&ids, &tag)).await
@@ -649,6 +680,7 @@ impl ScaleUp {
         token: &Secret<String>,
         web_url: &str,
         instance_id: &str,
+        job_id: Option<u64>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
         let args = RegistrationArgs {
@@ -661,7 +693,17 @@ impl ScaleUp {
             ephemeral: self.config.ephemeral,
         }
         .render();
-        self.store_token(instance_id, Secret::new(args), deadline).await.map_err(|e| ("ssm", e))
+        self.store_token(instance_id, Secret::new(args), deadline).await.map_err(|e| ("ssm", e))?;
+        if let Some(job_id) = job_id {
+            let tag = [(tags::LAUNCHED_FOR_JOB.to_string(), job_id.to_string())];
+            let ids = [instance_id.to_string()];
+            if let Err(e) =
+                common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:CreateTags", self.ec2.tag(&ids, &tag)).await
+            {
+                tracing::warn!(instance_id, error = %e, "tagging the job id failed");
+            }
+        }
+        Ok(())
     }
 
     /// Writes the instance's token parameter; it must end early enough to leave time for the

@@ -189,6 +189,31 @@ async fn malformed_duplicate_and_user_owned_messages_are_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_second_delivery_of_a_job_finds_its_instance_and_launches_nothing() {
+    for jit in ["true", "false"] {
+        let w = world(&[
+            ("ENABLE_EPHEMERAL_RUNNERS", "true"),
+            ("ENABLE_JOB_QUEUED_CHECK", "false"),
+            ("ENABLE_JIT_CONFIG", jit),
+        ]);
+        let fates = run(&w, &[message(42, "acme", "web")]).await;
+        assert_eq!(created(&fates), 1);
+        let tagged = w.ec2.live().iter().filter(|i| i.tag(tags::LAUNCHED_FOR_JOB) == Some("42")).count();
+        assert_eq!(tagged, 1, "JIT {jit}: the instance carries its job id");
+        // The same event again (a webhook redelivery): nothing is launched, nothing comes back.
+        let fates = run(&w, &[message(42, "acme", "web"), message(43, "acme", "web")]).await;
+        assert_eq!(fates["m0"], Fate::Skipped { reason: "runner_exists" }, "JIT {jit}");
+        assert_eq!(created(&fates), 1, "job 43 still gets its runner");
+        // Job retry's message for the job is not a duplicate: its runner took another job.
+        let mut retry = message(42, "acme", "web");
+        retry["retryCounter"] = 1.into();
+        let fates = run(&w, &[retry]).await;
+        assert_eq!(created(&fates), 1, "JIT {jit}: {fates:?}");
+        assert_eq!(w.ec2.live().len(), 3);
+    }
+}
+
+#[tokio::test]
 async fn over_the_maximum_ephemeral_jobs_are_retried_and_reusable_ones_acknowledged() {
     for (ephemeral, expect_retry) in [(true, true), (false, false)] {
         let mut extra = vec![("RUNNERS_MAXIMUM_COUNT", "3"), ("ENABLE_JOB_QUEUED_CHECK", "false")];

@@ -31,6 +31,9 @@ locals {
     RetryJob                    = ["RetryCount"]
     SsmParametersDeleted        = ["Reason"]
     SsmParametersNotDeleted     = []
+    DeliveriesFailedSeen        = []
+    DeliveriesRedelivered       = []
+    DeliveriesGivenUp           = []
   }
   # Gauges are read by their lowest value; the other metrics are counts.
   gauges    = ["GitHubAppRateLimitRemaining"]
@@ -45,7 +48,7 @@ locals {
   syncer_envs         = var.syncer_environments == null ? { default = var.prefix } : { for e in var.syncer_environments : e => e }
   runner_environments = values(local.runner_envs)
   syncer_environments = values(local.syncer_envs)
-  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched"]
+  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched", "DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
   metric_environments = { for name, dims in local.emf_metrics : name => (
     contains(local.shared_metrics, name) ? [var.prefix] : name == "RunnerBinarySync" ? local.syncer_environments : local.runner_environments
   ) }
@@ -76,6 +79,7 @@ locals {
     "Runner binary sync"             = ["RunnerBinarySync"]
     "Pool and job retry"             = ["PoolRunnersAvailable", "PoolRunnersLaunched", "RetryJob"]
     "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
+    "Webhook redelivery"             = ["DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
   } : title => concat([for n in names : [for row in local.emf_rows[n] : jsondecode(row)]]...) } # not flatten: rows are lists
 
   # The build queues: one per runner configuration.
@@ -334,6 +338,31 @@ resource "aws_cloudwatch_metric_alarm" "sync_failed" {
     precondition {
       condition     = contains(local.emf_metrics["RunnerBinarySync"], "Result")
       error_message = "The alarm's metric and dimension must be in the EMF catalogue."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "deliveries_given_up" {
+  # Only where the redelivery function is deployed (its name is known at plan time).
+  count               = contains(keys(local.functions), "redelivery") ? 1 : 0
+  alarm_name          = "${var.prefix}-webhook-deliveries-given-up"
+  alarm_description   = "Webhook deliveries still failed after every redelivery: their jobs may have no runner (see the redelivery function's log for the GUIDs)."
+  namespace           = var.namespace
+  metric_name         = "DeliveriesGivenUp"
+  dimensions          = { Environment = var.prefix }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+  lifecycle {
+    precondition {
+      condition     = contains(keys(local.emf_metrics), "DeliveriesGivenUp")
+      error_message = "The alarm's metric must be in the EMF catalogue."
     }
   }
 }

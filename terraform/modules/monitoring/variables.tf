@@ -10,7 +10,7 @@ variable "namespace" {
 }
 
 variable "functions" {
-  description = "Function names by role: `webhook`, `dispatcher`, `scale_up`, `scale_down`, `syncer` (null when not deployed)."
+  description = "Function names by role: `webhook`, `dispatcher`, `scale_up`, `scale_down`, `syncer`, `redelivery` (null when not deployed)."
   type        = map(string)
 }
 

@@ -15,7 +15,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = "/${var.ssm_paths.root}/${var.prefix}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "redelivery"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
 
   # Settings every function shares (see modules/lambda); `prefix`/`environment` are the
   # configuration's for its own functions.
@@ -244,6 +244,22 @@ module "webhook" {
   })
 }
 
+module "webhook_redelivery" {
+  source               = "../webhook-redelivery"
+  count                = var.enable_webhook_redelivery ? 1 : 0
+  lambda               = local.lambda
+  zip                  = coalesce(var.webhook_redelivery_lambda_zip, local.zip["redelivery"])
+  app_parameters       = module.ssm.app_parameters
+  checkpoint_parameter = "${local.ssm_root}/${var.ssm_paths.webhook}/redelivery-checkpoints"
+  schedule_expression  = var.webhook_redelivery_schedule_expression
+  window_minutes       = var.webhook_redelivery_window_minutes
+  max_attempts         = var.webhook_redelivery_max_attempts
+  ghes_url             = var.ghes_url
+  ghes_ssl_verify      = var.ghes_ssl_verify
+  user_agent           = var.user_agent
+  kms_key_arn          = local.kms_key_arn
+}
+
 module "monitoring" {
   source    = "../monitoring"
   count     = var.metrics.enable ? 1 : 0
@@ -253,6 +269,7 @@ module "monitoring" {
     {
       webhook    = module.webhook.lambda.function.name
       dispatcher = try(module.webhook.eventbridge.dispatcher.function.name, null)
+      redelivery = var.enable_webhook_redelivery ? module.webhook_redelivery[0].lambda.function.name : null
     },
     { for key, r in module.runners : "${key}-scale_up" => r.lambda_up.function.name },
     { for key, r in module.runners : "${key}-scale_down" => r.lambda_down.function.name },

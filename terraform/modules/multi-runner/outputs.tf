@@ -37,7 +37,7 @@ output "binaries_syncer_map" {
 }
 
 output "webhook" {
-  description = "The webhook: `endpoint` (set it as the GitHub App's webhook URL), `function_url` (if enabled), the function, and in EventBridge mode the bus, rule and dispatcher."
+  description = "The webhook: `endpoint` (set it as the GitHub App's webhook URL), `function_url` (if enabled), the function, in EventBridge mode the bus, rule and dispatcher, and `redelivery` (the redelivery function, null when `enable_webhook_redelivery = false`)."
   value = {
     endpoint         = module.webhook.endpoint
     function_url     = module.webhook.function_url
@@ -46,6 +46,7 @@ output "webhook" {
     lambda_role      = module.webhook.lambda.role
     dispatcher       = try(module.webhook.eventbridge.dispatcher, null)
     eventbridge      = module.webhook.eventbridge
+    redelivery       = try(module.webhook_redelivery[0].lambda, null)
   }
 }
 

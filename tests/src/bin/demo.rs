@@ -1,7 +1,7 @@
 //! `make demo`: the whole system on one machine (see `tests::demo`).
 //!
 //! `demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S]
-//!       [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N]`
+//!       [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N] [--outage SECONDS]`
 #![allow(clippy::print_stdout)]
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use tests::demo::{DemoOptions, run};
 fn usage() -> ! {
     eprintln!(
         "usage: demo [--jobs N] [--ephemeral] [--org | --repo] [--max-runners N] [--job-seconds S] \
-         [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N]"
+         [--minimum-running-minutes M] [--timeout SECONDS] [--direct] [--pool N] [--outage SECONDS]"
     );
     std::process::exit(2)
 }
@@ -35,6 +35,7 @@ async fn main() {
             "--minimum-running-minutes" => options.minimum_running_minutes = number(args.next()),
             "--direct" => options.direct = true,
             "--pool" => options.pool = number(args.next()),
+            "--outage" => options.outage_seconds = number(args.next()),
             "--timeout" => options.timeout = Duration::from_secs(number(args.next())),
             "-h" | "--help" => usage(),
             _ => usage(),

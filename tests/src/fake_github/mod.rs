@@ -16,7 +16,10 @@
 //! - the `busy` flag of a runner lags what the runner really does by a configurable time (the
 //!   API *reports* the old value), while DELETE of a runner really running a job answers 422.
 
+mod hooks;
 mod routes;
+
+pub use hooks::DeliveryAttempt;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -319,6 +322,8 @@ pub(crate) struct State {
     primary_limit: u64,
     secondary_limits: bool,
     jit_config_size: usize,
+    /// Every webhook delivery attempt of every App, oldest first.
+    deliveries: Vec<hooks::DeliveryAttempt>,
 }
 
 impl State {
@@ -401,6 +406,7 @@ impl FakeGithub {
             primary_limit: options.primary_limit,
             secondary_limits: options.secondary_limits,
             jit_config_size: options.jit_config_size,
+            deliveries: Vec::new(),
         }));
         let app = routes::router(state.clone());
         let server = if options.tls {
@@ -433,6 +439,43 @@ impl FakeGithub {
         self.lock()
             .apps
             .insert(app_id, App { public_key_pem: public_key_pem.to_vec(), hook_config: Default::default() });
+    }
+
+    /// Sets the App's webhook (as registering the App does): where deliveries go, and the
+    /// secret they are signed with.
+    pub fn set_app_hook(&self, app_id: u64, url: &str, secret: &str) {
+        if let Some(app) = self.lock().apps.get_mut(&app_id) {
+            app.hook_config.insert("url".into(), json!(url));
+            app.hook_config.insert("secret".into(), json!(secret));
+            app.hook_config.insert("content_type".into(), json!("json"));
+        }
+    }
+
+    /// Delivers an event of `app_id` to its webhook, as GitHub does when it happens: signed,
+    /// POSTed, logged (whatever the endpoint answers). Returns the log entry.
+    pub async fn deliver(&self, app_id: u64, event: &str, payload: &str) -> DeliveryAttempt {
+        hooks::send_attempt(
+            self.state.clone(),
+            app_id,
+            hooks::new_guid(),
+            event.to_string(),
+            payload.to_string(),
+            false,
+        )
+        .await
+    }
+
+    /// Every delivery attempt, oldest first.
+    pub fn deliveries(&self) -> Vec<DeliveryAttempt> {
+        self.lock().deliveries.clone()
+    }
+
+    /// Adds an attempt to the log without sending anything (history from before the test).
+    pub fn log_attempt(&self, attempt: DeliveryAttempt) -> u64 {
+        let mut s = self.lock();
+        let id = s.id();
+        s.deliveries.push(DeliveryAttempt { id, ..attempt });
+        id
     }
 
     /// Installs `app_id` on an account (`Organization` or `User`); returns the installation id.

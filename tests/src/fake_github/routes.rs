@@ -43,6 +43,8 @@ pub(super) fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/app/installations/{id}/access_tokens", post(create_installation_token))
         .route("/app/hook/config", get(get_hook_config).patch(update_hook_config))
+        .route("/app/hook/deliveries", get(list_deliveries))
+        .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
         .route("/orgs/{org}/installation", get(org_installation))
         .route("/repos/{owner}/{repo}/installation", get(repo_installation))
         .route("/repos/{owner}/{repo}/actions/jobs/{job_id}", get(get_job))
@@ -382,6 +384,72 @@ async fn get_hook_config(State(state): State<Shared>, Extension(caller): Extensi
     let s = lock(&state);
     let config = s.apps.get(&app).map(|a| a.hook_config.clone()).unwrap_or_default();
     Json(hook_config_json(&config)).into_response()
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    per_page: Option<usize>,
+    cursor: Option<String>,
+    redelivery: Option<bool>,
+}
+
+/// `GET /app/hook/deliveries`: App JWT; newest first; `cursor` pagination (`v1_<id>`: the
+/// entries older than that one) with a `Link: rel="next"` header.
+async fn list_deliveries(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<DeliveriesQuery>,
+) -> Response {
+    let app = match require_app(&caller) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
+    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => u64::MAX,
+        Some(c) => match c.strip_prefix("v1_").and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => n,
+            None => return github_error(400, "Invalid cursor"),
+        },
+    };
+    let s = lock(&state);
+    let mut items: Vec<&super::DeliveryAttempt> = s
+        .deliveries
+        .iter()
+        .filter(|d| d.app_id == app && d.id < before && q.redelivery.is_none_or(|r| d.redelivery == r))
+        .collect();
+    items.sort_by_key(|d| std::cmp::Reverse(d.id));
+    let more = items.len() > per_page;
+    let page: Vec<Value> = items.iter().take(per_page).map(|d| d.json()).collect();
+    let mut r = Json(Value::Array(page)).into_response();
+    if more && let Some(last) = items.get(per_page - 1) {
+        let path = uri.path();
+        let link = format!("<{}{path}?per_page={per_page}&cursor=v1_{}>; rel=\"next\"", s.base_url, last.id);
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            r.headers_mut().insert("link", v);
+        }
+    }
+    r
+}
+
+/// `POST /app/hook/deliveries/{id}/attempts`: App JWT; 202, then the payload is sent again
+/// (same GUID, `redelivery: true`) and logged, as GitHub does it, in the background.
+async fn redeliver(State(state): State<Shared>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Response {
+    let app = match require_app(&caller) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let original = {
+        let s = lock(&state);
+        s.deliveries.iter().find(|d| d.id == id && d.app_id == app).cloned()
+    };
+    let Some(original) = original else { return github_error(404, "Not Found") };
+    if chrono::Utc::now() - original.delivered_at > chrono::TimeDelta::days(3) {
+        return github_error(422, "Validation Failed: deliveries older than 3 days cannot be redelivered");
+    }
+    tokio::spawn(super::hooks::send_attempt(state.clone(), app, original.guid, original.event, original.payload, true));
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
 }
 
 /// `PATCH /app/hook/config`: App JWT only; `url`, `content_type`, `secret`, `insecure_ssl`.

@@ -76,3 +76,17 @@ async fn demo_with_a_pool_starts_jobs_on_pool_runners_and_leaves_nothing() {
     assert!(summary.aws_calls.contains_key("ssm:GetParametersByPath"), "the SSM housekeeper ran: {report}");
     eprintln!("{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_recovers_an_endpoint_outage_by_redelivery() {
+    let summary = run(DemoOptions { outage_seconds: 4, ..options(3, true) }).await.unwrap();
+    let report = summary.render();
+    // Every delivery of the burst failed (4 jobs, one matching no configuration), yet every
+    // queued job ran: the redelivery function had GitHub deliver them again.
+    assert!(summary.ok(), "{report}");
+    assert_eq!(summary.deliveries_failed, 4, "{report}");
+    assert_eq!((summary.jobs_queued, summary.jobs_completed), (3, 3), "{report}");
+    assert!(summary.redelivered >= 4, "{report}");
+    assert!(summary.runners_launched <= 3, "no duplicate runner: {report}");
+    eprintln!("{report}");
+}

@@ -48,6 +48,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("pool", "pool_lambda_zip"),
     ("job-retry", "job_retry_lambda_zip"),
     ("ssm-housekeeper", "ssm_housekeeper_lambda_zip"),
+    ("webhook-redelivery", "webhook_redelivery_lambda_zip"),
 ];
 
 const WEBHOOK_SECRET: &str = "apply-test-webhook-secret";
@@ -765,6 +766,20 @@ async fn drive_configuration(
         let orphans = answer["deleted"]["orphaned"].as_array().map_or(0, Vec::len);
         assert_eq!(orphans, pooled, "the pool's unread token parameters are deleted: {answer}");
         extras.push(format!("SSM housekeeper deleted {orphans} orphaned token parameter(s)"));
+    }
+    // Webhook redelivery (on by default): a scheduled sweep with the applied environment reads
+    // the App's delivery log with the App's JWT and saves its checkpoint where Terraform allows.
+    if system.has("webhook-redelivery") {
+        let redelivery = system.spawn("webhook-redelivery", &[]).await;
+        let result = redelivery.invoke(scheduled()).await;
+        let answer = result.unwrap_or_else(|e| panic!("redelivery failed: {e:?}\n{}", redelivery.logs().join("\n")));
+        let app = &answer["apps"][0];
+        assert!(app["error"].is_null() && app["complete"] == true, "{answer}");
+        let name = system.var("webhook-redelivery", "REDELIVERY_CHECKPOINT_PARAMETER");
+        let saved = aws.ssm.get_parameter().name(&name).send().await.unwrap();
+        let value: Value = serde_json::from_str(saved.parameter().and_then(|p| p.value()).unwrap_or_default()).unwrap();
+        assert_eq!(value.as_object().map(|o| o.len()), Some(1), "the App's checkpoint saved in {name}: {value}");
+        extras.push(format!("redelivery swept the App's deliveries, checkpoint saved in {name}"));
     }
     format!(
         "{environment}: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances{}",

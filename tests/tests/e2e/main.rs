@@ -9,6 +9,7 @@ mod eventbridge;
 mod github_client;
 mod job_retry;
 mod pool;
+mod redelivery;
 mod scale_down;
 mod scale_up;
 mod ssm_housekeeper;

@@ -18,6 +18,8 @@ pub fn binary(name: &str) -> PathBuf {
         "pool" => env!("CARGO_BIN_EXE_lambda-pool"),
         "job-retry" => env!("CARGO_BIN_EXE_lambda-job-retry"),
         "ssm-housekeeper" => env!("CARGO_BIN_EXE_lambda-ssm-housekeeper"),
+        // Terraform names the function `<prefix>-webhook-redelivery`.
+        "redelivery" | "webhook-redelivery" => env!("CARGO_BIN_EXE_lambda-redelivery"),
         other => panic!("no function {other}"),
     };
     PathBuf::from(path)

@@ -176,6 +176,7 @@ fn every_variable_a_function_reads_is_set_by_terraform_and_every_one_set_is_read
         ("pool", pool::config::Config::variables()),
         ("job-retry", job_retry::config::Config::variables()),
         ("ssm-housekeeper", ssm_housekeeper::config::Config::variables()),
+        ("webhook-redelivery", redelivery::config::Config::variables()),
     ]);
     assert_eq!(
         terraform.keys().map(String::as_str).collect::<Vec<_>>(),

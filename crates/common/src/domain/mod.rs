@@ -7,6 +7,7 @@ pub mod cron;
 pub mod job_retry;
 pub mod labels;
 pub mod pool;
+pub mod redelivery;
 pub mod runner;
 pub mod scale_down;
 pub mod scale_up;

@@ -19,6 +19,10 @@ pub mod tags {
     /// runners it counts): scale-down does not remove it as idle before then.
     pub const POOL_HOLD_UNTIL: &str = "ghr:pool_hold_until";
     pub const GITHUB_RUNNER_ID: &str = "ghr:github_runner_id";
+    /// The id of the job whose `queued` event launched the instance (written by scale-up with
+    /// the runner's registration): a second delivery of that event (a webhook redelivery, SQS's
+    /// at-least-once delivery) finds it and launches nothing.
+    pub const LAUNCHED_FOR_JOB: &str = "ghr:launched_for_job";
     pub const RUNNER_LABELS: &str = "ghr:runner_labels";
     pub const ORPHAN: &str = "ghr:orphan";
     /// Written by scale-down when it deregistered the instance's idle runner (unix seconds):

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod client;
+pub mod deliveries;
 pub mod owner;
 pub mod pacing;
 pub mod signature;
