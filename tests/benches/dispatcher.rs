@@ -154,7 +154,7 @@ async fn main() {
     f.ready(Duration::from_secs(20)).await.expect("ready");
     let after_init = f.peak_rss_kib().unwrap_or(0);
     for _ in 0..RSS_EVENTS {
-        let answer = f.invoke(event.clone()).await.expect("answer");
+        let answer = f.invoke_unsettled(event.clone()).await.expect("answer");
         assert_eq!(answer["decision"], "queued", "{answer}");
     }
     let peak = f.peak_rss_kib().unwrap_or(0);

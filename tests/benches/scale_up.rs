@@ -153,7 +153,7 @@ async fn main() {
             } else {
                 (0..10).map(|i| b.message(base + i)).collect()
             };
-            let response = f.invoke(event(&messages)).await.unwrap();
+            let response = f.invoke_unsettled(event(&messages)).await.unwrap();
             assert_eq!(response["batchItemFailures"], json!([]), "{response}");
             table(&format!("{title} — {phase}"), 10, &b.calls());
         }

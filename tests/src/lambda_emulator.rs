@@ -192,8 +192,45 @@ impl LambdaFunction {
         }
     }
 
-    /// Invokes the function with `event` and waits for its answer.
+    /// Invokes the function with `event` and waits for its answer, then for the lines it
+    /// printed: they travel through a pipe that another task reads, and may trail the answer.
     pub async fn invoke(&self, event: Value) -> Outcome {
+        let outcome = self.invoke_unsettled(event).await;
+        self.settle_logs().await;
+        outcome
+    }
+
+    /// Waits until the captured output stops growing (50 ms without a new line, at most 2 s).
+    pub async fn settle_logs(&self) {
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut seen = lock(&self.logs).len();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = lock(&self.logs).len();
+            if now == seen || Instant::now() > until {
+                return;
+            }
+            seen = now;
+        }
+    }
+
+    /// Waits (at most `within`) until a captured line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        loop {
+            if lock(&self.logs).iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() > until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Invokes the function and returns as soon as its answer arrives, without waiting for its
+    /// output: for timing measurements (the benchmarks).
+    pub async fn invoke_unsettled(&self, event: Value) -> Outcome {
         let (tx, rx) = oneshot::channel();
         let deadline = SystemTime::now() + self.timeout;
         let deadline_ms = deadline.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

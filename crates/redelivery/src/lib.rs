@@ -41,7 +41,7 @@ use common::clock::Clock;
 use common::config::{FromEnv, Secret};
 use common::deadline::Deadline;
 use common::domain::redelivery::{Checkpoint, Delivery, Failed, next_checkpoint, plan, probe};
-use common::error::{GithubError, Retryable};
+use common::error::GithubError;
 use common::ports::{NewParameter, ParameterStore, ParameterWriter, WebhookDeliveries};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{DELIVERIES_FAILED_SEEN, DELIVERIES_GIVEN_UP, DELIVERIES_REDELIVERED};
@@ -347,10 +347,11 @@ impl Redelivery {
     }
 }
 
-/// A redelivery GitHub will never accept (not a rate limit, not a server error).
+/// A redelivery GitHub will never accept: the delivery is unknown (404) or no longer
+/// redeliverable (422, older than 3 days). Anything else (401/403: the App's credentials or
+/// permissions; 5xx; rate limits) is not the delivery's fault and is tried again next run.
 fn refused(e: &GithubError) -> bool {
-    matches!(e, GithubError::Status { status, .. } if (400..500).contains(status) && *status != 408)
-        && !e.is_retryable()
+    matches!(e, GithubError::Status { status: 404 | 422, .. })
 }
 
 /// The function with real clients, as Lambda runs it.

@@ -179,6 +179,7 @@ async fn github_errors_leave_the_events_for_the_next_run_and_refusals_are_given_
     w.log.deliver("up", "workflow_job", 200, TimeDelta::minutes(1));
     *w.log.redeliver_errors.lock().unwrap() = vec![
         GithubError::Status { endpoint: "POST x".into(), status: 422, message: "too old".into() },
+        GithubError::Status { endpoint: "POST x".into(), status: 401, message: "Bad credentials".into() },
         GithubError::RateLimited {
             endpoint: "POST x".into(),
             status: 403,
@@ -187,8 +188,12 @@ async fn github_errors_leave_the_events_for_the_next_run_and_refusals_are_given_
     ];
     let run = w.run().await;
     assert_eq!(run.given_up, ["a"], "GitHub refused it: retrying cannot help");
-    assert_eq!((run.redelivered.len(), run.left), (0, 2), "the rate limit stops the run: {run:?}");
+    assert_eq!((run.redelivered.len(), run.left), (0, 2), "a credentials error is not the delivery's fault: {run:?}");
     assert_eq!(w.checkpoint().since, w.log.attempts("b")[0].delivered_at);
+    // The next run: a rate limit stops it before any redelivery; nothing is given up.
+    w.clock.advance(TimeDelta::minutes(5));
+    let run = w.run().await;
+    assert_eq!((run.redelivered.len(), run.left, run.given_up.len()), (0, 2, 0), "{run:?}");
     w.clock.advance(TimeDelta::minutes(5));
     let run = w.run().await;
     assert_eq!(run.redelivered, ["b", "c"]);

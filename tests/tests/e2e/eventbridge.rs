@@ -187,7 +187,7 @@ async fn a_queued_job_travels_from_the_webhook_over_the_bus_to_its_queue() {
     let answer = dispatcher.invoke(event.clone()).await.expect("dispatched");
     assert_eq!(answer["decision"], "queued", "{answer}");
     // Its info lines reach the log (every function crate is in the log filter).
-    assert!(dispatcher.logs().iter().any(|l| l.contains("job dispatched")), "{:?}", dispatcher.logs());
+    assert!(dispatcher.wait_for_log("job dispatched", Duration::from_secs(10)).await, "{:?}", dispatcher.logs());
     let jobs = w.jobs_in(&w.linux_queue).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0].id, jobs[0].queue_id.as_str()), (289782451, w.linux_queue.as_str()));

@@ -239,8 +239,7 @@ async fn an_sqs_failure_is_a_5xx_never_a_2xx() {
     let (status, text) =
         post(&w, rest_event("workflow_job", &body, Some(&sign(w.secret.as_bytes(), body.as_bytes())))).await;
     assert_eq!(status, 500, "{text}");
-    let errors: Vec<Value> = w.function.json_logs().into_iter().filter(|l| l["level"] == "ERROR").collect();
-    assert!(!errors.is_empty());
+    assert!(w.function.wait_for_log(r#""level":"ERROR""#, Duration::from_secs(10)).await, "{:?}", w.function.logs());
     let reasons: Vec<Value> = w.function.metric("WebhookRejected").into_iter().map(|m| m.1["Reason"].clone()).collect();
     assert_eq!(reasons, vec![json!("queue_error")]);
 }
