@@ -9,10 +9,11 @@
 //!   per instance stored as SecureString `<SSM_TOKEN_PATH>/<instance-id>`.
 //! - **Answer**: `batchItemFailures` names exactly the messages whose runner was not created and
 //!   that should come back (decisions.md #13). A message is acknowledged without a runner only
-//!   for a reason that needs none: malformed, duplicate in the batch, a runner already
-//!   launched for the job (`ghr:launched_for_job`: a redelivered or twice-delivered event), job no longer queued,
-//!   user-owned repository with organization runners, over the maximum for reusable runners
-//!   (an existing runner will take it). Every message gets one log line saying which.
+//!   for a reason that needs none: malformed, duplicate in the batch, an instance already
+//!   launched for the job (`ghr:launched_for_job`: a redelivered or twice-delivered event),
+//!   job no longer queued, user-owned repository with organization runners, over the maximum
+//!   for reusable runners (an existing runner will take it). Every message gets one log line
+//!   saying which.
 //! - **The maximum under concurrency**: after launching, an invocation lists the owner's
 //!   instances again (waiting until EC2 lists its own), ranks them (`beyond_maximum`), and
 //!   terminates its own instances ranked beyond `RUNNERS_MAXIMUM_COUNT` before any of them is
