@@ -19,7 +19,7 @@ use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, unique};
 use tests::stack::RunnerStack;
 
-use crate::support::{HEAVY, binary};
+use crate::support::{HEAVY, binary, env};
 
 const LABELS: &[&str] = &["self-hosted", "linux", "x64"];
 
@@ -55,7 +55,7 @@ impl World {
         .to_string();
         let matcher_parameter = format!("{}/webhook/runner-matcher-config", stack.ssm_root);
         aws.put_parameter(&matcher_parameter, &matchers, false).await;
-        let mut env: Vec<(String, String)> = [
+        let mut vars = env(&[
             ("PARAMETER_GITHUB_APP_WEBHOOK_SECRET", stack.webhook_secret_parameter.as_str()),
             ("PARAMETER_RUNNER_MATCHER_CONFIG_PATH", matcher_parameter.as_str()),
             ("PARAMETER_RUNNER_MATCHER_VERSION", "1"),
@@ -63,15 +63,12 @@ impl World {
             ("ENVIRONMENT", stack.prefix.as_str()),
             ("LOG_LEVEL", "info"),
             ("POWERTOOLS_METRICS_NAMESPACE", "GitHub Runners"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.extend(moto.lambda_env());
+        ]);
+        vars.extend(moto.lambda_env());
         let webhook = LambdaFunction::spawn(
             &binary("webhook"),
             &format!("{}-webhook", stack.prefix),
-            &env,
+            &vars,
             Duration::from_secs(10),
         )
         .await;
@@ -80,12 +77,12 @@ impl World {
 
         // Scale-up with Terraform's defaults: ephemeral JIT runners, no job-queued check (the
         // case where only the duplicate check stops a second runner).
-        let mut env = stack.scale_up_env(&github.url, &[]);
-        env.extend(moto.lambda_env());
+        let mut vars = stack.scale_up_env(&github.url, &[]);
+        vars.extend(moto.lambda_env());
         let scale_up = LambdaFunction::spawn(
             &binary("scale-up"),
             &format!("{}-scale-up", stack.prefix),
-            &env,
+            &vars,
             Duration::from_secs(30),
         )
         .await;
@@ -93,7 +90,7 @@ impl World {
         let clock = std::env::temp_dir().join(format!("{}-clock", stack.prefix));
         let checkpoints = format!("{}/webhook/redelivery-checkpoints", stack.ssm_root);
         aws.put_parameter(&checkpoints, "{}", false).await;
-        let mut env: Vec<(String, String)> = [
+        let mut vars = env(&[
             ("PARAMETER_GITHUB_APP_ID_NAME", stack.app_id_parameters.as_str()),
             ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", stack.app_key_parameters.as_str()),
             ("REDELIVERY_CHECKPOINT_PARAMETER", checkpoints.as_str()),
@@ -104,15 +101,12 @@ impl World {
             ("POWERTOOLS_METRICS_NAMESPACE", "GitHub Runners"),
             (common::config::test_overrides::GITHUB_API_URL, github.url.as_str()),
             (common::config::test_overrides::CLOCK_FILE, clock.to_str().unwrap()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.extend(moto.lambda_env());
+        ]);
+        vars.extend(moto.lambda_env());
         let redelivery = LambdaFunction::spawn(
             &binary("redelivery"),
             &format!("{}-redelivery", stack.prefix),
-            &env,
+            &vars,
             redelivery_timeout,
         )
         .await;
