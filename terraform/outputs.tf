@@ -70,11 +70,11 @@ output "dashboard_url" {
 }
 
 output "instance_termination_watcher" {
-  description = "The spot termination watcher (upstream's output; not implemented yet: null)."
-  value       = null
+  description = "The interruption warning watcher (`lambda`, `lambda_log_group`, `lambda_role`), null when off."
+  value       = var.instance_termination_watcher.enable ? module.instance_termination_watcher[0].spot_termination_notification : null
 }
 
 output "instance_termination_handler" {
-  description = "The spot termination handler (upstream's output; not implemented yet: null)."
-  value       = null
+  description = "The spot termination (BidEvictedEvent) handler (`lambda`, `lambda_log_group`, `lambda_role`), null when off."
+  value       = var.instance_termination_watcher.enable ? module.instance_termination_watcher[0].spot_termination_handler : null
 }

@@ -887,6 +887,12 @@ variable "webhook_redelivery_lambda_zip" {
   default     = null
 }
 
+variable "termination_watcher_lambda_zip" {
+  description = "Termination watcher zip (its three functions); null for `target/lambda/<arch>/termination-watcher/bootstrap.zip` of this repository. `instance_termination_watcher.zip` wins when set."
+  type        = string
+  default     = null
+}
+
 variable "metrics" {
   description = "EMF metrics, the dashboard and alarms: `enable` (the dashboard and alarms), `namespace`, `metric.enable_github_app_rate_limit`."
   type = object({
@@ -1169,7 +1175,7 @@ variable "runners_ssm_housekeeper" {
 }
 
 variable "instance_termination_watcher" {
-  description = "Not supported yet (a plan-time warning says so when `enable`): the spot termination watcher."
+  description = "The termination watcher (`enable`): metrics of spot interruption warnings (`metrics.metric.enable_spot_termination_warning`) and reclaims, and with `enable_runner_deregistration` (default true) the runners of terminating instances deregistered from GitHub (a busy one retried from `<prefix>-deregister-retry`); `features` turns its two watchers on or off; `zip`, `memory_size`, `timeout` of its functions."
   type = object({
     enable = optional(bool, false)
     features = optional(object({
@@ -1200,43 +1206,43 @@ variable "job_retry" {
 }
 
 variable "enable_ami_housekeeper" {
-  description = "Not supported yet (a plan-time warning says so when true): the AMI housekeeper."
+  description = "Deploy the AMI housekeeper (`<prefix>-ami-housekeeper`): deregisters old images no launch template or listed parameter uses, with their snapshots (`ami_housekeeper_cleanup_config`)."
   type        = bool
   default     = false
 }
 
 variable "ami_housekeeper_lambda_zip" {
-  description = "Not supported yet (the AMI housekeeper): its zip."
+  description = "AMI housekeeper zip; null for `target/lambda/<arch>/ami-housekeeper/bootstrap.zip` of this repository."
   type        = string
   default     = null
 }
 
 variable "ami_housekeeper_lambda_timeout" {
-  description = "Not supported yet (the AMI housekeeper): its timeout (s)."
+  description = "Timeout (s) of the AMI housekeeper: what a run cannot finish is left for the next one."
   type        = number
   default     = 300
 }
 
 variable "ami_housekeeper_lambda_s3_key" {
-  description = "Not supported yet (the AMI housekeeper): S3 key of its zip."
+  description = "Not supported yet (a plan-time warning says so): S3 key of the AMI housekeeper zip in `lambda_s3_bucket`."
   type        = string
   default     = null
 }
 
 variable "ami_housekeeper_lambda_s3_object_version" {
-  description = "Not supported yet (the AMI housekeeper): S3 object version of its zip."
+  description = "Not supported yet (a plan-time warning says so): S3 object version of the AMI housekeeper zip."
   type        = string
   default     = null
 }
 
 variable "ami_housekeeper_lambda_schedule_expression" {
-  description = "Not supported yet (the AMI housekeeper): its schedule."
+  description = "When the AMI housekeeper runs."
   type        = string
   default     = "rate(1 day)"
 }
 
 variable "ami_housekeeper_cleanup_config" {
-  description = "Not supported yet (the AMI housekeeper): what it cleans up."
+  description = "What the AMI housekeeper cleans up (upstream's): `amiFilters` (default: available machine images), `dryRun`, `launchTemplateNames` (null: every template of the account; when set, the runners' own is added), `maxItems`, `minimumDaysOld` (default 30), `ssmParameterNames` (`*text`: every parameter whose name contains `text`)."
   type = object({
     amiFilters = optional(list(object({
       Name   = string

@@ -200,14 +200,57 @@ run "warns_when_the_region_differs_from_the_provider" {
 run "upstream_inputs_of_features_not_here_yet_warn_by_name" {
   command = plan
   variables {
-    enable_ami_housekeeper = true
-    runners_lambda_zip     = "../lambdas-download/runners.zip"
-    lambda_runtime         = "nodejs22.x"
+    enable_dynamic_labels = true
+    runners_lambda_zip    = "../lambdas-download/runners.zip"
+    lambda_runtime        = "nodejs22.x"
   }
   expect_failures = [check.unsupported_features, check.ignored_inputs]
   assert {
-    condition     = join(",", local.unsupported) == "enable_ami_housekeeper (the AMI housekeeper)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
+    condition     = join(",", local.unsupported) == "enable_dynamic_labels (dynamic labels)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
     error_message = "Each feature in use is named."
+  }
+}
+
+run "termination_watcher" {
+  command = plan
+  variables {
+    instance_termination_watcher = { enable = true, features = { enable_spot_termination_handler = false } }
+  }
+  assert {
+    condition     = output.instance_termination_watcher.lambda.function_name == "${var.prefix}-spot-termination-notification" && output.instance_termination_handler == null && length(local.unsupported) == 0
+    error_message = "The notification watcher is deployed, the handler is off, and nothing is warned about."
+  }
+  assert {
+    condition     = module.instance_termination_watcher[0].spot_termination_notification.lambda.environment.ENABLE_RUNNER_DEREGISTRATION == "true" && module.instance_termination_watcher[0].spot_termination_notification.lambda.environment.PARAMETER_GITHUB_APP_ID_NAME == module.ssm.app_parameters.ids
+    error_message = "Deregistration is on by default, with every App."
+  }
+  assert {
+    condition     = module.instance_termination_watcher[0].spot_termination_notification.lambda.environment.ENABLE_METRICS_SPOT_WARNING == "true" && module.instance_termination_watcher[0].spot_termination_notification.lambda.environment.TAG_FILTERS == "null"
+    error_message = "Spot warnings are counted (metrics are on by default); the tag filter defaults to the environment."
+  }
+}
+
+run "ami_housekeeper" {
+  command = plan
+  variables {
+    enable_ami_housekeeper = true
+    ami_housekeeper_cleanup_config = {
+      launchTemplateNames = ["golden-image-builder"]
+      ssmParameterNames   = ["*/ami-id"]
+      minimumDaysOld      = 10
+    }
+  }
+  assert {
+    condition     = module.ami_housekeeper[0].lambda.rule.schedule_expression == "rate(1 day)" && length(local.unsupported) == 0
+    error_message = "The AMI housekeeper is deployed daily, and no longer warned about."
+  }
+  assert {
+    condition     = jsondecode(module.ami_housekeeper[0].lambda.function.environment.AMI_CLEANUP_OPTIONS).launchTemplateNames == ["golden-image-builder", "${var.prefix}-action-runner"]
+    error_message = "A listed set of templates gets the runners' own added."
+  }
+  assert {
+    condition     = jsondecode(module.ami_housekeeper[0].lambda.function.environment.AMI_CLEANUP_OPTIONS).amiFilters[0].Name == "state"
+    error_message = "Upstream's default filters apply."
   }
 }
 

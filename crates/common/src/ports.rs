@@ -9,9 +9,41 @@ use async_trait::async_trait;
 
 use crate::config::Secret;
 use crate::deadline::Deadline;
+use crate::domain::ami_housekeeper::{ImageFilter, MachineImage};
 use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner};
 use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
+use crate::domain::termination::WatchedInstance;
 use crate::error::{AwsError, GithubError};
+
+/// Parameters read as they are now, never cached: the image ids the AMI housekeeper keeps.
+#[async_trait]
+pub trait ParameterLookup: Send + Sync {
+    /// Names of the parameters whose name contains `fragment` (every page).
+    async fn names_containing(&self, fragment: &str) -> Result<Vec<String>, AwsError>;
+    /// The values of the named parameters that exist; missing names are absent.
+    async fn current_values(&self, names: &[String]) -> Result<BTreeMap<String, Secret<String>>, AwsError>;
+}
+
+/// Instances described whatever their state, with their type (the termination watcher).
+#[async_trait]
+pub trait WatchedInstances: Send + Sync {
+    /// The instances with these ids that EC2 knows (terminated ones stay described for about an
+    /// hour); unknown ids are absent.
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<WatchedInstance>, AwsError>;
+}
+
+/// This account's machine images and the launch templates that name them (AMI housekeeper).
+#[async_trait]
+pub trait MachineImages: Send + Sync {
+    /// The account's own images matching the filters, at most `max_items` (else every page).
+    async fn list_own(&self, filters: &[ImageFilter], max_items: Option<usize>) -> Result<Vec<MachineImage>, AwsError>;
+    /// The image of the `$Default` and `$Latest` versions of the named launch templates (of every
+    /// template of the account with `None`); a named template that does not exist has none.
+    /// A value may be a `resolve:ssm:` reference.
+    async fn launch_template_images(&self, names: Option<&[String]>) -> Result<Vec<String>, AwsError>;
+    async fn deregister(&self, image_id: &str) -> Result<(), AwsError>;
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), AwsError>;
+}
 
 /// SSM Parameter Store, read side.
 #[async_trait]

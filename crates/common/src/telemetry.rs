@@ -241,6 +241,67 @@ pub mod metrics {
         "workflow_job deliveries still failed after the maximum number of redeliveries (or too old to redeliver): their jobs may be lost."
     );
 
+    // ami-housekeeper
+    metric!(AMIS_DEREGISTERED, "AmisDeregistered", Count, [], "ami-housekeeper", "Unused old images deregistered.");
+    metric!(
+        AMI_SNAPSHOTS_DELETED,
+        "AmiSnapshotsDeleted",
+        Count,
+        [],
+        "ami-housekeeper",
+        "Snapshots of deregistered images deleted."
+    );
+    metric!(
+        AMIS_NOT_DEREGISTERED,
+        "AmisNotDeregistered",
+        Count,
+        [],
+        "ami-housekeeper",
+        "Images to deregister whose deregistration failed or was left for the next run (deadline)."
+    );
+
+    // termination-watcher
+    metric!(
+        SPOT_INTERRUPTION_WARNING,
+        "SpotInterruptionWarning",
+        Count,
+        ["InstanceType"],
+        "termination-watcher",
+        "Spot interruption warnings for this deployment's runners (two minutes before the reclaim), by instance type."
+    );
+    metric!(
+        SPOT_TERMINATION,
+        "SpotTermination",
+        Count,
+        ["InstanceType"],
+        "termination-watcher",
+        "Runner instances reclaimed by EC2 spot (CloudTrail BidEvictedEvent), by instance type."
+    );
+    metric!(
+        TERMINATED_RUNNERS_DEREGISTERED,
+        "TerminatedRunnersDeregistered",
+        Count,
+        [],
+        "termination-watcher",
+        "Runners of terminating instances deregistered from GitHub."
+    );
+    metric!(
+        TERMINATED_RUNNERS_BUSY,
+        "TerminatedRunnersBusy",
+        Count,
+        [],
+        "termination-watcher",
+        "Deregistrations GitHub refused while the runner ran a job, put on the retry queue."
+    );
+    metric!(
+        TERMINATED_RUNNERS_NOT_DEREGISTERED,
+        "TerminatedRunnersNotDeregistered",
+        Count,
+        [],
+        "termination-watcher",
+        "Runners of terminated instances that could not be deregistered (errors, or busy past the last retry)."
+    );
+
     // scale-down
     metric!(RUNNERS_SEEN, "RunnersSeen", Count, [], "scale-down", "Runner instances found.");
     metric!(RUNNERS_IDLE_KEPT, "RunnersIdleKept", Count, [], "scale-down", "Idle runners kept by the idle config.");
@@ -303,6 +364,14 @@ pub mod metrics {
         DELIVERIES_FAILED_SEEN,
         DELIVERIES_REDELIVERED,
         DELIVERIES_GIVEN_UP,
+        AMIS_DEREGISTERED,
+        AMI_SNAPSHOTS_DELETED,
+        AMIS_NOT_DEREGISTERED,
+        SPOT_INTERRUPTION_WARNING,
+        SPOT_TERMINATION,
+        TERMINATED_RUNNERS_DEREGISTERED,
+        TERMINATED_RUNNERS_BUSY,
+        TERMINATED_RUNNERS_NOT_DEREGISTERED,
         RUNNERS_SEEN,
         RUNNERS_IDLE_KEPT,
         RUNNERS_TERMINATED,

@@ -11,12 +11,14 @@ use async_trait::async_trait;
 
 use crate::config::Secret;
 use crate::deadline::Deadline;
+use crate::domain::ami_housekeeper::{ImageFilter, MachineImage};
 use crate::domain::runner::{InstanceFilter, RunnerInstance, RunnerOwner, tags};
 use crate::domain::scale_up::{LaunchOutcome, LaunchRequest};
 use crate::error::{AwsError, AwsErrorKind, GithubError};
 use crate::ports::{
-    DelayedQueue, EventBus, GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, ListedParameter, NewParameter,
-    OutgoingEvent, ParameterHousekeeping, ParameterStore, ParameterWriter, RunnerInstances, RunnerRemoval, Withdrawal,
+    DelayedQueue, EventBus, GithubApi, GithubOwner, GithubRunner, JitConfig, JobQueue, ListedParameter, MachineImages,
+    NewParameter, OutgoingEvent, ParameterHousekeeping, ParameterLookup, ParameterStore, ParameterWriter,
+    RunnerInstances, RunnerRemoval, WatchedInstances, Withdrawal,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +108,101 @@ impl ParameterHousekeeping for MemoryParameterStore {
         }
         let mut values = lock(&self.values);
         Ok(names.iter().filter(|n| values.remove(*n).is_none()).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl ParameterLookup for MemoryParameterStore {
+    async fn names_containing(&self, fragment: &str) -> Result<Vec<String>, AwsError> {
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        Ok(lock(&self.values).keys().filter(|n| n.contains(fragment)).cloned().collect())
+    }
+
+    async fn current_values(&self, names: &[String]) -> Result<BTreeMap<String, Secret<String>>, AwsError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = lock(&self.failure).clone() {
+            return Err(e);
+        }
+        let values = lock(&self.values);
+        Ok(names.iter().filter_map(|n| Some((n.clone(), Secret::new(values.get(n)?.clone())))).collect())
+    }
+}
+
+/// Machine images and launch templates in memory; images are matched by `name` filters with a
+/// trailing `*` only (other filters are recorded, not applied).
+#[derive(Default)]
+pub struct MemoryMachineImages {
+    pub images: Mutex<Vec<MachineImage>>,
+    /// Launch template name → the images of its default and latest versions.
+    pub templates: Mutex<BTreeMap<String, Vec<String>>>,
+    pub deregistered: Mutex<Vec<String>>,
+    pub snapshots_deleted: Mutex<Vec<String>>,
+    pub filters_seen: Mutex<Vec<Vec<ImageFilter>>>,
+    template_failure: Mutex<Option<AwsError>>,
+    deregister_failures: Mutex<BTreeMap<String, AwsError>>,
+}
+
+impl MemoryMachineImages {
+    pub fn add(&self, image: MachineImage) {
+        lock(&self.images).push(image);
+    }
+
+    pub fn template(&self, name: &str, images: &[&str]) {
+        lock(&self.templates).insert(name.into(), images.iter().map(|i| i.to_string()).collect());
+    }
+
+    pub fn fail_templates(&self, error: Option<AwsError>) {
+        *lock(&self.template_failure) = error;
+    }
+
+    pub fn fail_deregister(&self, image_id: &str, error: AwsError) {
+        lock(&self.deregister_failures).insert(image_id.into(), error);
+    }
+}
+
+#[async_trait]
+impl MachineImages for MemoryMachineImages {
+    async fn list_own(&self, filters: &[ImageFilter], max_items: Option<usize>) -> Result<Vec<MachineImage>, AwsError> {
+        lock(&self.filters_seen).push(filters.to_vec());
+        let matches = |image: &MachineImage| {
+            filters.iter().filter(|f| f.name == "name").all(|f| {
+                let name = image.name.as_deref().unwrap_or("");
+                f.values.iter().any(|v| match v.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == v,
+                })
+            })
+        };
+        let mut found: Vec<MachineImage> = lock(&self.images).iter().filter(|i| matches(i)).cloned().collect();
+        found.truncate(max_items.unwrap_or(usize::MAX));
+        Ok(found)
+    }
+
+    async fn launch_template_images(&self, names: Option<&[String]>) -> Result<Vec<String>, AwsError> {
+        if let Some(e) = lock(&self.template_failure).clone() {
+            return Err(e);
+        }
+        Ok(lock(&self.templates)
+            .iter()
+            .filter(|(name, _)| names.is_none_or(|wanted| wanted.contains(name)))
+            .flat_map(|(_, images)| images.clone())
+            .collect())
+    }
+
+    async fn deregister(&self, image_id: &str) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.deregister_failures).get(image_id).cloned() {
+            return Err(e);
+        }
+        lock(&self.images).retain(|i| i.id != image_id);
+        lock(&self.deregistered).push(image_id.into());
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), AwsError> {
+        lock(&self.snapshots_deleted).push(snapshot_id.into());
+        Ok(())
     }
 }
 
@@ -382,6 +479,28 @@ fn matches(instance: &RunnerInstance, f: &InstanceFilter) -> bool {
                 && instance.tag(tags::OWNER) == Some(o.tag_value().as_str())
         })
         && (!f.orphan_only || instance.is_orphan())
+}
+
+#[async_trait]
+impl WatchedInstances for MemoryRunnerInstances {
+    /// Every stored instance with these ids, typed `m5.large` (spot is not modelled).
+    async fn describe(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<crate::domain::termination::WatchedInstance>, AwsError> {
+        if let Some(e) = lock(&self.list_failure).clone() {
+            return Err(e);
+        }
+        Ok(self
+            .instances()
+            .into_iter()
+            .filter(|i| instance_ids.contains(&i.id))
+            .map(|instance| crate::domain::termination::WatchedInstance {
+                instance,
+                instance_type: Some("m5.large".into()),
+            })
+            .collect())
+    }
 }
 
 #[async_trait]

@@ -46,4 +46,18 @@ module "runners" {
   delay_webhook_event                   = 5
   enable_ssm_on_runners                 = true
   enable_user_data_debug_logging_runner = true
+
+  # Deregister this account's runner images (names with al2023) older than 10 days that no launch
+  # template and no `*/ami-id` parameter uses, with their snapshots.
+  enable_ami_housekeeper = true
+  ami_housekeeper_cleanup_config = {
+    ssmParameterNames = ["*/ami-id"]
+    minimumDaysOld    = 10
+    amiFilters = [
+      {
+        Name   = "name"
+        Values = ["*al2023*"]
+      }
+    ]
+  }
 }

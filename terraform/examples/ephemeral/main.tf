@@ -74,4 +74,10 @@ module "runners" {
     schedule_expression_timezone = "Europe/Amsterdam"
     size                         = 2
   }]
+
+  # Spot interruptions counted on the dashboard, and the runner of every instance that shuts
+  # down (a reclaim included) deregistered from GitHub at once instead of left offline.
+  instance_termination_watcher = {
+    enable = true
+  }
 }

@@ -6,34 +6,42 @@ locals {
   # the metrics the functions emit (common::telemetry::metrics::ALL; a Rust test compares them),
   # and every widget and alarm looks its metric up here, so a name not listed fails the plan.
   emf_metrics = {
-    WebhookReceived             = []
-    WebhookAccepted             = []
-    WebhookRejected             = ["Reason"]
-    JobsDispatched              = []
-    JobsNotDispatched           = ["Reason"]
-    JobsReceived                = []
-    MalformedMessages           = []
-    RunnersRequested            = []
-    RunnersCreated              = []
-    RunnersFailed               = ["Reason"]
-    JobsSkipped                 = ["Reason"]
-    JobsRetried                 = []
-    GitHubAppRateLimitRemaining = ["AppId"]
-    GitHubRateLimitHits         = ["AppId"]
-    RunnersSeen                 = []
-    RunnersIdleKept             = []
-    RunnersTerminated           = ["Reason"]
-    RunnersSkipped              = ["Reason"]
-    ScaleDownErrors             = []
-    RunnerBinarySync            = ["Result"]
-    PoolRunnersAvailable        = []
-    PoolRunnersLaunched         = []
-    RetryJob                    = ["RetryCount"]
-    SsmParametersDeleted        = ["Reason"]
-    SsmParametersNotDeleted     = []
-    DeliveriesFailedSeen        = []
-    DeliveriesRedelivered       = []
-    DeliveriesGivenUp           = []
+    WebhookReceived                  = []
+    WebhookAccepted                  = []
+    WebhookRejected                  = ["Reason"]
+    JobsDispatched                   = []
+    JobsNotDispatched                = ["Reason"]
+    JobsReceived                     = []
+    MalformedMessages                = []
+    RunnersRequested                 = []
+    RunnersCreated                   = []
+    RunnersFailed                    = ["Reason"]
+    JobsSkipped                      = ["Reason"]
+    JobsRetried                      = []
+    GitHubAppRateLimitRemaining      = ["AppId"]
+    GitHubRateLimitHits              = ["AppId"]
+    RunnersSeen                      = []
+    RunnersIdleKept                  = []
+    RunnersTerminated                = ["Reason"]
+    RunnersSkipped                   = ["Reason"]
+    ScaleDownErrors                  = []
+    RunnerBinarySync                 = ["Result"]
+    PoolRunnersAvailable             = []
+    PoolRunnersLaunched              = []
+    RetryJob                         = ["RetryCount"]
+    SsmParametersDeleted             = ["Reason"]
+    SsmParametersNotDeleted          = []
+    DeliveriesFailedSeen             = []
+    DeliveriesRedelivered            = []
+    DeliveriesGivenUp                = []
+    AmisDeregistered                 = []
+    AmiSnapshotsDeleted              = []
+    AmisNotDeregistered              = []
+    SpotInterruptionWarning          = ["InstanceType"]
+    SpotTermination                  = ["InstanceType"]
+    TerminatedRunnersDeregistered    = []
+    TerminatedRunnersBusy            = []
+    TerminatedRunnersNotDeregistered = []
   }
   # Gauges are read by their lowest value; the other metrics are counts.
   gauges    = ["GitHubAppRateLimitRemaining"]
@@ -48,7 +56,7 @@ locals {
   syncer_envs         = var.syncer_environments == null ? { default = var.prefix } : { for e in var.syncer_environments : e => e }
   runner_environments = values(local.runner_envs)
   syncer_environments = values(local.syncer_envs)
-  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched", "DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
+  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched", "DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp", "AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered", "SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered"]
   metric_environments = { for name, dims in local.emf_metrics : name => (
     contains(local.shared_metrics, name) ? [var.prefix] : name == "RunnerBinarySync" ? local.syncer_environments : local.runner_environments
   ) }
@@ -80,6 +88,8 @@ locals {
     "Pool and job retry"             = ["PoolRunnersAvailable", "PoolRunnersLaunched", "RetryJob"]
     "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
     "Webhook redelivery"             = ["DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
+    "AMI housekeeper"                = ["AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered"]
+    "Spot interruptions"             = ["SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered"]
   } : title => concat([for n in names : [for row in local.emf_rows[n] : jsondecode(row)]]...) } # not flatten: rows are lists
 
   # The build queues: one per runner configuration.
@@ -203,6 +213,24 @@ resource "aws_cloudwatch_metric_alarm" "dispatcher_dead_letters" {
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = var.dispatcher_dead_letter_queue.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "deregister_retry_dead_letters" {
+  count               = var.deregister_retry_dead_letter_queue.enabled ? 1 : 0
+  alarm_name          = "${var.prefix}-deregister-retry-dead-letters"
+  alarm_description   = "The termination watcher failed three times to deregister a terminated instance's runner (GitHub errors): scale-down removes it once it is an offline ghost; the message says which."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = var.deregister_retry_dead_letter_queue.name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1

@@ -10,7 +10,7 @@ variable "namespace" {
 }
 
 variable "functions" {
-  description = "Function names by role: `webhook`, `dispatcher`, `scale_up`, `scale_down`, `syncer`, `redelivery` (null when not deployed)."
+  description = "Function names by role: `webhook`, `dispatcher`, `scale_up`, `scale_down`, `syncer`, `redelivery`, `ami_housekeeper`, `termination_notification`, `termination_handler`, `deregister_retry` (null when not deployed)."
   type        = map(string)
 }
 
@@ -40,6 +40,15 @@ variable "build_queues" {
     dead_letter            = bool
   }))
   default = null
+}
+
+variable "deregister_retry_dead_letter_queue" {
+  description = "The termination watcher's deregistration retry dead-letter queue (`enabled`, a flag known at plan time, and its `name`)."
+  type = object({
+    enabled = bool
+    name    = optional(string)
+  })
+  default = { enabled = false }
 }
 
 variable "dispatcher_dead_letter_queue" {

@@ -15,7 +15,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = "/${var.ssm_paths.root}/${var.prefix}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "redelivery"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "ami-housekeeper", "termination-watcher", "redelivery"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
 
   # Settings every function shares (see modules/lambda); `prefix`/`environment` are the
   # configuration's for its own functions.
@@ -260,6 +260,52 @@ module "webhook_redelivery" {
   kms_key_arn          = local.kms_key_arn
 }
 
+module "ami_housekeeper" {
+  source              = "../ami-housekeeper"
+  count               = var.enable_ami_housekeeper ? 1 : 0
+  lambda              = local.lambda
+  zip                 = coalesce(var.ami_housekeeper_lambda_zip, local.zip["ami-housekeeper"])
+  memory_size         = var.ami_housekeeper_lambda_memory_size
+  timeout             = var.ami_housekeeper_lambda_timeout
+  schedule_expression = var.ami_housekeeper_lambda_schedule_expression
+  # Beyond upstream: when the templates to read are listed, every runner configuration's own is
+  # one of them, so that their images are never deregistered by a list that forgot one.
+  cleanup_config = merge(var.ami_housekeeper_cleanup_config, {
+    launchTemplateNames = var.ami_housekeeper_cleanup_config.launchTemplateNames == null ? null : distinct(concat(var.ami_housekeeper_cleanup_config.launchTemplateNames, [for r in module.runners : r.launch_template.name]))
+  })
+}
+
+module "instance_termination_watcher" {
+  source = "../termination-watcher"
+  count  = var.instance_termination_watcher.enable ? 1 : 0
+  # Upstream's settings (`features`, `enable_runner_deregistration`, `memory_size`, `timeout`,
+  # `zip`) over the deployment's; every App can deregister.
+  config = merge(var.instance_termination_watcher, {
+    prefix                       = var.prefix
+    architecture                 = var.lambda_architecture
+    zip                          = coalesce(var.instance_termination_watcher.zip, var.termination_watcher_lambda_zip, local.zip["termination-watcher"])
+    tags                         = local.tags
+    lambda_tags                  = var.lambda_tags
+    log_level                    = var.log_level
+    log_class                    = var.log_class
+    logging_kms_key_id           = var.logging_kms_key_id
+    logging_retention_in_days    = var.logging_retention_in_days
+    role_path                    = local.lambda.role_path
+    role_permissions_boundary    = var.role_permissions_boundary
+    principals                   = var.lambda_principals
+    subnet_ids                   = var.lambda_subnet_ids
+    security_group_ids           = var.lambda_security_group_ids
+    tracing_config               = var.tracing_config
+    metrics                      = { enable = var.metrics.enable, namespace = var.metrics.namespace, metric = { enable_spot_termination_warning = try(var.metrics.metric.enable_spot_termination_warning, true) } }
+    app_parameters               = module.ssm.app_parameters
+    kms_key_arn                  = local.kms_key_arn
+    ghes_url                     = var.ghes_url
+    ghes_ssl_verify              = var.ghes_ssl_verify
+    user_agent                   = var.user_agent
+    enable_runner_deregistration = var.instance_termination_watcher.enable_runner_deregistration
+  })
+}
+
 module "monitoring" {
   source    = "../monitoring"
   count     = var.metrics.enable ? 1 : 0
@@ -267,9 +313,13 @@ module "monitoring" {
   namespace = var.metrics.namespace
   functions = merge(
     {
-      webhook    = module.webhook.lambda.function.name
-      dispatcher = try(module.webhook.eventbridge.dispatcher.function.name, null)
-      redelivery = var.enable_webhook_redelivery ? module.webhook_redelivery[0].lambda.function.name : null
+      webhook                  = module.webhook.lambda.function.name
+      dispatcher               = try(module.webhook.eventbridge.dispatcher.function.name, null)
+      redelivery               = var.enable_webhook_redelivery ? module.webhook_redelivery[0].lambda.function.name : null
+      ami_housekeeper          = var.enable_ami_housekeeper ? module.ami_housekeeper[0].lambda.function.name : null
+      termination_notification = var.instance_termination_watcher.enable ? lookup(module.instance_termination_watcher[0].function_names, "notification", null) : null
+      termination_handler      = var.instance_termination_watcher.enable ? lookup(module.instance_termination_watcher[0].function_names, "handler", null) : null
+      deregister_retry         = var.instance_termination_watcher.enable ? lookup(module.instance_termination_watcher[0].function_names, "retry", null) : null
     },
     { for key, r in module.runners : "${key}-scale_up" => r.lambda_up.function.name },
     { for key, r in module.runners : "${key}-scale_down" => r.lambda_down.function.name },
@@ -282,11 +332,12 @@ module "monitoring" {
     dead_letter_queue_name = try(module.runners[key].queue.dlq.name, null)
     dead_letter            = c.redrive_build_queue.enabled
   } }
-  github_app_ids               = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
-  dispatcher_dead_letter_queue = { enabled = var.eventbridge.enable, name = try(module.webhook.eventbridge.dead_letter_queue.name, null) }
-  alarm_actions                = var.alarm_actions
-  thresholds                   = var.alarm_thresholds
-  tags                         = local.tags
+  github_app_ids                     = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
+  dispatcher_dead_letter_queue       = { enabled = var.eventbridge.enable, name = try(module.webhook.eventbridge.dead_letter_queue.name, null) }
+  deregister_retry_dead_letter_queue = { enabled = var.instance_termination_watcher.enable && var.instance_termination_watcher.enable_runner_deregistration, name = try(module.instance_termination_watcher[0].deregister_retry.dlq_name, null) }
+  alarm_actions                      = var.alarm_actions
+  thresholds                         = var.alarm_thresholds
+  tags                               = local.tags
 }
 
 data "aws_region" "current" {}
@@ -308,8 +359,6 @@ locals {
   unsupported_in_use = merge(
     {
       "lambda_s3_bucket (deploy the zips from S3)" = var.lambda_s3_bucket != null
-      "instance_termination_watcher"               = var.instance_termination_watcher.enable
-      "enable_ami_housekeeper"                     = var.enable_ami_housekeeper
       "iam_overrides"                              = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
     },
     { for key, c in var.multi_runner_config : "${key}: enableDynamicLabels (dynamic labels)" => c.matcherConfig.enableDynamicLabels },
@@ -320,7 +369,7 @@ locals {
   ignored = merge(
     var.runners_lambda_zip == null ? {} : { runners_lambda_zip = "set scale_up_lambda_zip and scale_down_lambda_zip: each Rust function has its own zip" },
     var.lambda_runtime == "nodejs24.x" ? {} : { lambda_runtime = "the functions are Rust binaries on provided.al2023" },
-    var.webhook_lambda_s3_key == null && var.syncer_lambda_s3_key == null && var.runners_lambda_s3_key == null ? {} : { "*_lambda_s3_key" = "set the *_lambda_zip variables (deploying from S3 is not supported yet)" },
+    var.webhook_lambda_s3_key == null && var.syncer_lambda_s3_key == null && var.runners_lambda_s3_key == null && var.ami_housekeeper_lambda_s3_key == null ? {} : { "*_lambda_s3_key" = "set the *_lambda_zip variables (deploying from S3 is not supported yet)" },
     var.aws_partition == data.aws_partition.current.partition ? {} : { aws_partition = "the partition is the provider's, ${data.aws_partition.current.partition}" },
   )
 }

@@ -656,6 +656,13 @@ impl FakeGithub {
         }
     }
 
+    /// Sets what a runner really does (its job started or ended), reported at once.
+    pub fn set_runner_busy(&self, id: u64, busy: bool) {
+        if let Some(r) = self.lock().runners.get_mut(&id) {
+            r.set_busy(busy, Duration::ZERO, Instant::now());
+        }
+    }
+
     /// Removes a runner as GitHub does by itself (an ephemeral runner after its job).
     pub fn remove_runner(&self, id: u64) {
         self.lock().runners.remove(&id);

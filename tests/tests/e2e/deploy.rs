@@ -48,6 +48,8 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("pool", "pool_lambda_zip"),
     ("job-retry", "job_retry_lambda_zip"),
     ("ssm-housekeeper", "ssm_housekeeper_lambda_zip"),
+    ("ami-housekeeper", "ami_housekeeper_lambda_zip"),
+    ("termination-watcher", "termination_watcher_lambda_zip"),
     ("webhook-redelivery", "webhook_redelivery_lambda_zip"),
 ];
 
@@ -136,6 +138,31 @@ fn root_module_calls(dir: &Path) -> Vec<String> {
         })
         .filter_map(|b| b.labels().first().map(|l| l.as_str().to_string()))
         .collect()
+}
+
+/// Calls of `modules/termination-watcher` on its own (upstream's `termination-watcher`
+/// example) get the test zip through their `config`, merged over the example's own.
+fn standalone_watcher_zips(dir: &Path, zips: &BTreeMap<String, PathBuf>) -> String {
+    let main = std::fs::read_to_string(dir.join("main.tf")).unwrap();
+    let body: hcl::Body = hcl::from_str(&main).unwrap();
+    // The permissions-boundary example's `setup/` gets no zips: it calls no module of ours.
+    let Some(zip) = zips.get("termination_watcher_lambda_zip") else { return String::new() };
+    let mut out = String::new();
+    for call in body.blocks().filter(|b| b.identifier() == "module") {
+        let source = call.body().attributes().find(|a| a.key() == "source").map(|a| a.expr().clone());
+        if !matches!(source, Some(hcl::Expression::String(s)) if s.trim_end_matches('/').ends_with("modules/termination-watcher"))
+        {
+            continue;
+        }
+        let Some(config) = call.body().attributes().find(|a| a.key() == "config") else { continue };
+        let original = hcl::format::to_string(config.expr()).expect("format the example's config");
+        let label = call.labels().first().map(|l| l.as_str().to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "\nmodule \"{label}\" {{\n  config = merge({original}, {{ zip = \"{}\" }})\n}}\n",
+            zip.display()
+        ));
+    }
+    out
 }
 
 /// Values for the example's variables, as a user's `terraform.tfvars` would give them.
@@ -731,6 +758,28 @@ async fn drive_configuration(
     assert_eq!(errors, 0.0, "{}", scale_down.logs().join("\n"));
 
     let mut extras = Vec::new();
+    // The termination watcher (where enabled): the instance scale-down just terminated shuts
+    // down, as EventBridge reports it; the watcher matches it by its tags, and finds its runner
+    // already gone (scale-down deregistered it first).
+    if let Some(name) = system.functions.keys().find(|n| n.ends_with("-spot-termination-notification")) {
+        let watcher = system.spawn_config("spot-termination-notification", &system.functions[name], &[]).await;
+        let event = json!({"version": "0", "id": "apply-test", "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2", "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": REGION,
+            "resources": [], "detail": {"instance-id": instance_id, "state": "shutting-down"}});
+        let result = watcher.invoke(event).await;
+        let answer =
+            result.unwrap_or_else(|e| panic!("the termination watcher failed: {e:?}\n{}", watcher.logs().join("\n")));
+        assert_eq!(answer["watched"], json!([instance_id]), "{answer}");
+        assert!(answer["failed"].as_array().is_some_and(Vec::is_empty), "{answer}");
+        extras.push(format!(
+            "termination watcher matched {instance_id} by its tags ({} deregistration)",
+            if system.var("spot-termination-notification", "ENABLE_RUNNER_DEREGISTRATION") == "true" {
+                "with"
+            } else {
+                "without"
+            }
+        ));
+    }
     // The pool (when configured): invoked with its schedule's input, as EventBridge Scheduler
     // sends it (moto keeps schedules; it does not fire them).
     let mut pooled = 0;
@@ -766,6 +815,19 @@ async fn drive_configuration(
         let orphans = answer["deleted"]["orphaned"].as_array().map_or(0, Vec::len);
         assert_eq!(orphans, pooled, "the pool's unread token parameters are deleted: {answer}");
         extras.push(format!("SSM housekeeper deleted {orphans} orphaned token parameter(s)"));
+    }
+    // The AMI housekeeper (where enabled): a scheduled run with the applied environment and
+    // permissions resolves the runners' launch template, whose image is a `resolve:ssm:`
+    // reference to the AMI parameter, and deregisters nothing (moto's images are Amazon's).
+    if system.functions.keys().any(|name| name.ends_with("-ami-housekeeper")) {
+        let housekeeper = system.spawn("ami-housekeeper", &[]).await;
+        let result = housekeeper.invoke(scheduled()).await;
+        let answer =
+            result.unwrap_or_else(|e| panic!("the AMI housekeeper failed: {e:?}\n{}", housekeeper.logs().join("\n")));
+        let references = answer["references"].as_u64().unwrap_or(0);
+        assert!(references >= 1, "the runners' image is found in use: {answer}");
+        assert_eq!(answer["deregistered"].as_array().map(Vec::len), Some(0), "{answer}");
+        extras.push(format!("AMI housekeeper found {references} image(s) in use, deregistered none"));
     }
     // Webhook redelivery (on by default): a scheduled sweep with the applied environment reads
     // the App's delivery log with the App's JWT and saves its checkpoint where Terraform allows.
@@ -1202,6 +1264,7 @@ fn configure_upstream(dir: &Path, endpoint: &str, zips: &BTreeMap<String, PathBu
             .unwrap();
     }
     let mut text = tests::deploy::override_file(endpoint, &root_module_calls(dir), zips);
+    text.push_str(&standalone_watcher_zips(dir, zips));
     for alias in aliases.iter().filter(|a| !a.is_empty()) {
         let default = tests::deploy::override_file(endpoint, &[], &BTreeMap::new());
         let block = default.split_once("provider \"aws\" {\n").unwrap().1;

@@ -2,6 +2,7 @@
 //! End-to-end tests: the real function binaries under the Lambda runtime emulator, against
 //! moto and the fake GitHub. One test binary (one moto server) for all of them.
 
+mod ami_housekeeper;
 mod boot_scripts;
 mod demo;
 mod deploy;
@@ -15,5 +16,6 @@ mod scale_up;
 mod ssm_housekeeper;
 mod support;
 mod syncer;
+mod termination_watcher;
 mod terraform;
 mod webhook;

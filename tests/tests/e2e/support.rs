@@ -18,6 +18,11 @@ pub fn binary(name: &str) -> PathBuf {
         "pool" => env!("CARGO_BIN_EXE_lambda-pool"),
         "job-retry" => env!("CARGO_BIN_EXE_lambda-job-retry"),
         "ssm-housekeeper" => env!("CARGO_BIN_EXE_lambda-ssm-housekeeper"),
+        "ami-housekeeper" => env!("CARGO_BIN_EXE_lambda-ami-housekeeper"),
+        // Terraform deploys the one binary as three functions, by the events they receive.
+        "termination-watcher" | "spot-termination-notification" | "spot-termination-handler" | "deregister-retry" => {
+            env!("CARGO_BIN_EXE_lambda-termination-watcher")
+        }
         // Terraform names the function `<prefix>-webhook-redelivery`.
         "redelivery" | "webhook-redelivery" => env!("CARGO_BIN_EXE_lambda-redelivery"),
         other => panic!("no function {other}"),

@@ -176,6 +176,11 @@ fn every_variable_a_function_reads_is_set_by_terraform_and_every_one_set_is_read
         ("pool", pool::config::Config::variables()),
         ("job-retry", job_retry::config::Config::variables()),
         ("ssm-housekeeper", ssm_housekeeper::config::Config::variables()),
+        ("ami-housekeeper", ami_housekeeper::config::Config::variables()),
+        // One binary, three functions with one environment.
+        ("spot-termination-notification", termination_watcher::config::Config::variables()),
+        ("spot-termination-handler", termination_watcher::config::Config::variables()),
+        ("deregister-retry", termination_watcher::config::Config::variables()),
         ("webhook-redelivery", redelivery::config::Config::variables()),
     ]);
     assert_eq!(

@@ -15,8 +15,9 @@ use aws_sdk_ec2::types::{
 use super::{SdkConfig, aws_error};
 use crate::domain::runner::{InstanceFilter, RunnerInstance, tags};
 use crate::domain::scale_up::{CapacityType, FleetError, LaunchOutcome, LaunchRequest, uses_priorities};
+use crate::domain::termination::WatchedInstance;
 use crate::error::AwsError;
-use crate::ports::RunnerInstances;
+use crate::ports::{RunnerInstances, WatchedInstances};
 
 pub struct Ec2RunnerInstances {
     client: Client,
@@ -152,6 +153,39 @@ fn to_domain(instance: &aws_sdk_ec2::types::Instance) -> Option<RunnerInstance> 
             .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
             .collect::<BTreeMap<_, _>>(),
     })
+}
+
+#[async_trait]
+impl WatchedInstances for Ec2RunnerInstances {
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<WatchedInstance>, AwsError> {
+        let mut out = Vec::new();
+        // A filter, not InstanceIds: an id EC2 no longer knows is absent instead of an error.
+        for chunk in instance_ids.chunks(200) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let mut next: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .describe_instances()
+                    .filters(filter("instance-id", &ids))
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("ec2:DescribeInstances", e))?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    if let Some(runner) = to_domain(instance) {
+                        let instance_type = instance.instance_type().map(|t| t.as_str().to_string());
+                        out.push(WatchedInstance { instance: runner, instance_type });
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Instances per `DescribeInstances` page. Smaller than the API's 1,000: a page's latency grows

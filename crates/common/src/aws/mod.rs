@@ -5,6 +5,7 @@
 
 pub mod ec2;
 pub mod events;
+pub mod images;
 pub mod s3;
 pub mod sqs;
 pub mod ssm;

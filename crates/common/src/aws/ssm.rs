@@ -11,13 +11,15 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 
-use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterTier, ParameterType, Tag};
 
 use super::{SdkConfig, aws_error};
 use crate::config::Secret;
 use crate::domain::scale_up::needs_advanced_tier;
 use crate::error::{AwsError, AwsErrorKind};
-use crate::ports::{ListedParameter, NewParameter, ParameterHousekeeping, ParameterStore, ParameterWriter};
+use crate::ports::{
+    ListedParameter, NewParameter, ParameterHousekeeping, ParameterLookup, ParameterStore, ParameterWriter,
+};
 
 /// GetParameters accepts at most this many names.
 pub const GET_PARAMETERS_BATCH: usize = 10;
@@ -185,5 +187,64 @@ impl ParameterHousekeeping for SsmParameterStore {
             .await
             .map_err(|e| aws_error("ssm:DeleteParameters", e))?;
         Ok(out.invalid_parameters().to_vec())
+    }
+}
+
+#[async_trait]
+impl ParameterLookup for SsmParameterStore {
+    async fn names_containing(&self, fragment: &str) -> Result<Vec<String>, AwsError> {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Contains")
+            .values(fragment)
+            .build()
+            .map_err(|e| AwsError::new("ssm:DescribeParameters", AwsErrorKind::Client, None, e.to_string()))?;
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .max_results(50)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("ssm:DescribeParameters", e))?;
+            names.extend(page.parameters().iter().filter_map(|p| p.name().map(str::to_string)));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    async fn current_values(&self, names: &[String]) -> Result<BTreeMap<String, Secret<String>>, AwsError> {
+        let mut found = BTreeMap::new();
+        let mut unique: Vec<String> = names.to_vec();
+        unique.sort();
+        unique.dedup();
+        for batch in unique.chunks(GET_PARAMETERS_BATCH) {
+            let out = self
+                .client
+                .get_parameters()
+                .set_names(Some(batch.to_vec()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| aws_error("ssm:GetParameters", e))?;
+            // Parameters come back under their plain name, with the selector (`:3`) asked for
+            // if any: an ARN or a `name:selector` asked for is matched back to its own answer.
+            for p in out.parameters() {
+                let (Some(name), Some(value)) = (p.name(), p.value()) else { continue };
+                let selector = p.selector().unwrap_or("");
+                let by_name = format!("{name}{selector}");
+                let by_arn = p.arn().map(|arn| format!("{arn}{selector}"));
+                for asked in batch.iter().filter(|n| **n == by_name || by_arn.as_deref() == Some(n.as_str())) {
+                    found.insert(asked.clone(), Secret::new(value.to_string()));
+                }
+            }
+        }
+        Ok(found)
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here imports an AWS SDK, Lambda, an HTTP client or tokio; the functions gather data
 //! through ports, ask the domain what to do, and do it.
 
+pub mod ami_housekeeper;
 pub mod cron;
 pub mod job_retry;
 pub mod labels;
@@ -13,4 +14,5 @@ pub mod scale_down;
 pub mod scale_up;
 pub mod ssm_housekeeper;
 pub mod syncer;
+pub mod termination;
 pub mod webhook;

@@ -153,9 +153,7 @@ run "one_webhook_and_a_control_plane_per_configuration" {
 run "upstream_inputs_not_implemented_yet_warn_by_name" {
   command = plan
   variables {
-    enable_ami_housekeeper       = true
-    instance_termination_watcher = { enable = true }
-    runners_lambda_zip           = "../lambdas-download/runners.zip"
+    runners_lambda_zip = "../lambdas-download/runners.zip"
     multi_runner_config = {
       "linux-x64" = {
         matcherConfig = { labelMatchers = [["self-hosted", "linux", "x64"]], enableDynamicLabels = true }
