@@ -266,7 +266,7 @@ module "instance_termination_watcher" {
     subnet_ids                   = var.lambda_subnet_ids
     security_group_ids           = var.lambda_security_group_ids
     tracing_config               = var.tracing_config
-    metrics                      = { enable = var.metrics.enable, namespace = var.metrics.namespace, metric = { enable_spot_termination_warning = try(var.metrics.metric.enable_spot_termination_warning, true) } }
+    metrics                      = { enable = var.metrics.enable, namespace = var.metrics.namespace, metric = { enable_spot_termination_warning = var.metrics.metric.enable_spot_termination_warning } }
     app_parameters               = module.ssm.app_parameters
     kms_key_arn                  = local.kms_key_arn
     ghes_url                     = var.ghes_url

@@ -894,12 +894,14 @@ variable "termination_watcher_lambda_zip" {
 }
 
 variable "metrics" {
-  description = "EMF metrics, the dashboard and alarms: `enable` (the dashboard and alarms), `namespace`, `metric.enable_github_app_rate_limit`."
+  description = "EMF metrics, the dashboard and alarms: `enable` (the dashboard and alarms), `namespace`, `metric.enable_github_app_rate_limit`, `metric.enable_spot_termination_warning` (the termination watcher's `SpotInterruptionWarning`); `metric.enable_job_retry` is upstream's and always on here."
   type = object({
     enable    = optional(bool, true)
     namespace = optional(string, "GitHub Runners")
     metric = optional(object({
-      enable_github_app_rate_limit = optional(bool, true)
+      enable_github_app_rate_limit    = optional(bool, true)
+      enable_job_retry                = optional(bool, true)
+      enable_spot_termination_warning = optional(bool, true)
     }), {})
   })
   default = {}

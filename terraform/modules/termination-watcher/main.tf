@@ -105,7 +105,8 @@ resource "aws_lambda_permission" "spot_warning" {
 }
 
 # Every termination (scale-down, a user, a spot reclaim): the runner is deregistered while the
-# instance is shutting down.
+# instance is shutting down, and looked for once more when it is terminated (a second chance
+# if the first event failed; it finds nothing otherwise).
 resource "aws_cloudwatch_event_rule" "state_change" {
   count       = var.config.features.enable_spot_termination_notification_watcher && local.deregistration ? 1 : 0
   name        = "${local.prefix}-instance-termination"
@@ -114,7 +115,7 @@ resource "aws_cloudwatch_event_rule" "state_change" {
   event_pattern = jsonencode({
     source      = ["aws.ec2"]
     detail-type = ["EC2 Instance State-change Notification"]
-    detail      = { state = ["shutting-down"] }
+    detail      = { state = ["shutting-down", "terminated"] }
   })
 }
 

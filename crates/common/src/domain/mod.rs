@@ -5,6 +5,7 @@
 
 pub mod ami_housekeeper;
 pub mod cron;
+pub mod dynamic_labels;
 pub mod job_retry;
 pub mod labels;
 pub mod pool;
