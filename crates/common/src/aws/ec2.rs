@@ -35,6 +35,32 @@ impl Ec2RunnerInstances {
         Self { client: Client::from_conf(conf) }
     }
 
+    /// The instances with these ids, whatever their state, every page. By filter, not
+    /// `InstanceIds`: an id EC2 does not know (any more) is absent instead of an error.
+    async fn by_ids(&self, instance_ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in instance_ids.chunks(200) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let mut next: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .describe_instances()
+                    .filters(filter("instance-id", &ids))
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("ec2:DescribeInstances", e))?;
+                out.extend(page.reservations().iter().flat_map(|r| r.instances()).cloned());
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn tag_specifications(request: &LaunchRequest) -> Vec<TagSpecification> {
         let tags: Vec<Tag> = request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
         [ResourceType::Instance, ResourceType::Volume]
@@ -158,33 +184,15 @@ fn to_domain(instance: &aws_sdk_ec2::types::Instance) -> Option<RunnerInstance> 
 #[async_trait]
 impl WatchedInstances for Ec2RunnerInstances {
     async fn describe(&self, instance_ids: &[String]) -> Result<Vec<WatchedInstance>, AwsError> {
-        let mut out = Vec::new();
-        // A filter, not InstanceIds: an id EC2 no longer knows is absent instead of an error.
-        for chunk in instance_ids.chunks(200) {
-            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let mut next: Option<String> = None;
-            loop {
-                let page = self
-                    .client
-                    .describe_instances()
-                    .filters(filter("instance-id", &ids))
-                    .set_next_token(next.take())
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("ec2:DescribeInstances", e))?;
-                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                    if let Some(runner) = to_domain(instance) {
-                        let instance_type = instance.instance_type().map(|t| t.as_str().to_string());
-                        out.push(WatchedInstance { instance: runner, instance_type });
-                    }
-                }
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                    _ => break,
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .by_ids(instance_ids)
+            .await?
+            .iter()
+            .filter_map(|instance| {
+                let instance_type = instance.instance_type().map(|t| t.as_str().to_string());
+                to_domain(instance).map(|runner| WatchedInstance { instance: runner, instance_type })
+            })
+            .collect())
     }
 }
 
@@ -264,30 +272,7 @@ impl RunnerInstances for Ec2RunnerInstances {
     }
 
     async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError> {
-        let mut out = Vec::new();
-        // A filter, not InstanceIds: unknown ids are simply absent instead of an error.
-        for chunk in instance_ids.chunks(200) {
-            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let mut next: Option<String> = None;
-            loop {
-                let page = self
-                    .client
-                    .describe_instances()
-                    .filters(filter("instance-id", &ids))
-                    .set_next_token(next.take())
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("ec2:DescribeInstances", e))?;
-                for reservation in page.reservations() {
-                    out.extend(reservation.instances().iter().filter_map(to_domain));
-                }
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                    _ => break,
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.by_ids(instance_ids).await?.iter().filter_map(to_domain).collect())
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {

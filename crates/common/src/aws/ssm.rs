@@ -40,6 +40,20 @@ impl SsmParameterStore {
         &self.client
     }
 
+    /// One `GetParameters` call (at most [`GET_PARAMETERS_BATCH`] names), decrypted.
+    async fn get_batch(
+        &self,
+        batch: &[String],
+    ) -> Result<aws_sdk_ssm::operation::get_parameters::GetParametersOutput, AwsError> {
+        self.client
+            .get_parameters()
+            .set_names(Some(batch.to_vec()))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("ssm:GetParameters", e))
+    }
+
     fn cached(&self, name: &str) -> Option<Secret<String>> {
         self.cache.lock().ok()?.get(name).cloned()
     }
@@ -61,14 +75,7 @@ impl ParameterStore for SsmParameterStore {
         }
         let mut missing = Vec::new();
         for batch in to_fetch.chunks(GET_PARAMETERS_BATCH) {
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(batch.to_vec()))
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| aws_error("ssm:GetParameters", e))?;
+            let out = self.get_batch(batch).await?;
             missing.extend(out.invalid_parameters().iter().cloned());
             for p in out.parameters() {
                 if let (Some(name), Some(value)) = (p.name(), p.value()) {
@@ -225,14 +232,7 @@ impl ParameterLookup for SsmParameterStore {
         unique.sort();
         unique.dedup();
         for batch in unique.chunks(GET_PARAMETERS_BATCH) {
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(batch.to_vec()))
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| aws_error("ssm:GetParameters", e))?;
+            let out = self.get_batch(batch).await?;
             // Parameters come back under their plain name, with the selector (`:3`) asked for
             // if any: an ARN or a `name:selector` asked for is matched back to its own answer.
             for p in out.parameters() {
