@@ -191,6 +191,8 @@ module "webhook" {
         labelMatchers           = [local.labels]
         exactMatch              = var.enable_runner_workflow_job_labels_check_all
         bidirectionalLabelMatch = var.enable_runner_bidirectional_label_match
+        enableDynamicLabels     = var.enable_dynamic_labels
+        awsDynamicLabelsPolicy  = var.aws_dynamic_labels_policy
       }
     }
   }
@@ -323,7 +325,6 @@ locals {
   unsupported = sort([for name, used in {
     "lambda_s3_bucket (deploy the zips from S3)" = var.lambda_s3_bucket != null
     "iam_overrides"                              = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
-    "enable_dynamic_labels (dynamic labels)"     = var.enable_dynamic_labels
   } : name if used])
   ignored = merge(
     var.runners_lambda_zip == null ? {} : { runners_lambda_zip = "set scale_up_lambda_zip and scale_down_lambda_zip: each Rust function has its own zip" },

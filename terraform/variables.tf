@@ -1016,15 +1016,22 @@ variable "runners_lambda_s3_object_version" {
 }
 
 variable "enable_dynamic_labels" {
-  description = "Not supported yet (a plan-time warning says so when true): dynamic `ghr-` labels."
+  description = "Jobs may carry dynamic `ghr-` labels: they are not matched, the runner registers with them, and `ghr-ec2-<key>:<value>` ones set EC2 settings per job (instance type, vCPU/memory requirements, EBS size and type, placement, AMI, subnet, max price). See docs/dynamic-labels.md."
   type        = bool
   default     = false
 }
 
 variable "aws_dynamic_labels_policy" {
-  description = "Not supported yet (dynamic labels): the policy of `ghr-ec2-*` labels."
-  type        = any
-  default     = null
+  description = "With `enable_dynamic_labels`, what `ghr-ec2-<key>` labels may ask for: `{ blocked_keys = [<key>], restricted_keys = { <key> = { allowed = [globs], denied = [globs], max = number } } }`. A job that breaks it is answered 202 and never launched. `null`: no limit."
+  type = object({
+    blocked_keys = optional(list(string), [])
+    restricted_keys = optional(map(object({
+      allowed = optional(list(string))
+      denied  = optional(list(string))
+      max     = optional(string)
+    })), {})
+  })
+  default = null
 }
 
 variable "lambda_principals" {

@@ -200,13 +200,13 @@ run "warns_when_the_region_differs_from_the_provider" {
 run "upstream_inputs_of_features_not_here_yet_warn_by_name" {
   command = plan
   variables {
-    enable_dynamic_labels = true
-    runners_lambda_zip    = "../lambdas-download/runners.zip"
-    lambda_runtime        = "nodejs22.x"
+    lambda_s3_bucket   = "lambdas"
+    runners_lambda_zip = "../lambdas-download/runners.zip"
+    lambda_runtime     = "nodejs22.x"
   }
   expect_failures = [check.unsupported_features, check.ignored_inputs]
   assert {
-    condition     = join(",", local.unsupported) == "enable_dynamic_labels (dynamic labels)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
+    condition     = join(",", local.unsupported) == "lambda_s3_bucket (deploy the zips from S3)" && toset(keys(local.ignored)) == toset(["runners_lambda_zip", "lambda_runtime"])
     error_message = "Each feature in use is named."
   }
 }

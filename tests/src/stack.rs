@@ -85,6 +85,19 @@ impl RunnerStack {
                 RequestLaunchTemplateData::builder()
                     .image_id(&image)
                     .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+                    // As the runners module's default: where a job's `ghr-ec2-ebs-*` labels go.
+                    .block_device_mappings(
+                        aws_sdk_ec2::types::LaunchTemplateBlockDeviceMappingRequest::builder()
+                            .device_name("/dev/xvda")
+                            .ebs(
+                                aws_sdk_ec2::types::LaunchTemplateEbsBlockDeviceRequest::builder()
+                                    .volume_size(30)
+                                    .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+                                    .encrypted(true)
+                                    .build(),
+                            )
+                            .build(),
+                    )
                     .metadata_options(
                         LaunchTemplateInstanceMetadataOptionsRequest::builder()
                             .http_tokens(LaunchTemplateHttpTokensState::Required)

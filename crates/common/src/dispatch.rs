@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::deadline::Deadline;
 use crate::domain::webhook::{
-    QueueSelectionStrategy, QueuedJobMessage, RunnerMatcherConfig, WorkflowJobEvent, parse_matcher_config,
+    QueueSelectionStrategy, QueuedJobMessage, RunnerMatcherConfig, Unrouted, WorkflowJobEvent, parse_matcher_config,
     repository_allowed, route_job,
 };
 use crate::error::AwsError;
@@ -67,6 +67,9 @@ pub enum Dispatch {
     NotQueued,
     /// No runner configuration accepts the job's labels.
     NoMatch,
+    /// Runner configurations accept its labels, but none its dynamic (`ghr-`) labels: each
+    /// one's reason.
+    DynamicLabelsRefused(Vec<String>),
     /// Sent to these queues.
     Queued { queues: Vec<String>, queue_ms: f64 },
 }
@@ -78,7 +81,16 @@ impl Dispatch {
             Dispatch::Unauthorized => "unauthorized_repository",
             Dispatch::NotQueued => "not_queued",
             Dispatch::NoMatch => "no_matching_runner",
+            Dispatch::DynamicLabelsRefused(_) => "dynamic_labels_refused",
             Dispatch::Queued { .. } => "queued",
+        }
+    }
+
+    /// Why the runner configurations refused the job's dynamic labels (empty otherwise).
+    pub fn refusals(&self) -> &[String] {
+        match self {
+            Dispatch::DynamicLabelsRefused(reasons) => reasons,
+            _ => &[],
         }
     }
 }
@@ -105,10 +117,11 @@ pub async fn dispatch(
     if job.action != "queued" {
         return Ok(Dispatch::NotQueued);
     }
-    let Some(route) =
-        route_job(&job.workflow_job.labels, &routing.matchers, routing.strategy, |n| fastrand::usize(..n))
-    else {
-        return Ok(Dispatch::NoMatch);
+    let route = match route_job(&job.workflow_job.labels, &routing.matchers, routing.strategy, |n| fastrand::usize(..n))
+    {
+        Ok(route) => route,
+        Err(Unrouted::NoMatch) => return Ok(Dispatch::NoMatch),
+        Err(Unrouted::DynamicLabelsRefused(reasons)) => return Ok(Dispatch::DynamicLabelsRefused(reasons)),
     };
     let queues: Vec<String> = route.targets.iter().map(|t| t.id.clone()).collect();
     let sends = route.targets.iter().map(|target| {

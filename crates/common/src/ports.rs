@@ -148,6 +148,9 @@ pub trait RunnerInstances: Send + Sync {
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError>;
     /// The instances with these ids, in any state and environment (to confirm one is gone).
     async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError>;
+    /// The device name of the `$Default` version's first EBS mapping (where a job's
+    /// `ghr-ec2-ebs-*` settings go).
+    async fn template_block_device(&self, launch_template: &str) -> Result<Option<String>, AwsError>;
 }
 
 pub use crate::domain::runner::GithubRunner;

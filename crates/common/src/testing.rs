@@ -551,6 +551,10 @@ impl RunnerInstances for MemoryRunnerInstances {
         Ok(lock(&self.instances).iter().filter(|i| instance_ids.contains(&i.id)).cloned().collect())
     }
 
+    async fn template_block_device(&self, _launch_template: &str) -> Result<Option<String>, AwsError> {
+        Ok(Some("/dev/xvda".into()))
+    }
+
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {
         if let Some(e) = lock(&self.terminate_failure).clone() {
             return Err(e);

@@ -75,7 +75,7 @@ impl Dispatcher {
             }
             Ok((job, other)) => {
                 self.metrics.count(&JOBS_NOT_DISPATCHED, 1, &[("Reason", other.reason())]);
-                tracing::warn!(event_id, repository = %job.repository.full_name, job_id = job.workflow_job.id, labels = ?job.workflow_job.labels, decision = other.reason(), "job not dispatched");
+                tracing::warn!(event_id, repository = %job.repository.full_name, job_id = job.workflow_job.id, labels = ?job.workflow_job.labels, decision = other.reason(), refusals = ?other.refusals(), "job not dispatched");
             }
             Err(e) => {
                 let reason = match e {

@@ -109,6 +109,13 @@ async fn jobs_that_do_not_qualify_are_done_and_failures_are_retried() {
     other_labels["workflow_job"]["labels"] = serde_json::json!(["windows", "gpu"]);
     let answer = w.dispatcher.handle(&envelope("workflow_job", &other_labels.to_string()), deadline()).await.unwrap();
     assert_eq!(answer["decision"], "no_matching_runner");
+    // Dynamic labels on configurations that do not enable them: refused, counted with the reason.
+    let mut dynamic: serde_json::Value = serde_json::from_str(QUEUED).unwrap();
+    dynamic["workflow_job"]["labels"] =
+        serde_json::json!(["ubuntu-latest", "self-hosted", "ghr-ec2-instance-type:c5.large"]);
+    let answer = w.dispatcher.handle(&envelope("workflow_job", &dynamic.to_string()), deadline()).await.unwrap();
+    assert_eq!(answer["decision"], "dynamic_labels_refused");
+    assert!(lines(&w).iter().any(|l| l.contains("JobsNotDispatched") && l.contains("dynamic_labels_refused")));
     assert!(w.queue.messages().is_empty());
 
     // Not a workflow job, or not its payload: the invocation fails (retried, then the DLQ).

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use common::deadline::Deadline;
+use common::domain::dynamic_labels::{ec2_refuses_request, runner_labels};
 use common::domain::runner::{RunnerOwner, tags};
 use common::domain::scale_up::{
     CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, launch_client_token, runner_label_tags,
@@ -11,18 +12,21 @@ use common::domain::scale_up::{
 };
 use common::error::AwsError;
 
-use crate::{Config, ScaleUp};
+use crate::{Config, DynamicLabels, ScaleUp};
 
 /// What a launch produced.
 pub(crate) struct Launched {
     pub instance_ids: Vec<String>,
     /// Why fewer instances than asked were launched.
     pub failure: Option<String>,
+    /// The missing instances can never launch: EC2 refused the job's dynamic labels with an
+    /// error that is not retryable (an instance type it does not offer, a size out of range).
+    pub refused_dynamic_labels: bool,
 }
 
 impl Launched {
     fn failed(message: impl Into<String>) -> Self {
-        Self { instance_ids: Vec::new(), failure: Some(message.into()) }
+        Self { instance_ids: Vec::new(), failure: Some(message.into()), refused_dynamic_labels: false }
     }
 }
 
@@ -36,28 +40,50 @@ where
     common::aws::with_retries(deadline, &config.scale_errors, op).await
 }
 
-fn launch_tags(config: &Config, owner: &RunnerOwner, created_by: &str) -> Vec<(String, String)> {
+fn launch_tags(config: &Config, owner: &RunnerOwner, dynamic: &[String], created_by: &str) -> Vec<(String, String)> {
     let mut t = vec![
         (tags::APPLICATION.to_string(), tags::APPLICATION_VALUE.to_string()),
         (tags::CREATED_BY.to_string(), created_by.to_string()),
         (tags::TYPE.to_string(), owner.runner_type().as_str().to_string()),
         (tags::OWNER.to_string(), owner.tag_value()),
     ];
-    t.extend(runner_label_tags(&config.labels));
+    t.extend(runner_label_tags(&runner_labels(&config.labels, dynamic)));
     t
 }
 
-/// Launches one instance per delivery for `owner`. The deliveries (see
-/// [`launch_client_token`]) name the request, so that a retried call cannot launch twice.
+/// Launches one instance per delivery for `owner`, with the jobs' dynamic labels. The
+/// deliveries (see [`launch_client_token`]) name the request, so that a retried call cannot
+/// launch twice.
 pub(crate) async fn launch(
     scale_up: &ScaleUp,
     owner: &RunnerOwner,
     deliveries: &[String],
+    dynamic: &DynamicLabels,
     created_by: &str,
     deadline: Deadline,
 ) -> Launched {
     let count = deliveries.len();
     let config = &scale_up.config;
+    let mut overrides = dynamic.overrides.clone();
+    if let Some(o) = overrides.as_mut().filter(|o| o.uses_ebs() && o.block_device_name.is_none()) {
+        let read = common::aws::within(
+            deadline,
+            "ec2:DescribeLaunchTemplateVersions",
+            scale_up.ec2.template_block_device(&config.launch_template),
+        );
+        match read.await {
+            Ok(Some(device)) => o.block_device_name = Some(device),
+            Ok(None) => {
+                return Launched {
+                    refused_dynamic_labels: true,
+                    ..Launched::failed(
+                        "ghr-ec2-ebs-* labels need ghr-ec2-block-device-name: the launch template maps no device",
+                    )
+                };
+            }
+            Err(e) => return Launched::failed(e.to_string()),
+        }
+    }
     if config.dedicated_host && config.capacity_type == CapacityType::Spot {
         return Launched::failed("spot capacity is not supported on dedicated hosts");
     }
@@ -83,13 +109,17 @@ pub(crate) async fn launch(
         priorities: config.instance_type_priorities.clone(),
         max_spot_price: config.max_spot_price.clone(),
         image_id,
-        tags: launch_tags(config, owner, created_by),
+        tags: launch_tags(config, owner, &dynamic.labels, created_by),
         dedicated_host: config.dedicated_host,
         client_token: Some(launch_client_token(deliveries, owner, config.capacity_type)),
+        overrides,
     };
     let outcome = match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {
         Ok(o) => o,
-        Err(e) => return Launched::failed(e.to_string()),
+        Err(e) => {
+            let refused = request.overrides.is_some() && ec2_refuses_request(&[e.code.as_deref().unwrap_or("")]);
+            return Launched { refused_dynamic_labels: refused, ..Launched::failed(e.to_string()) };
+        }
     };
     let mut ids = outcome.instance_ids;
     let mut errors: Vec<FleetError> = outcome.errors;
@@ -124,5 +154,7 @@ pub(crate) async fn launch(
     if let Some(f) = &failure {
         tracing::warn!(owner = %owner, failure = %f, "instances missing");
     }
-    Launched { instance_ids: ids, failure }
+    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    let refused_dynamic_labels = failure.is_some() && request.overrides.is_some() && ec2_refuses_request(&codes);
+    Launched { instance_ids: ids, failure, refused_dynamic_labels }
 }

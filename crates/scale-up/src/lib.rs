@@ -4,13 +4,16 @@
 //!   `ReportBatchItemFailures`.
 //! - **Per batch**: messages are grouped by owner (organization, or `owner/repo`). For each
 //!   owner: one installation token (cached across invocations), the optional job-queued check,
-//!   the maximum runner count, **one** `CreateFleet` (spot, with on-demand failover for the
-//!   configured error codes), a JIT config (or `config.sh` arguments with a registration token)
-//!   per instance stored as SecureString `<SSM_TOKEN_PATH>/<instance-id>`.
+//!   the maximum runner count, **one** `CreateFleet` per dynamic label set, most batches having
+//!   one (spot, with on-demand failover for the configured error codes; a set's `ghr-ec2-*`
+//!   labels as fleet overrides), a JIT config (or `config.sh` arguments with a registration
+//!   token) per instance, with the job's `ghr-` labels, stored as SecureString
+//!   `<SSM_TOKEN_PATH>/<instance-id>`.
 //! - **Answer**: `batchItemFailures` names exactly the messages whose runner was not created and
 //!   that should come back (decisions.md #13). A message is acknowledged without a runner only
 //!   for a reason that needs none: malformed, duplicate in the batch, an instance already
 //!   launched for the job (`ghr:launched_for_job`: a redelivered or twice-delivered event),
+//!   dynamic labels that can never launch (malformed, or a request EC2 refuses),
 //!   job no longer queued, user-owned repository with organization runners, over the maximum
 //!   for reusable runners (an existing runner will take it). Every message gets one log line
 //!   saying which.
@@ -21,7 +24,8 @@
 //!   exceed it only for the seconds between a launch and that recount (see ARCHITECTURE.md).
 //!   Each `CreateFleet` carries a `ClientToken`, so a retried call cannot launch twice.
 //! - **Environment**: upstream §1.4/§1.5 names, see [`Config`].
-//! - **IAM**: `ec2:CreateFleet`, `ec2:RunInstances`, `ec2:DescribeInstances`, `ec2:CreateTags`,
+//! - **IAM**: `ec2:CreateFleet`, `ec2:RunInstances`, `ec2:DescribeInstances`,
+//!   `ec2:DescribeLaunchTemplateVersions` (the device of `ghr-ec2-ebs-*` labels), `ec2:CreateTags`,
 //!   `ec2:TerminateInstances` (tag-conditioned), `iam:PassRole` (runner role), `ssm:PutParameter`
 //!   / `ssm:AddTagsToResource` on the token and runner-group paths, `ssm:GetParameter(s)` on the
 //!   App and config parameters.
@@ -37,6 +41,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use common::config::Secret;
 use common::deadline::Deadline;
+use common::domain::dynamic_labels::{Ec2Overrides, group_key, parse_ec2_overrides, runner_labels};
 use common::domain::runner::{InstanceFilter, RunnerOwner, runner_name, tags};
 use common::domain::scale_up::{RegistrationArgs, beyond_maximum, runners_to_create};
 use common::domain::webhook::QueuedJobMessage;
@@ -81,6 +86,33 @@ struct Job {
     message: QueuedJobMessage,
     /// A runner the pool asked for, not a job: no job to look up or retry.
     from_pool: bool,
+    /// Its dynamic (`ghr-`) labels: jobs with the same set share a fleet request, and its
+    /// runner registers with them.
+    dynamic: DynamicLabels,
+}
+
+/// One runner to register: its instance, the job it was launched for, its labels.
+struct Runner<'a> {
+    instance_id: &'a str,
+    job_id: Option<u64>,
+    labels: Vec<String>,
+}
+
+/// A job's dynamic labels and the EC2 settings they ask for.
+#[derive(Debug, Clone, Default)]
+struct DynamicLabels {
+    labels: Vec<String>,
+    overrides: Option<Ec2Overrides>,
+}
+
+impl DynamicLabels {
+    /// From a message's labels; an error names the malformed `ghr-ec2-*` value. The labels are
+    /// kept sorted: jobs of one set register their runners with the same list.
+    fn of(labels: &[String]) -> Result<Self, String> {
+        let ghr = group_key(&common::domain::labels::split_labels(labels).ghr);
+        let overrides = parse_ec2_overrides(&ghr)?;
+        Ok(Self { labels: ghr, overrides })
+    }
 }
 
 /// The scale-up handler and its clients.
@@ -96,6 +128,9 @@ pub struct ScaleUp {
     /// The job-retry queue's client, when job retry is on.
     retry_queue: Option<Arc<dyn DelayedQueue>>,
 }
+
+/// The reason of jobs whose dynamic labels can never launch (malformed, or refused by EC2).
+const INVALID_DYNAMIC_LABELS: &str = "invalid_dynamic_labels";
 
 /// Owners handled at once within a batch.
 const OWNER_CONCURRENCY: usize = 4;
@@ -155,6 +190,7 @@ impl ScaleUp {
                     retry_counter: None,
                 },
                 from_pool: true,
+                dynamic: DynamicLabels::default(),
             })
             .collect();
         let fates = self.scale_owner(app, owner.clone(), jobs, &invocation, deadline).await;
@@ -203,7 +239,14 @@ impl ScaleUp {
             }
             let receive_count = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
             match record.body.as_deref().map(serde_json::from_str::<QueuedJobMessage>) {
-                Some(Ok(message)) => jobs.push(Job { message_id, receive_count, message, from_pool: false }),
+                Some(Ok(message)) => match DynamicLabels::of(&message.labels) {
+                    Ok(dynamic) => jobs.push(Job { message_id, receive_count, message, from_pool: false, dynamic }),
+                    Err(e) => {
+                        // Its runner could never be launched as asked: acknowledged, logged, counted.
+                        tracing::error!(message_id, job_id = message.id, error = %e, "the job's dynamic labels are not valid: acknowledged, it can never succeed");
+                        fates.push((message_id, Fate::Skipped { reason: INVALID_DYNAMIC_LABELS }));
+                    }
+                },
                 Some(Err(e)) => {
                     tracing::error!(message_id, error = %e, "malformed message: acknowledged, it can never succeed");
                     fates.push((message_id, Fate::Skipped { reason: "malformed" }));
@@ -431,7 +474,7 @@ impl ScaleUp {
             }
             _ => jobs.len(),
         };
-        let (mut to_launch, over) = {
+        let (to_launch, over) = {
             let mut jobs = jobs;
             let over = jobs.split_off(wanted);
             (jobs, over)
@@ -447,20 +490,41 @@ impl ScaleUp {
             return fates;
         }
 
-        // 4. Launch: one fleet for the owner.
+        // 4. Launch: one fleet for the owner per dynamic label set (most batches have one).
         self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
-        let deliveries: Vec<String> = to_launch
-            .iter()
-            .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
-            .collect();
         let created_by =
             if to_launch.iter().all(|j| j.from_pool) { tags::CREATED_BY_POOL } else { tags::CREATED_BY_SCALE_UP };
-        let launched = launch::launch(self, &owner, &deliveries, created_by, deadline).await;
-        let unlaunched = to_launch.split_off(launched.instance_ids.len().min(to_launch.len()));
-        if let Some(failure) = &launched.failure {
-            fates.extend(all_retry(&unlaunched, "ec2", failure.clone()));
+        let mut by_labels: BTreeMap<Vec<String>, Vec<Job>> = BTreeMap::new();
+        for job in to_launch {
+            by_labels.entry(job.dynamic.labels.clone()).or_default().push(job);
         }
-        let mut pairs: Vec<(Job, String)> = to_launch.into_iter().zip(launched.instance_ids).collect();
+        let launches = by_labels.into_values().map(|group| {
+            let owner = &owner;
+            async move {
+                let deliveries: Vec<String> = group
+                    .iter()
+                    .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
+                    .collect();
+                let launched = launch::launch(self, owner, &deliveries, &group[0].dynamic, created_by, deadline).await;
+                (group, launched)
+            }
+        });
+        let mut pairs: Vec<(Job, String)> = Vec::new();
+        for (mut group, launched) in futures::future::join_all(launches).await {
+            let unlaunched = group.split_off(launched.instance_ids.len().min(group.len()));
+            if let Some(failure) = &launched.failure {
+                for job in unlaunched {
+                    let fate = if launched.refused_dynamic_labels {
+                        tracing::error!(job_id = job.message.id, labels = ?job.dynamic.labels, failure = %failure, "EC2 refuses the job's dynamic labels: acknowledged, it can never succeed");
+                        Fate::Skipped { reason: INVALID_DYNAMIC_LABELS }
+                    } else {
+                        Fate::retry("ec2", failure.clone())
+                    };
+                    fates.push((job.message_id, fate));
+                }
+            }
+            pairs.extend(group.into_iter().zip(launched.instance_ids));
+        }
 
         // 5. Recount: terminate our own instances beyond the maximum before registering them.
         if self.config.maximum >= 0 && !pairs.is_empty() {
@@ -585,11 +649,15 @@ impl ScaleUp {
                     if deadline.less(CLEANUP_RESERVE).is_past() {
                         return (job, instance_id, Err(("deadline", "no time left".to_string())));
                     }
-                    let job_id = (!job.from_pool).then_some(job.message.id);
+                    let runner = Runner {
+                        instance_id: &instance_id,
+                        job_id: (!job.from_pool).then_some(job.message.id),
+                        labels: runner_labels(&self.config.labels, &job.dynamic.labels),
+                    };
                     let result = match shared {
-                        Shared::Jit(group) => self.configure_jit(github, *group, &instance_id, job_id, deadline).await,
+                        Shared::Jit(group) => self.configure_jit(github, *group, &runner, deadline).await,
                         Shared::Token(token) => {
-                            self.configure_with_token(github, token, web_url, &instance_id, job_id, deadline).await
+                            self.configure_with_token(github, token, web_url, &runner, deadline).await
                         }
                     };
                     (job, instance_id, result)
@@ -615,22 +683,20 @@ impl ScaleUp {
         &self,
         github: &dyn GithubOwner,
         group: u64,
-        instance_id: &str,
-        job_id: Option<u64>,
+        runner: &Runner<'_>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
+        let Runner { instance_id, job_id, labels } = runner;
+        let (instance_id, job_id) = (*instance_id, *job_id);
         let name = runner_name(&self.config.name_prefix, instance_id);
-        let jit = match github.create_jit_config(&name, group, &self.config.labels).await {
+        let jit = match github.create_jit_config(&name, group, labels).await {
             Ok(jit) => jit,
             Err(e) if e.status() == Some(409) => {
                 // The runner's name is its instance id, so the name is taken by an earlier attempt
                 // of this very request, whose answer (and JIT config) a timeout lost. Remove that
                 // registration and register again, rather than tear down a good instance.
                 self.remove_lost_registration(github, &name).await?;
-                github
-                    .create_jit_config(&name, group, &self.config.labels)
-                    .await
-                    .map_err(|e| ("github", e.to_string()))?
+                github.create_jit_config(&name, group, labels).await.map_err(|e| ("github", e.to_string()))?
             }
             Err(e) => return Err(("github", e.to_string())),
         };
@@ -680,15 +746,16 @@ impl ScaleUp {
         github: &dyn GithubOwner,
         token: &Secret<String>,
         web_url: &str,
-        instance_id: &str,
-        job_id: Option<u64>,
+        runner: &Runner<'_>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
+        let Runner { instance_id, job_id, labels } = runner;
+        let (instance_id, job_id) = (*instance_id, *job_id);
         let args = RegistrationArgs {
             web_url,
             owner: github.owner(),
             token: token.expose(),
-            labels: &self.config.labels,
+            labels,
             disable_update: self.config.disable_update,
             runner_group: &self.config.runner_group,
             ephemeral: self.config.ephemeral,

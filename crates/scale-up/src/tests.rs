@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use common::deadline::Deadline;
 use common::domain::runner::{RunnerInstance, RunnerOwner, tags};
-use common::domain::scale_up::{CapacityType, FleetError};
+use common::domain::scale_up::{CapacityType, FleetError, LaunchRequest};
 use common::error::{AwsError, AwsErrorKind, GithubError};
 use common::telemetry::{MemorySink, Metrics};
 use common::testing::{MemoryGithub, MemoryParameterStore, MemoryRunnerInstances, ScriptedLaunch};
@@ -564,4 +564,78 @@ async fn a_retried_job_is_checked_again_even_without_the_queued_check() {
     assert_eq!(fates["m0"], Fate::Created { instance_id: w.ec2.instances()[0].id.clone() });
     assert_eq!(fates["m1"], Fate::Skipped { reason: "not_queued" });
     assert_eq!(w.github.count("job_status"), 1);
+}
+
+fn labelled(id: u64, extra: &[&str]) -> serde_json::Value {
+    let mut m = message(id, "acme", "web");
+    let mut labels = vec!["self-hosted".to_string()];
+    labels.extend(extra.iter().map(|l| l.to_string()));
+    m["labels"] = json!(labels);
+    m
+}
+
+#[tokio::test]
+async fn dynamic_label_sets_get_a_fleet_each_and_runners_with_their_labels() {
+    let w = world(EPHEMERAL);
+    let big = ["ghr-ec2-instance-type:c5.xlarge", "ghr-ec2-ebs-volume-size:120"];
+    let fates = run(
+        &w,
+        &[
+            labelled(1, &big),
+            labelled(2, &["ghr-ec2-vcpu-count-min:4", "ghr-ec2-memory-mib-min:8192"]),
+            labelled(3, &[big[1], big[0]]),
+            labelled(4, &[]),
+            labelled(5, &["ghr-ec2-ebs-volume-size:100GB"]),
+        ],
+    )
+    .await;
+    assert_eq!(created(&fates), 4);
+    assert_eq!(fates["m4"], Fate::Skipped { reason: "invalid_dynamic_labels" }, "a malformed size never launches");
+    let launches = w.ec2.launches();
+    assert_eq!(launches.len(), 3, "one fleet per label set, the same set in any order shares one");
+    let by_count = |n: usize| launches.iter().filter(|l| l.count == n).collect::<Vec<_>>();
+    let shared = by_count(2)[0];
+    let o = shared.overrides.as_ref().unwrap();
+    assert_eq!(o.instance_type.as_deref(), Some("c5.xlarge"));
+    assert_eq!((o.ebs_volume_size, o.block_device_name.as_deref()), (Some(120), Some("/dev/xvda")));
+    let tag = |l: &LaunchRequest| l.tags.iter().find(|(k, _)| k == "ghr:runner_labels").unwrap().1.clone();
+    assert_eq!(tag(shared), "self-hosted,linux,x64,ghr-ec2-ebs-volume-size:120,ghr-ec2-instance-type:c5.xlarge");
+    let plain: Vec<_> = launches.iter().filter(|l| l.overrides.is_none()).collect();
+    assert_eq!(plain.len(), 1);
+    assert_eq!(tag(plain[0]), "self-hosted,linux,x64");
+    assert!(launches.iter().any(|l| l.overrides.as_ref().is_some_and(|o| o.uses_requirements())));
+    // Each runner registers with its job's labels: GitHub gives a job only to a runner with all of them.
+    let jit: Vec<String> =
+        w.github.calls().iter().filter(|c| c.operation == "create_jit_config").map(|c| c.detail.clone()).collect();
+    assert_eq!(jit.len(), 4);
+    assert_eq!(jit.iter().filter(|d| d.ends_with("labels=self-hosted,linux,x64")).count(), 1, "{jit:?}");
+    assert_eq!(jit.iter().filter(|d| d.contains("ghr-ec2-instance-type:c5.xlarge")).count(), 2, "{jit:?}");
+}
+
+#[tokio::test]
+async fn a_label_set_ec2_refuses_is_acknowledged_and_the_rest_launch() {
+    let w = world(EPHEMERAL);
+    let invalid = FleetError { code: "InvalidParameterValue".into(), message: "no such instance type".into() };
+    w.ec2.script(vec![ScriptedLaunch::Partial { fulfil: 0, errors: vec![invalid] }]);
+    // A request error for a job whose labels shaped the request: it can never launch.
+    let fates = run(&w, &[labelled(1, &["ghr-ec2-instance-type:m5.gigantic"])]).await;
+    assert_eq!(fates["m0"], Fate::Skipped { reason: "invalid_dynamic_labels" });
+    let shortage = FleetError { code: "InsufficientInstanceCapacity".into(), message: String::new() };
+    w.ec2.script(vec![ScriptedLaunch::Partial { fulfil: 0, errors: vec![shortage] }]);
+    let fates = run(&w, &[labelled(2, &["ghr-ec2-instance-type:p5.48xlarge"])]).await;
+    assert_eq!(retried(&fates), ["m0"], "capacity can come back: retried");
+    // A plain job refused the same way is retried: no label of its shaped the request. (The
+    // plain set launches first: the sets are launched in their sorted order.)
+    let invalid = FleetError { code: "InvalidParameterValue".into(), message: String::new() };
+    w.ec2.script(vec![ScriptedLaunch::Partial { fulfil: 0, errors: vec![invalid] }]);
+    let fates = run(&w, &[labelled(3, &[]), labelled(4, &["ghr-ec2-instance-type:c5.large"])]).await;
+    assert!(matches!(fates["m0"], Fate::Retry { reason: "ec2", .. }), "{fates:?}");
+    assert!(matches!(fates["m1"], Fate::Created { .. }), "the other set launched: {fates:?}");
+    // Through the handler: acknowledged (not in batchItemFailures) and counted.
+    let invalid = FleetError { code: "InvalidParameterValue".into(), message: String::new() };
+    w.ec2.script(vec![ScriptedLaunch::Partial { fulfil: 0, errors: vec![invalid] }]);
+    let response = w.scale_up.handle(&event(&[labelled(5, &["ghr-ec2-instance-type:m5.gigantic"])]), deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let lines = w.metrics.lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("invalid_dynamic_labels") && l.contains("JobsSkipped")), "{lines:?}");
 }

@@ -304,6 +304,17 @@ impl Webhook {
                     job.repository.full_name
                 ),
             ),
+            Ok(Dispatch::DynamicLabelsRefused(reasons)) => {
+                tracing::warn!(reasons = ?reasons, "no runner configuration takes the job's dynamic labels");
+                (
+                    202,
+                    format!(
+                        "Received event contains dynamic labels from '{}' that no runner configuration accepts: {}",
+                        job.repository.full_name,
+                        reasons.join(" | ")
+                    ),
+                )
+            }
             Ok(Dispatch::Queued { queues, queue_ms }) => {
                 outcome.queues = queues.clone();
                 outcome.queue_ms = *queue_ms;

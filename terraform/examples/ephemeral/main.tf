@@ -54,6 +54,17 @@ module "runners" {
   instance_allocation_strategy                = "price-capacity-optimized"
   enable_runner_on_demand_failover_for_errors = ["InsufficientInstanceCapacity"]
 
+  # Jobs may ask for a bigger disk or another instance type with `ghr-ec2-*` labels
+  # (docs/dynamic-labels.md), within this policy; a job that asks for more is answered 202.
+  enable_dynamic_labels = true
+  aws_dynamic_labels_policy = {
+    blocked_keys = ["image-id", "subnet-id"]
+    restricted_keys = {
+      instance-type   = { allowed = ["m5.*", "c5.*", "m6i.*"], denied = ["*.metal"] }
+      ebs-volume-size = { max = 200 }
+    }
+  }
+
   # Ephemeral runners leave after one job; scale-down only clears the ones that never got one.
   minimum_running_time_in_minutes = 10
   scale_down_schedule_expression  = "cron(* * * * ? *)"

@@ -217,6 +217,7 @@ module "webhook" {
       bidirectionalLabelMatch = c.matcherConfig.bidirectionalLabelMatch
       priority                = c.matcherConfig.priority
       enableDynamicLabels     = c.matcherConfig.enableDynamicLabels
+      awsDynamicLabelsPolicy  = c.matcherConfig.awsDynamicLabelsPolicy
     }
   } }
   matcher_config_parameter_store_tier = var.matcher_config_parameter_store_tier
@@ -361,7 +362,6 @@ locals {
       "lambda_s3_bucket (deploy the zips from S3)" = var.lambda_s3_bucket != null
       "iam_overrides"                              = coalesce(var.iam_overrides.override_instance_profile, false) || coalesce(var.iam_overrides.override_runner_role, false)
     },
-    { for key, c in var.multi_runner_config : "${key}: enableDynamicLabels (dynamic labels)" => c.matcherConfig.enableDynamicLabels },
     { for key, c in var.multi_runner_config : "${key}: block_device_mappings.volume_initialization_rate" => anytrue([for b in c.runner_config.block_device_mappings : b.volume_initialization_rate != null]) },
     { for key, c in var.multi_runner_config : "${key}: iam_overrides" => coalesce(c.runner_config.iam_overrides.override_instance_profile, false) || coalesce(c.runner_config.iam_overrides.override_runner_role, false) },
   )

@@ -92,8 +92,9 @@ variable "multi_runner_config" {
       until it is implemented.
     - `matcherConfig`: `labelMatchers` (label sets a job's labels are matched against),
       `exactMatch`, `bidirectionalLabelMatch`, `priority` (0-999, lower first),
-      `enableDynamicLabels` and `awsDynamicLabelsPolicy` (accepted with a warning until dynamic
-      labels are implemented).
+      `enableDynamicLabels` (jobs' `ghr-` labels accepted, `ghr-ec2-*` ones set EC2 settings per
+      job) and `awsDynamicLabelsPolicy` (what `ghr-ec2-<key>` labels may ask for; see
+      docs/dynamic-labels.md).
     - `redrive_build_queue`: `enabled` and `maxReceiveCount` of the build queue's dead-letter queue.
   EOT
   type = map(object({
@@ -249,7 +250,16 @@ variable "multi_runner_config" {
       bidirectionalLabelMatch = optional(bool, false)
       priority                = optional(number, 999)
       enableDynamicLabels     = optional(bool, false)
-      awsDynamicLabelsPolicy  = optional(any, null)
+      # Typed (upstream: `any`): a map of configurations where only some have a policy
+      # cannot be converted with `any` ("attribute types must all match").
+      awsDynamicLabelsPolicy = optional(object({
+        blocked_keys = optional(list(string), [])
+        restricted_keys = optional(map(object({
+          allowed = optional(list(string))
+          denied  = optional(list(string))
+          max     = optional(string)
+        })), {})
+      }))
     })
     redrive_build_queue = optional(object({
       enabled         = bool

@@ -103,10 +103,11 @@ locals {
         }
       },
       {
-        # Describe calls have no resource-level permissions.
+        # Describe calls have no resource-level permissions. The template's block device is
+        # where a job's `ghr-ec2-ebs-*` labels go.
         Sid      = "CountRunners"
         Effect   = "Allow"
-        Action   = ["ec2:DescribeInstances"]
+        Action   = ["ec2:DescribeInstances", "ec2:DescribeLaunchTemplateVersions"]
         Resource = "*"
       },
       {

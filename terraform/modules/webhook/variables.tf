@@ -12,7 +12,9 @@ variable "runner_matcher_config" {
   description = <<-EOT
     The runner configurations jobs are routed to, by key: the SQS queue (`id` URL, `arn`,
     `fifo`) and `matcherConfig` (`labelMatchers`: label sets, `exactMatch`,
-    `bidirectionalLabelMatch`, `priority` 0-999: lower first, `enableDynamicLabels`).
+    `bidirectionalLabelMatch`, `priority` 0-999: lower first, `enableDynamicLabels`: accept jobs'
+    `ghr-` labels, `awsDynamicLabelsPolicy`: `{ blocked_keys = [<key>], restricted_keys = { <key> =
+    { allowed = [globs], denied = [globs], max = number } } }` over the `ghr-ec2-<key>` labels).
   EOT
   type = map(object({
     id   = string
@@ -24,6 +26,16 @@ variable "runner_matcher_config" {
       bidirectionalLabelMatch = optional(bool, false)
       priority                = optional(number, 999)
       enableDynamicLabels     = optional(bool, false)
+      # Typed (upstream: `any`): a map of configurations where only some have a policy
+      # cannot be converted with `any` ("attribute types must all match").
+      awsDynamicLabelsPolicy = optional(object({
+        blocked_keys = optional(list(string), [])
+        restricted_keys = optional(map(object({
+          allowed = optional(list(string))
+          denied  = optional(list(string))
+          max     = optional(string)
+        })), {})
+      }))
     })
   }))
   validation {

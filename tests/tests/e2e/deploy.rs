@@ -507,6 +507,19 @@ impl Deployed<'_> {
     }
 }
 
+/// Whether the applied matcher config lets `environment`'s configuration take dynamic labels.
+async fn takes_dynamic_labels(system: &Deployed<'_>, aws: &Aws, environment: &str) -> bool {
+    let router = if system.var("webhook", "EVENT_BUS_NAME").is_empty() { "webhook" } else { "dispatcher" };
+    let mut json = String::new();
+    for name in system.var(router, "PARAMETER_RUNNER_MATCHER_CONFIG_PATH").split(':') {
+        let out = aws.ssm.get_parameter().name(name).send().await.expect("the matcher config parameter");
+        json.push_str(out.parameter().and_then(|p| p.value()).unwrap_or_default());
+    }
+    let matchers = common::domain::webhook::parse_matcher_config(&[&json]).expect("the applied matcher config parses");
+    let queue = format!("/{environment}-queued-builds");
+    matchers.iter().any(|m| m.id.contains(&queue) && m.matcher_config.enable_dynamic_labels)
+}
+
 /// A test-side target on the applied `<prefix>-workflow_job` rule: an SQS queue that receives
 /// what the rule routes (EventBridge envelopes), removed again before the destroy.
 struct EventCapture {
@@ -617,8 +630,14 @@ async fn drive_configuration(
     let ephemeral = system.var("scale-up", "ENABLE_EPHEMERAL_RUNNERS") == "true";
     let jit = system.var("scale-up", "ENABLE_JIT_CONFIG") == "true";
 
-    // A queued job, delivered through the applied route's integration.
-    let labels: Vec<String> = system.var("scale-up", "RUNNER_LABELS").split(',').map(str::to_string).collect();
+    // A queued job, delivered through the applied route's integration. A configuration that takes
+    // dynamic labels (the applied matcher config says so) gets a job asking for a bigger disk.
+    let mut labels: Vec<String> = system.var("scale-up", "RUNNER_LABELS").split(',').map(str::to_string).collect();
+    let dynamic_label = "ghr-ec2-ebs-volume-size:64";
+    let dynamic = takes_dynamic_labels(system, aws, &environment).await;
+    if dynamic {
+        labels.push(dynamic_label.to_string());
+    }
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let job = github.add_job(owner, "web", &label_refs);
     let body = fixtures::workflow_job("queued", job, &label_refs, owner, "web", installation);
@@ -689,6 +708,10 @@ async fn drive_configuration(
     assert_eq!(tags.get("ghr:environment"), Some(&environment), "{tags:?}");
     assert_eq!(tags.get("ghr:ssm_config_path"), Some(&config_path), "{tags:?}");
     assert_eq!(tags.get("Name"), Some(&format!("{environment}-action-runner")), "{tags:?}");
+    if dynamic {
+        let runner_labels = tags.get("ghr:runner_labels").cloned().unwrap_or_default();
+        assert!(runner_labels.ends_with(dynamic_label), "registered with the job's dynamic label: {tags:?}");
+    }
     let template_name = system.var("scale-up", "LAUNCH_TEMPLATE_NAME");
     let template = aws
         .ec2
@@ -844,7 +867,8 @@ async fn drive_configuration(
         extras.push(format!("redelivery swept the App's deliveries, checkpoint saved in {name}"));
     }
     format!(
-        "{environment}: delivery 201 → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances{}",
+        "{environment}: delivery 201{} → 1 message → instance {instance_id} → {registered} → scale-down left 0 runners, 0 instances{}",
+        if dynamic { format!(" (job with {dynamic_label}, on the runner's labels)") } else { String::new() },
         extras.iter().map(|e| format!("; {e}")).collect::<String>()
     )
 }

@@ -6,6 +6,7 @@ mod ami_housekeeper;
 mod boot_scripts;
 mod demo;
 mod deploy;
+mod dynamic_labels;
 mod eventbridge;
 mod github_client;
 mod job_retry;

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
-    FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType, InstanceType,
-    LaunchTemplateSpecification, OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy, SpotOptionsRequest, Tag,
-    TagSpecification, TargetCapacitySpecificationRequest,
+    BlockDeviceMapping, DefaultTargetCapacityType, EbsBlockDevice, Filter, FleetBlockDeviceMappingRequest,
+    FleetEbsBlockDeviceRequest, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
+    FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType, InstanceRequirementsRequest,
+    InstanceType, LaunchTemplateSpecification, MemoryMiBRequest, OnDemandOptionsRequest, Placement, ResourceType,
+    SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest, Tenancy,
+    VCpuCountRangeRequest, VolumeType,
 };
 
 use super::{SdkConfig, aws_error};
+use crate::domain::dynamic_labels::Ec2Overrides;
 use crate::domain::runner::{InstanceFilter, RunnerInstance, tags};
 use crate::domain::scale_up::{CapacityType, FleetError, LaunchOutcome, LaunchRequest, uses_priorities};
 use crate::domain::termination::WatchedInstance;
@@ -71,15 +74,34 @@ impl Ec2RunnerInstances {
 
     async fn create_fleet(&self, request: &LaunchRequest) -> Result<LaunchOutcome, AwsError> {
         let prioritized = uses_priorities(&request.allocation_strategy);
+        let dynamic = request.overrides.as_ref();
+        // A job's subnet or instance type replaces the configured lists; instance requirements
+        // replace instance types altogether (EC2 takes one or the other per override).
+        let subnets = match dynamic.and_then(|o| o.subnet_id.clone()) {
+            Some(subnet) => vec![subnet],
+            None => request.subnets.clone(),
+        };
+        let requirements = dynamic.filter(|o| o.uses_requirements()).map(instance_requirements);
+        let instance_types: Vec<Option<String>> = match (dynamic.and_then(|o| o.instance_type.clone()), &requirements) {
+            (_, Some(_)) => vec![None],
+            (Some(instance_type), None) => vec![Some(instance_type)],
+            (None, None) => request.instance_types.iter().cloned().map(Some).collect(),
+        };
+        let image_id = dynamic.and_then(|o| o.image_id.clone()).or_else(|| request.image_id.clone());
         let mut overrides = Vec::new();
-        for subnet in &request.subnets {
-            for instance_type in &request.instance_types {
+        for subnet in &subnets {
+            for instance_type in &instance_types {
                 overrides.push(
                     FleetLaunchTemplateOverridesRequest::builder()
                         .subnet_id(subnet)
-                        .instance_type(InstanceType::from(instance_type.as_str()))
-                        .set_image_id(request.image_id.clone())
-                        .set_priority(prioritized.then(|| request.priority_of(instance_type)))
+                        .set_instance_type(instance_type.as_deref().map(InstanceType::from))
+                        .set_image_id(image_id.clone())
+                        .set_priority(instance_type.as_deref().filter(|_| prioritized).map(|t| request.priority_of(t)))
+                        .set_instance_requirements(requirements.clone())
+                        .set_max_price(dynamic.and_then(|o| o.max_price.clone()))
+                        .set_availability_zone(dynamic.and_then(|o| o.availability_zone.clone()))
+                        .set_placement(dynamic.and_then(placement))
+                        .set_block_device_mappings(dynamic.and_then(fleet_block_device).map(|b| vec![b]))
                         .build(),
                 );
             }
@@ -138,6 +160,7 @@ impl Ec2RunnerInstances {
     }
 
     async fn run_instances(&self, request: &LaunchRequest) -> Result<LaunchOutcome, AwsError> {
+        let dynamic = request.overrides.as_ref();
         let out = self
             .client
             .run_instances()
@@ -149,9 +172,16 @@ impl Ec2RunnerInstances {
             )
             .min_count(request.count as i32)
             .max_count(request.count as i32)
-            .set_instance_type(request.instance_types.first().map(|t| InstanceType::from(t.as_str())))
-            .set_subnet_id(request.subnets.first().cloned())
-            .set_image_id(request.image_id.clone())
+            .set_instance_type(
+                dynamic
+                    .and_then(|o| o.instance_type.as_deref())
+                    .or(request.instance_types.first().map(String::as_str))
+                    .map(InstanceType::from),
+            )
+            .set_subnet_id(dynamic.and_then(|o| o.subnet_id.clone()).or_else(|| request.subnets.first().cloned()))
+            .set_image_id(dynamic.and_then(|o| o.image_id.clone()).or_else(|| request.image_id.clone()))
+            .set_placement(dynamic.and_then(placement))
+            .set_block_device_mappings(dynamic.and_then(block_device).map(|b| vec![b]))
             .set_tag_specifications(Some(Self::tag_specifications(request)))
             .set_client_token(request.client_token.clone())
             .send()
@@ -162,6 +192,89 @@ impl Ec2RunnerInstances {
             errors: Vec::new(),
         })
     }
+}
+
+/// `ghr-ec2-vcpu-count-*`, `memory-mib-*`, `allowed/excluded-instance-types` as attribute-based
+/// instance selection; EC2 requires both ranges, so a missing minimum is 0.
+fn instance_requirements(o: &Ec2Overrides) -> InstanceRequirementsRequest {
+    let positive = |v: Option<u32>| v.map(|v| v.min(i32::MAX as u32) as i32);
+    InstanceRequirementsRequest::builder()
+        .v_cpu_count(
+            VCpuCountRangeRequest::builder()
+                .min(positive(o.vcpu_min).unwrap_or(0))
+                .set_max(positive(o.vcpu_max))
+                .build(),
+        )
+        .memory_mib(
+            MemoryMiBRequest::builder()
+                .min(positive(o.memory_mib_min).unwrap_or(0))
+                .set_max(positive(o.memory_mib_max))
+                .build(),
+        )
+        .set_allowed_instance_types((!o.allowed_instance_types.is_empty()).then(|| o.allowed_instance_types.clone()))
+        .set_excluded_instance_types((!o.excluded_instance_types.is_empty()).then(|| o.excluded_instance_types.clone()))
+        .build()
+}
+
+fn placement(o: &Ec2Overrides) -> Option<Placement> {
+    if o.placement_group_name.is_none() && o.placement_tenancy.is_none() {
+        return None;
+    }
+    Some(
+        Placement::builder()
+            .set_group_name(o.placement_group_name.clone())
+            .set_tenancy(o.placement_tenancy.as_deref().map(Tenancy::from))
+            .build(),
+    )
+}
+
+/// A job's EBS settings for one device.
+struct Volume {
+    device: String,
+    size: Option<i32>,
+    kind: Option<VolumeType>,
+    iops: Option<i32>,
+    throughput: Option<i32>,
+}
+
+fn volume(o: &Ec2Overrides) -> Option<Volume> {
+    let device = o.block_device_name.clone().filter(|_| o.uses_ebs())?;
+    let int = |v: Option<u32>| v.map(|v| v.min(i32::MAX as u32) as i32);
+    Some(Volume {
+        device,
+        size: int(o.ebs_volume_size),
+        kind: o.ebs_volume_type.as_deref().map(VolumeType::from),
+        iops: int(o.ebs_iops),
+        throughput: int(o.ebs_throughput),
+    })
+}
+
+/// The job's EBS settings for the root device. An override replaces the template's mapping of
+/// that device: it stays encrypted and deleted with the instance, as the runners' template has it.
+fn fleet_block_device(o: &Ec2Overrides) -> Option<FleetBlockDeviceMappingRequest> {
+    let v = volume(o)?;
+    let ebs = FleetEbsBlockDeviceRequest::builder()
+        .encrypted(true)
+        .delete_on_termination(true)
+        .set_volume_size(v.size)
+        .set_volume_type(v.kind)
+        .set_iops(v.iops)
+        .set_throughput(v.throughput)
+        .build();
+    Some(FleetBlockDeviceMappingRequest::builder().device_name(v.device).ebs(ebs).build())
+}
+
+fn block_device(o: &Ec2Overrides) -> Option<BlockDeviceMapping> {
+    let v = volume(o)?;
+    let ebs = EbsBlockDevice::builder()
+        .encrypted(true)
+        .delete_on_termination(true)
+        .set_volume_size(v.size)
+        .set_volume_type(v.kind)
+        .set_iops(v.iops)
+        .set_throughput(v.throughput)
+        .build();
+    Some(BlockDeviceMapping::builder().device_name(v.device).ebs(ebs).build())
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -273,6 +386,29 @@ impl RunnerInstances for Ec2RunnerInstances {
 
     async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError> {
         Ok(self.by_ids(instance_ids).await?.iter().filter_map(to_domain).collect())
+    }
+
+    async fn template_block_device(&self, launch_template: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .describe_launch_template_versions()
+            .launch_template_name(launch_template)
+            .versions("$Default")
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2:DescribeLaunchTemplateVersions", e))?;
+        let mappings: Vec<_> = out
+            .launch_template_versions()
+            .iter()
+            .filter_map(|v| v.launch_template_data())
+            .flat_map(|d| d.block_device_mappings())
+            .collect();
+        // Upstream's choice: the first EBS mapping with a device name, else the first device name.
+        let ebs = mappings.iter().find(|m| m.ebs().is_some() && m.device_name().is_some());
+        Ok(ebs
+            .or(mappings.iter().find(|m| m.device_name().is_some()))
+            .and_then(|m| m.device_name())
+            .map(str::to_string))
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {

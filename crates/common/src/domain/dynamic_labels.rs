@@ -4,13 +4,14 @@
 //! per-configuration policy (`awsDynamicLabelsPolicy`: `blocked_keys`, `restricted_keys` with
 //! `allowed`/`denied` globs and `max`).
 //!
-//! Not wired into the functions yet (issue 15): this module holds the decisions, as upstream
-//! makes them, plus the validation upstream leaves to EC2 (a malformed number is an error of
-//! that job, never a silently ignored label).
+//! The webhook and dispatcher enforce the policy (`webhook::route_job`); scale-up groups jobs by
+//! their dynamic label set and turns `ghr-ec2-*` labels into fleet overrides. This module holds
+//! the decisions, as upstream makes them, plus the validation upstream leaves to EC2 (a
+//! malformed number is an error of that job, never a silently ignored label).
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// EC2 overrides: `ghr-ec2-<key>:<value>`. Splitting `ghr-` labels off and sanitising them is
 /// `labels::split_labels`.
@@ -28,7 +29,7 @@ pub fn group_key(dynamic: &[String]) -> Vec<String> {
 }
 
 /// One `restricted_keys` rule.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ValueRule {
     #[serde(default)]
     pub allowed: Option<Vec<String>>,
@@ -40,7 +41,7 @@ pub struct ValueRule {
 }
 
 /// `awsDynamicLabelsPolicy` (upstream's `aws_dynamic_labels_policy`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Policy {
     #[serde(default)]
     pub blocked_keys: Vec<String>,
@@ -142,6 +143,8 @@ pub struct Ec2Overrides {
     pub memory_mib_max: Option<u32>,
     pub allowed_instance_types: Vec<String>,
     pub excluded_instance_types: Vec<String>,
+    /// The device the `ebs_*` settings apply to; the launch template's when absent.
+    pub block_device_name: Option<String>,
     pub ebs_volume_size: Option<u32>,
     pub ebs_volume_type: Option<String>,
     pub ebs_iops: Option<u32>,
@@ -161,6 +164,35 @@ impl Ec2Overrides {
             || !self.allowed_instance_types.is_empty()
             || !self.excluded_instance_types.is_empty()
     }
+
+    /// Whether the job asks for EBS settings (a block device mapping override).
+    pub fn uses_ebs(&self) -> bool {
+        self.ebs_volume_size.is_some()
+            || self.ebs_volume_type.is_some()
+            || self.ebs_iops.is_some()
+            || self.ebs_throughput.is_some()
+    }
+}
+
+/// Whether EC2's error codes say the request itself is wrong (`InvalidParameterValue`,
+/// `InvalidAMIID.NotFound`, `Unsupported`...): for a job whose dynamic labels shaped the request,
+/// no retry can succeed. Capacity, limit, throttling and permission errors are not such codes.
+pub fn ec2_refuses_request(codes: &[&str]) -> bool {
+    !codes.is_empty() && codes.iter().all(|c| c.starts_with("Invalid") || c.starts_with("Unsupported"))
+}
+
+/// The labels a runner registers with: the configuration's, then the job's dynamic labels
+/// (other `ghr-` ones, then `ghr-ec2-*` ones, as upstream). GitHub gives a job only to a runner
+/// that carries all of its labels, the dynamic ones included.
+pub fn runner_labels(configured: &[String], dynamic: &[String]) -> Vec<String> {
+    let mut labels = configured.to_vec();
+    let (ec2, other): (Vec<&String>, Vec<&String>) = dynamic.iter().partition(|l| l.starts_with(EC2_PREFIX));
+    for label in other.into_iter().chain(ec2) {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    labels
 }
 
 const VOLUME_TYPES: &[&str] = &["standard", "gp2", "gp3", "io1", "io2", "st1", "sc1"];
@@ -237,6 +269,7 @@ pub fn parse_ec2_overrides(labels: &[String]) -> Result<Option<Ec2Overrides>, St
                 }
                 o.ebs_volume_size = Some(size);
             }
+            "block-device-name" => o.block_device_name = Some(value.to_string()),
             "ebs-volume-type" => o.ebs_volume_type = Some(one_of(key, value, VOLUME_TYPES)?),
             "ebs-iops" => o.ebs_iops = Some(number(key, value)?),
             "ebs-throughput" => o.ebs_throughput = Some(number(key, value)?),
@@ -269,6 +302,26 @@ mod tests {
     fn jobs_group_by_their_dynamic_label_set() {
         assert_eq!(group_key(&labels(&["ghr-b", "ghr-a", "ghr-b"])), ["ghr-a", "ghr-b"]);
         assert_eq!(group_key(&labels(&["ghr-a", "ghr-b"])), group_key(&labels(&["ghr-b", "ghr-a"])));
+    }
+
+    #[test]
+    fn runners_register_with_the_jobs_dynamic_labels() {
+        let configured = labels(&["self-hosted", "linux"]);
+        let dynamic = labels(&["ghr-ec2-instance-type:c5.large", "ghr-run:7", "ghr-run:7"]);
+        assert_eq!(
+            runner_labels(&configured, &dynamic),
+            ["self-hosted", "linux", "ghr-run:7", "ghr-ec2-instance-type:c5.large"]
+        );
+        assert_eq!(runner_labels(&configured, &[]), configured);
+    }
+
+    #[test]
+    fn only_request_errors_make_dynamic_labels_hopeless() {
+        assert!(ec2_refuses_request(&["InvalidParameterValue"]));
+        assert!(ec2_refuses_request(&["InvalidAMIID.NotFound", "Unsupported"]));
+        assert!(!ec2_refuses_request(&["InvalidParameterValue", "InsufficientInstanceCapacity"]));
+        assert!(!ec2_refuses_request(&["UnauthorizedOperation"]));
+        assert!(!ec2_refuses_request(&[]));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct LaunchRequest {
     /// EC2's idempotency token: a retry of the same request with the same token launches
     /// nothing new and answers what the first call launched (see [`launch_client_token`]).
     pub client_token: Option<String>,
+    /// The job's `ghr-ec2-*` settings (dynamic labels), applied on top of the configuration's;
+    /// `block_device_name` is filled when `ebs_*` settings are present.
+    pub overrides: Option<super::dynamic_labels::Ec2Overrides>,
 }
 
 impl LaunchRequest {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dynamic_labels::{Policy, violations};
 use super::labels::{can_run_job, split_labels};
 
 /// One runner configuration as stored in the matcher config parameter.
@@ -35,11 +36,44 @@ pub struct MatcherConfig {
     pub priority: Option<u32>,
     #[serde(default)]
     pub enable_dynamic_labels: bool,
+    /// The policy of the job's `ghr-ec2-*` labels (only with `enable_dynamic_labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_dynamic_labels_policy: Option<Policy>,
+    /// Upstream's former name of `awsDynamicLabelsPolicy`, read when that one is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec2_dynamic_labels_policy: Option<Policy>,
+}
+
+impl MatcherConfig {
+    fn dynamic_labels_policy(&self) -> Option<&Policy> {
+        self.aws_dynamic_labels_policy.as_ref().or(self.ec2_dynamic_labels_policy.as_ref())
+    }
 }
 
 impl RunnerMatcherConfig {
     fn is_strict(&self) -> bool {
         self.matcher_config.exact_match || self.matcher_config.bidirectional_label_match
+    }
+
+    /// Upstream's `computeProvider` (trimmed, lower case); EC2 when absent.
+    fn is_ec2(&self) -> bool {
+        self.compute_provider.as_deref().is_none_or(|p| p.trim().eq_ignore_ascii_case("ec2"))
+    }
+
+    /// Why this configuration refuses a job's dynamic (`ghr-`) labels, if it does.
+    fn refuses_dynamic_labels(&self, ghr: &[String]) -> Option<String> {
+        let name = self.key.as_deref().unwrap_or(&self.id);
+        if !self.is_ec2() {
+            return Some(format!("{name}: compute provider {:?} takes no dynamic labels", self.compute_provider));
+        }
+        if !self.matcher_config.enable_dynamic_labels {
+            return Some(format!("{name}: dynamic labels are not enabled"));
+        }
+        let broken = violations(ghr, self.matcher_config.dynamic_labels_policy());
+        (!broken.is_empty()).then(|| {
+            let reasons: Vec<String> = broken.iter().map(|(label, why)| format!("{label}: {why}")).collect();
+            format!("{name}: {}", reasons.join("; "))
+        })
     }
 }
 
@@ -160,15 +194,29 @@ pub struct Route<'a> {
     pub labels: Vec<String>,
 }
 
+/// Why a job goes to no runner configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrouted {
+    /// No configuration accepts the job's labels.
+    NoMatch,
+    /// Configurations accept its labels, but none its dynamic (`ghr-`) labels: one reason per
+    /// matching configuration, in order.
+    DynamicLabelsRefused(Vec<String>),
+}
+
 /// Chooses the target configurations for a job with `labels`. `configs` must come from
 /// [`parse_matcher_config`] (strict ones first). `pick(n)` returns an index below `n` and is
-/// only called for the `random` strategy. `None` when no configuration accepts the job.
+/// only called for the `random` strategy.
+///
+/// A job with dynamic (`ghr-`) labels goes, whatever the strategy, to the first matching
+/// configuration that takes them (EC2, `enableDynamicLabels`, its `ghr-ec2-*` labels within
+/// the configuration's policy), with its sanitised `ghr-` labels forwarded; as upstream.
 pub fn route_job<'a>(
     labels: &[String],
     configs: &'a [RunnerMatcherConfig],
     strategy: QueueSelectionStrategy,
     pick: impl FnOnce(usize) -> usize,
-) -> Option<Route<'a>> {
+) -> Result<Route<'a>, Unrouted> {
     let split = split_labels(labels);
     let matches: Vec<&RunnerMatcherConfig> = configs
         .iter()
@@ -181,7 +229,21 @@ pub fn route_job<'a>(
             )
         })
         .collect();
-    let first = matches.first()?;
+    let first = matches.first().ok_or(Unrouted::NoMatch)?;
+    if !split.ghr.is_empty() {
+        let mut refusals = Vec::new();
+        for config in &matches {
+            match config.refuses_dynamic_labels(&split.ghr) {
+                Some(reason) => refusals.push(reason),
+                None => {
+                    let mut forwarded = split.regular.clone();
+                    forwarded.extend(split.ghr.iter().cloned());
+                    return Ok(Route { targets: vec![config], labels: forwarded });
+                }
+            }
+        }
+        return Err(Unrouted::DynamicLabelsRefused(refusals));
+    }
     // Upstream compares only `exactMatch` with the first match when ranking candidates.
     let candidates: Vec<&RunnerMatcherConfig> =
         matches.iter().copied().filter(|c| c.matcher_config.exact_match == first.matcher_config.exact_match).collect();
@@ -190,7 +252,7 @@ pub fn route_job<'a>(
         QueueSelectionStrategy::Random => vec![candidates[pick(candidates.len()).min(candidates.len() - 1)]],
         QueueSelectionStrategy::All => candidates,
     };
-    Some(Route { targets, labels: split.regular })
+    Ok(Route { targets, labels: split.regular })
 }
 
 /// Whether a repository may use the runners (`REPOSITORY_ALLOW_LIST`; empty allows all).
@@ -215,6 +277,8 @@ mod tests {
                 bidirectional_label_match: bidi,
                 priority: None,
                 enable_dynamic_labels: false,
+                aws_dynamic_labels_policy: None,
+                ec2_dynamic_labels_policy: None,
             },
         }
     }
@@ -228,7 +292,7 @@ mod tests {
         parse_matcher_config(&[&json]).unwrap()
     }
 
-    fn ids(route: &Option<Route<'_>>) -> Vec<String> {
+    fn ids(route: &Result<Route<'_>, Unrouted>) -> Vec<String> {
         route.as_ref().map(|r| r.targets.iter().map(|t| t.id.clone()).collect()).unwrap_or_default()
     }
 
@@ -279,17 +343,94 @@ mod tests {
     #[test]
     fn no_match_and_label_forwarding() {
         let configs = parsed(vec![config("q", &[&["self-hosted", "linux"]], true, false)]);
-        assert!(route_job(&labels(&["windows"]), &configs, QueueSelectionStrategy::First, |_| 0).is_none());
-        // ghr- labels never take part in matching and are not forwarded (decisions.md #3);
-        // other labels keep their case.
-        let route = route_job(
+        assert_eq!(
+            route_job(&labels(&["windows"]), &configs, QueueSelectionStrategy::First, |_| 0),
+            Err(Unrouted::NoMatch)
+        );
+        // Other labels keep their case.
+        let route =
+            route_job(&labels(&["Self-Hosted", "Linux"]), &configs, QueueSelectionStrategy::First, |_| 0).unwrap();
+        assert_eq!(route.labels, labels(&["Self-Hosted", "Linux"]));
+        // ghr- labels never take part in matching; without dynamic labels enabled the job is refused.
+        let refused = route_job(
             &labels(&["Self-Hosted", "ghr-run-id:1", "Linux"]),
             &configs,
             QueueSelectionStrategy::First,
             |_| 0,
+        );
+        assert_eq!(refused, Err(Unrouted::DynamicLabelsRefused(vec!["q: dynamic labels are not enabled".into()])));
+    }
+
+    fn dynamic(id: &str, labels: &[&[&str]], policy: serde_json::Value) -> RunnerMatcherConfig {
+        let mut c = config(id, labels, true, false);
+        c.matcher_config.enable_dynamic_labels = true;
+        c.matcher_config.aws_dynamic_labels_policy = Policy::parse(&policy).unwrap();
+        c
+    }
+
+    #[test]
+    fn dynamic_labels_go_to_the_first_configuration_whose_policy_takes_them() {
+        use serde_json::json;
+        let configs = parsed(vec![
+            config("plain", &[&["self-hosted", "linux"]], true, false),
+            dynamic(
+                "small",
+                &[&["self-hosted", "linux"]],
+                json!({"restricted_keys": {"instance-type": {"allowed": ["c5.*", "m5.*"], "denied": ["*.metal"]}}}),
+            ),
+            dynamic("big", &[&["self-hosted", "linux"]], json!({"blocked_keys": ["image-id"]})),
+            dynamic("other", &[&["windows"]], json!(null)),
+        ]);
+        let job = |extra: &[&str]| {
+            let mut l = labels(&["self-hosted", "Linux"]);
+            l.extend(labels(extra));
+            l
+        };
+        // The strategy is ignored: the first configuration that takes the labels, alone.
+        let route = route_job(
+            &job(&["ghr-ec2-instance-type:c5.xlarge", "ghr-run:7"]),
+            &configs,
+            QueueSelectionStrategy::All,
+            |_| 0,
         )
         .unwrap();
-        assert_eq!(route.labels, labels(&["Self-Hosted", "Linux"]));
+        assert_eq!(route.targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["small"]);
+        assert_eq!(route.labels, labels(&["self-hosted", "Linux", "ghr-ec2-instance-type:c5.xlarge", "ghr-run:7"]));
+        // Refused by the first policy, taken by the next one.
+        let route =
+            route_job(&job(&["ghr-ec2-instance-type:p4d.24xlarge"]), &configs, QueueSelectionStrategy::First, |_| 0);
+        assert_eq!(ids(&route), ["big"]);
+        // Refused by every matching configuration: each says why; a label that is not valid is dropped first.
+        let route = route_job(
+            &job(&["ghr-ec2-instance-type:m5.metal", "ghr-ec2-image-id:ami-1", "ghr-bad label"]),
+            &configs,
+            QueueSelectionStrategy::First,
+            |_| 0,
+        );
+        assert_eq!(
+            route,
+            Err(Unrouted::DynamicLabelsRefused(vec![
+                "plain: dynamic labels are not enabled".into(),
+                "small: ghr-ec2-instance-type:m5.metal: value 'm5.metal' in denied list".into(),
+                "big: ghr-ec2-image-id:ami-1: key 'image-id' is in blocked_keys".into(),
+            ]))
+        );
+        // Another compute provider takes none; upstream's former policy key is read.
+        let mut gpu = dynamic("gpu", &[&["gpu"]], json!(null));
+        gpu.compute_provider = Some(" EC2 ".into());
+        gpu.matcher_config.ec2_dynamic_labels_policy =
+            Policy::parse(&json!({"blocked_keys": ["instance-type"]})).unwrap();
+        let mut fargate = dynamic("fargate", &[&["gpu"]], json!(null));
+        fargate.compute_provider = Some("fargate".into());
+        let configs = parsed(vec![gpu, fargate]);
+        let route = route_job(
+            &labels(&["gpu", "ghr-ec2-instance-type:g5.xlarge"]),
+            &configs,
+            QueueSelectionStrategy::First,
+            |_| 0,
+        );
+        let Err(Unrouted::DynamicLabelsRefused(reasons)) = route else { panic!("{route:?}") };
+        assert!(reasons[0].contains("blocked_keys") && reasons[1].contains("compute provider"), "{reasons:?}");
     }
 
     #[test]

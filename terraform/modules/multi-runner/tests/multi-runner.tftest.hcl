@@ -154,6 +154,7 @@ run "upstream_inputs_not_implemented_yet_warn_by_name" {
   command = plan
   variables {
     runners_lambda_zip = "../lambdas-download/runners.zip"
+    lambda_s3_bucket   = "lambdas"
     multi_runner_config = {
       "linux-x64" = {
         matcherConfig = { labelMatchers = [["self-hosted", "linux", "x64"]], enableDynamicLabels = true }

@@ -107,6 +107,7 @@ run "endpoint_function_and_matchers" {
         bidirectionalLabelMatch = false
         priority                = 999
         enableDynamicLabels     = false
+        awsDynamicLabelsPolicy  = null
       }
     }]
     error_message = "The matcher config has the upstream JSON shape."
@@ -194,6 +195,46 @@ run "many_configurations_are_chunked_in_priority_order" {
   assert {
     condition     = length(aws_lambda_function_url.webhook) == 1 && aws_lambda_function_url.webhook[0].authorization_type == "NONE"
     error_message = "The optional function URL (GitHub signs with HMAC, not SigV4)."
+  }
+}
+
+run "dynamic_labels_and_their_policy_reach_the_matcher_config" {
+  command = apply
+  variables {
+    runner_matcher_config = {
+      "small" = {
+        id  = "https://sqs.eu-west-1.amazonaws.com/123456789012/small"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:small"
+        matcherConfig = {
+          labelMatchers       = [["self-hosted", "linux"]]
+          exactMatch          = true
+          enableDynamicLabels = true
+          awsDynamicLabelsPolicy = {
+            blocked_keys    = ["image-id"]
+            restricted_keys = { instance-type = { allowed = ["c5.*"] }, ebs-volume-size = { max = 200 } }
+          }
+        }
+      }
+      "plain" = {
+        id            = "https://sqs.eu-west-1.amazonaws.com/123456789012/plain"
+        arn           = "arn:aws:sqs:eu-west-1:123456789012:plain"
+        matcherConfig = { labelMatchers = [["self-hosted"]], exactMatch = false }
+      }
+    }
+  }
+  assert {
+    condition = (jsondecode(aws_ssm_parameter.runner_matcher_config[0].value)[1].matcherConfig.awsDynamicLabelsPolicy == {
+      blocked_keys = ["image-id"]
+      restricted_keys = {
+        instance-type   = { allowed = ["c5.*"], denied = null, max = null }
+        ebs-volume-size = { allowed = null, denied = null, max = "200" }
+      }
+    } && jsondecode(aws_ssm_parameter.runner_matcher_config[0].value)[1].matcherConfig.enableDynamicLabels)
+    error_message = "The policy is written as upstream's JSON, with the configuration taking dynamic labels."
+  }
+  assert {
+    condition     = jsondecode(aws_ssm_parameter.runner_matcher_config[0].value)[0].matcherConfig.awsDynamicLabelsPolicy == null
+    error_message = "A configuration without a policy has none."
   }
 }
 
