@@ -1274,3 +1274,25 @@ variable "ami_housekeeper_cleanup_config" {
   })
   default = {}
 }
+
+variable "job_rescue" {
+  description = <<-EOT
+    Beyond upstream: a job a spot reclaim interrupts is re-run once it has failed, and its runner is
+    launched on on-demand capacity. `max_attempts`: how many times one job may be re-run.
+    Needs `instance_termination_watcher.enable` and the GitHub App's "Actions: write" permission.
+    Off by default. See docs/job-rescue.md.
+  EOT
+  type = object({
+    enable       = optional(bool, false)
+    max_attempts = optional(number, 1)
+  })
+  default = {}
+  validation {
+    condition     = !var.job_rescue.enable || var.instance_termination_watcher.enable
+    error_message = "job_rescue needs the termination watcher: set instance_termination_watcher.enable = true."
+  }
+  validation {
+    condition     = var.job_rescue.max_attempts >= 1
+    error_message = "job_rescue.max_attempts is at least 1."
+  }
+}

@@ -230,6 +230,26 @@ run "termination_watcher" {
   }
 }
 
+run "job_rescue_deploys_the_retry_queue_without_deregistration" {
+  command = plan
+  variables {
+    instance_termination_watcher = { enable = true, enable_runner_deregistration = false }
+    job_rescue                   = { enable = true, max_attempts = 2 }
+  }
+  assert {
+    condition     = module.instance_termination_watcher[0].function_names == { notification = "${var.prefix}-spot-termination-notification", handler = "${var.prefix}-spot-termination-handler", retry = "${var.prefix}-deregister-retry" } && module.instance_termination_watcher[0].spot_termination_notification.lambda.environment.ENABLE_RUNNER_DEREGISTRATION == "false"
+    error_message = "Job rescue waits on the retry queue and its function, with deregistration off."
+  }
+}
+
+run "job_rescue_needs_the_watcher" {
+  command = plan
+  variables {
+    job_rescue = { enable = true }
+  }
+  expect_failures = [var.job_rescue]
+}
+
 run "ami_housekeeper" {
   command = plan
   variables {

@@ -213,6 +213,16 @@ pub trait GithubOwner: Send + Sync {
     /// runs. The first step of removing an idle runner.
     async fn remove_custom_labels(&self, id: u64) -> Result<Withdrawal, GithubError>;
     async fn delete_runner(&self, id: u64) -> Result<RunnerRemoval, GithubError>;
+    /// The jobs of a workflow run's latest attempt (all pages).
+    async fn run_jobs(
+        &self,
+        repo_owner: &str,
+        repo: &str,
+        run_id: u64,
+    ) -> Result<Vec<crate::domain::termination::RunJob>, GithubError>;
+    /// Re-runs one job of a completed run (`POST .../actions/jobs/{id}/rerun`; the App needs
+    /// Actions: write).
+    async fn rerun_job(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<(), GithubError>;
 }
 
 /// GitHub through the configured Apps.

@@ -294,6 +294,22 @@ pub mod metrics {
         "Deregistrations GitHub refused while the runner ran a job, put on the retry queue."
     );
     metric!(
+        JOBS_RESCUED,
+        "JobsRescued",
+        Count,
+        [],
+        "termination-watcher",
+        "Jobs a spot reclaim interrupted that were re-run, their runner launched on on-demand capacity (job rescue)."
+    );
+    metric!(
+        JOBS_NOT_RESCUED,
+        "JobsNotRescued",
+        Count,
+        ["Reason"],
+        "termination-watcher",
+        "Jobs a spot reclaim interrupted that were not re-run, by reason (attempts_exhausted, still_running, error...)."
+    );
+    metric!(
         TERMINATED_RUNNERS_NOT_DEREGISTERED,
         "TerminatedRunnersNotDeregistered",
         Count,
@@ -371,6 +387,8 @@ pub mod metrics {
         SPOT_TERMINATION,
         TERMINATED_RUNNERS_DEREGISTERED,
         TERMINATED_RUNNERS_BUSY,
+        JOBS_RESCUED,
+        JOBS_NOT_RESCUED,
         TERMINATED_RUNNERS_NOT_DEREGISTERED,
         RUNNERS_SEEN,
         RUNNERS_IDLE_KEPT,

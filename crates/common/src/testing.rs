@@ -585,6 +585,8 @@ struct GithubState {
     installation_failures: HashMap<String, GithubError>,
     calls: Vec<GithubCall>,
     next_runner: u64,
+    /// Workflow runs' jobs, every attempt.
+    runs: BTreeMap<u64, Vec<crate::domain::termination::RunJob>>,
 }
 
 /// GitHub in memory: one App, jobs with a status, runner groups, runners per owner.
@@ -594,6 +596,18 @@ pub struct MemoryGithub {
 }
 
 impl MemoryGithub {
+    /// Adds (or replaces, by id) a job of a workflow run.
+    pub fn put_run_job(&self, run_id: u64, job: crate::domain::termination::RunJob) {
+        let mut s = lock(&self.state);
+        let jobs = s.runs.entry(run_id).or_default();
+        jobs.retain(|j| j.id != job.id);
+        jobs.push(job);
+    }
+
+    pub fn run_jobs_of(&self, run_id: u64) -> Vec<crate::domain::termination::RunJob> {
+        lock(&self.state).runs.get(&run_id).cloned().unwrap_or_default()
+    }
+
     pub fn set_job_status(&self, job_id: u64, status: &str) {
         lock(&self.state).job_status.insert(job_id, status.to_string());
     }
@@ -684,6 +698,48 @@ impl GithubOwner for MemoryGithubOwner {
 
     fn app_id(&self) -> u64 {
         1
+    }
+
+    async fn run_jobs(
+        &self,
+        repo_owner: &str,
+        repo: &str,
+        run_id: u64,
+    ) -> Result<Vec<crate::domain::termination::RunJob>, GithubError> {
+        self.github.record(&self.owner, "run_jobs", format!("{repo_owner}/{repo}/{run_id}"))?;
+        let jobs = lock(&self.github.state).runs.get(&run_id).cloned().unwrap_or_default();
+        // The latest attempt of each job name.
+        let latest: Vec<_> = jobs
+            .iter()
+            .filter(|j| !jobs.iter().any(|o| o.name == j.name && o.run_attempt > j.run_attempt))
+            .cloned()
+            .collect();
+        Ok(latest)
+    }
+
+    async fn rerun_job(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<(), GithubError> {
+        self.github.record(&self.owner, "rerun_job", format!("{repo_owner}/{repo}#{job_id}"))?;
+        let mut s = lock(&self.github.state);
+        s.next_runner += 1;
+        let new_id = 90_000 + s.next_runner;
+        for jobs in s.runs.values_mut() {
+            if let Some(job) = jobs.iter().find(|j| j.id == job_id).cloned() {
+                jobs.push(crate::domain::termination::RunJob {
+                    id: new_id,
+                    status: "queued".into(),
+                    conclusion: None,
+                    run_attempt: job.run_attempt + 1,
+                    runner_name: None,
+                    ..job
+                });
+                return Ok(());
+            }
+        }
+        Err(GithubError::Status {
+            endpoint: "POST /repos/{owner}/{repo}/actions/jobs/{job_id}/rerun".into(),
+            status: 404,
+            message: "Not Found".into(),
+        })
     }
 
     async fn job_status(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<Option<String>, GithubError> {

@@ -59,11 +59,14 @@ pub(crate) async fn launch(
     owner: &RunnerOwner,
     deliveries: &[String],
     dynamic: &DynamicLabels,
+    on_demand: bool,
     created_by: &str,
     deadline: Deadline,
 ) -> Launched {
     let count = deliveries.len();
     let config = &scale_up.config;
+    // Job rescue asks for on-demand capacity whatever the configuration's.
+    let capacity = if on_demand { CapacityType::OnDemand } else { config.capacity_type };
     let mut overrides = dynamic.overrides.clone();
     if let Some(o) = overrides.as_mut().filter(|o| o.uses_ebs() && o.block_device_name.is_none()) {
         let read = common::aws::within(
@@ -84,7 +87,7 @@ pub(crate) async fn launch(
             Err(e) => return Launched::failed(e.to_string()),
         }
     }
-    if config.dedicated_host && config.capacity_type == CapacityType::Spot {
+    if config.dedicated_host && capacity == CapacityType::Spot {
         return Launched::failed("spot capacity is not supported on dedicated hosts");
     }
     let image_id = match &config.ami_parameter {
@@ -100,18 +103,17 @@ pub(crate) async fn launch(
     };
     let mut request = LaunchRequest {
         count,
-        capacity_type: config.capacity_type,
+        capacity_type: capacity,
         launch_template: config.launch_template.clone(),
         subnets: config.subnets.clone(),
         instance_types: config.instance_types.clone(),
-        allocation_strategy: sanitize_allocation_strategy(&config.allocation_strategy, config.capacity_type)
-            .to_string(),
+        allocation_strategy: sanitize_allocation_strategy(&config.allocation_strategy, capacity).to_string(),
         priorities: config.instance_type_priorities.clone(),
         max_spot_price: config.max_spot_price.clone(),
         image_id,
         tags: launch_tags(config, owner, &dynamic.labels, created_by),
         dedicated_host: config.dedicated_host,
-        client_token: Some(launch_client_token(deliveries, owner, config.capacity_type)),
+        client_token: Some(launch_client_token(deliveries, owner, capacity)),
         overrides,
     };
     let outcome = match with_retries(config, deadline, || scale_up.ec2.launch(&request)).await {
@@ -123,7 +125,7 @@ pub(crate) async fn launch(
     };
     let mut ids = outcome.instance_ids;
     let mut errors: Vec<FleetError> = outcome.errors;
-    if ids.len() < count && should_fail_over(config.capacity_type, &errors, &config.failover_errors) {
+    if ids.len() < count && should_fail_over(capacity, &errors, &config.failover_errors) {
         let missing = count - ids.len();
         tracing::info!(owner = %owner, missing, codes = ?errors.iter().map(|e| &e.code).collect::<Vec<_>>(), "spot capacity missing, failing over to on-demand");
         request.count = missing;

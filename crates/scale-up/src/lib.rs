@@ -129,6 +129,9 @@ pub struct ScaleUp {
     retry_queue: Option<Arc<dyn DelayedQueue>>,
 }
 
+/// `capacityType` of a job message that must run on on-demand capacity (job rescue).
+const ON_DEMAND: &str = "on-demand";
+
 /// The reason of jobs whose dynamic labels can never launch (malformed, or refused by EC2).
 const INVALID_DYNAMIC_LABELS: &str = "invalid_dynamic_labels";
 
@@ -188,6 +191,7 @@ impl ScaleUp {
                     repo_owner_type: "Organization".into(),
                     labels: Vec::new(),
                     retry_counter: None,
+                    capacity_type: None,
                 },
                 from_pool: true,
                 dynamic: DynamicLabels::default(),
@@ -494,18 +498,21 @@ impl ScaleUp {
         self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
         let created_by =
             if to_launch.iter().all(|j| j.from_pool) { tags::CREATED_BY_POOL } else { tags::CREATED_BY_SCALE_UP };
-        let mut by_labels: BTreeMap<Vec<String>, Vec<Job>> = BTreeMap::new();
+        // Job rescue's messages ask for on-demand capacity: a group of their own too.
+        let mut by_labels: BTreeMap<(Vec<String>, bool), Vec<Job>> = BTreeMap::new();
         for job in to_launch {
-            by_labels.entry(job.dynamic.labels.clone()).or_default().push(job);
+            let on_demand = job.message.capacity_type.as_deref() == Some(ON_DEMAND);
+            by_labels.entry((job.dynamic.labels.clone(), on_demand)).or_default().push(job);
         }
-        let launches = by_labels.into_values().map(|group| {
+        let launches = by_labels.into_iter().map(|((_, on_demand), group)| {
             let owner = &owner;
             async move {
                 let deliveries: Vec<String> = group
                     .iter()
                     .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
                     .collect();
-                let launched = launch::launch(self, owner, &deliveries, &group[0].dynamic, created_by, deadline).await;
+                let dynamic = &group[0].dynamic;
+                let launched = launch::launch(self, owner, &deliveries, dynamic, on_demand, created_by, deadline).await;
                 (group, launched)
             }
         });

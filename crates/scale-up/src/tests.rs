@@ -639,3 +639,16 @@ async fn a_label_set_ec2_refuses_is_acknowledged_and_the_rest_launch() {
     let lines = w.metrics.lines.lock().unwrap().clone();
     assert!(lines.iter().any(|l| l.contains("invalid_dynamic_labels") && l.contains("JobsSkipped")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn a_rescued_job_runs_on_demand_whatever_the_configured_capacity() {
+    let w = world(EPHEMERAL);
+    let mut rescued = message(2, "acme", "web");
+    rescued["capacityType"] = json!("on-demand");
+    let fates = run(&w, &[message(1, "acme", "web"), rescued]).await;
+    assert_eq!(created(&fates), 2);
+    let mut capacities: Vec<(CapacityType, usize)> =
+        w.ec2.launches().iter().map(|l| (l.capacity_type, l.count)).collect();
+    capacities.sort_by_key(|(c, _)| c.as_str());
+    assert_eq!(capacities, vec![(CapacityType::OnDemand, 1), (CapacityType::Spot, 1)], "a fleet each");
+}

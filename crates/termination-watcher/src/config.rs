@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use common::config::{Env, FromEnv, GithubConnection};
-use common::domain::termination::parse_tag_filters;
+use common::domain::termination::{JobRescueConfig, parse_tag_filters};
 use common::github::app::{APP_ID_NAME, APP_INSTALLATION_ID_NAME, APP_KEY_NAME, AppParameterNames};
 use common::telemetry::TelemetryConfig;
 
@@ -13,6 +13,8 @@ pub const SPOT_WARNING_METRIC: &str = "ENABLE_METRICS_SPOT_WARNING";
 pub const SPOT_TERMINATION_METRIC: &str = "ENABLE_METRICS_SPOT_TERMINATION";
 pub const DEREGISTRATION: &str = "ENABLE_RUNNER_DEREGISTRATION";
 pub const RETRY_QUEUE_URL: &str = "DEREGISTER_RETRY_QUEUE_URL";
+/// Beyond upstream: `{"maxAttempts": 1, "queues": {"<ghr:environment>": "<build queue URL>"}}`.
+pub const JOB_RESCUE_CONFIG: &str = "JOB_RESCUE_CONFIG";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,6 +33,9 @@ pub struct Config {
     /// `DEREGISTER_RETRY_QUEUE_URL`: where a deregistration refused for a busy runner waits
     /// (the queue's delivery delay) before it is tried again; unset: not tried again.
     pub retry_queue_url: Option<String>,
+    /// `JOB_RESCUE_CONFIG` (beyond upstream): a job a spot reclaim interrupted is re-run on
+    /// on-demand capacity; needs the Apps and the retry queue.
+    pub job_rescue: Option<JobRescueConfig>,
     pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
@@ -51,10 +56,23 @@ impl FromEnv for Config {
             env.problem(PREFIX, "is required when TAG_FILTERS is unset");
         }
         let deregistration = env.bool_or(DEREGISTRATION, false);
+        let raw_rescue = env.optional(JOB_RESCUE_CONFIG);
+        let job_rescue = match JobRescueConfig::parse(raw_rescue.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                env.problem(JOB_RESCUE_CONFIG, e);
+                None
+            }
+        };
+        let retry_queue_url = env.optional(RETRY_QUEUE_URL);
+        if job_rescue.is_some() && retry_queue_url.is_none() {
+            env.problem(RETRY_QUEUE_URL, format!("is required with {JOB_RESCUE_CONFIG}"));
+        }
         let ids = env.optional(APP_ID_NAME);
         let keys = env.optional(APP_KEY_NAME);
         let installations = env.optional(APP_INSTALLATION_ID_NAME);
-        let apps = match (deregistration, ids, keys) {
+        let needs_github = deregistration || job_rescue.is_some();
+        let apps = match (needs_github, ids, keys) {
             (false, _, _) => None,
             (true, Some(ids), Some(keys)) => match AppParameterNames::parse(&ids, &keys, installations.as_deref()) {
                 Ok(apps) => Some(apps),
@@ -64,7 +82,10 @@ impl FromEnv for Config {
                 }
             },
             (true, _, _) => {
-                env.problem(APP_ID_NAME, format!("and {APP_KEY_NAME} are required with {DEREGISTRATION}"));
+                env.problem(
+                    APP_ID_NAME,
+                    format!("and {APP_KEY_NAME} are required with {DEREGISTRATION} or {JOB_RESCUE_CONFIG}"),
+                );
                 None
             }
         };
@@ -75,7 +96,8 @@ impl FromEnv for Config {
             spot_termination_metric: env.bool_or(SPOT_TERMINATION_METRIC, false),
             deregistration,
             apps,
-            retry_queue_url: env.optional(RETRY_QUEUE_URL),
+            retry_queue_url,
+            job_rescue,
             github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
@@ -109,12 +131,25 @@ mod tests {
         assert_eq!(c.apps.unwrap().ids, vec!["/gh/app/id".to_string()]);
 
         let off = Config::from_lookup(&lookup(&[(PREFIX, "gh")])).unwrap();
-        assert!(!off.deregistration && off.apps.is_none() && off.retry_queue_url.is_none());
+        assert!(!off.deregistration && off.apps.is_none() && off.retry_queue_url.is_none() && off.job_rescue.is_none());
+
+        let rescue = Config::from_lookup(&lookup(&[
+            (PREFIX, "gh"),
+            (JOB_RESCUE_CONFIG, r#"{"maxAttempts":2,"queues":{"gh":"https://q"}}"#),
+            (RETRY_QUEUE_URL, "https://r"),
+            (APP_ID_NAME, "/gh/app/id"),
+            (APP_KEY_NAME, "/gh/app/key"),
+        ]))
+        .unwrap();
+        assert_eq!(rescue.job_rescue.unwrap().max_attempts, 2);
+        assert!(rescue.apps.is_some(), "rescue reads runs through the Apps, with deregistration off");
 
         for bad in [
             vec![(PREFIX, "gh"), (DEREGISTRATION, "true")],
             vec![(PREFIX, "gh"), (TAG_FILTERS, "{not json")],
             vec![(TAG_FILTERS, "null")],
+            vec![(PREFIX, "gh"), (JOB_RESCUE_CONFIG, r#"{"queues":{}}"#), (RETRY_QUEUE_URL, "https://q")],
+            vec![(PREFIX, "gh"), (JOB_RESCUE_CONFIG, r#"{"queues":{}}"#), (APP_ID_NAME, "/i"), (APP_KEY_NAME, "/k")],
         ] {
             assert!(Config::from_lookup(&lookup(&bad)).is_err(), "{bad:?}");
         }

@@ -7,6 +7,7 @@ use common::deadline::Deadline;
 use common::domain::runner::{GithubRunner, RunnerInstance, RunnerOwner};
 use common::domain::termination::{BID_EVICTED, CLOUDTRAIL_EVENT, DeregisterRetry, SPOT_WARNING, STATE_CHANGE};
 use common::error::GithubError;
+use common::ports::RunnerInstances;
 use common::telemetry::{MemorySink, Metrics, TelemetryConfig};
 use common::testing::{MemoryGithub, MemoryJobQueue, MemoryRunnerInstances};
 use serde_json::json;
@@ -24,6 +25,10 @@ struct World {
 }
 
 fn world(deregistration: bool) -> World {
+    world_with(deregistration, None)
+}
+
+fn world_with(deregistration: bool, job_rescue: Option<common::domain::termination::JobRescueConfig>) -> World {
     let ec2 = Arc::new(MemoryRunnerInstances::new("gh"));
     let github = MemoryGithub::default();
     let queue = Arc::new(MemoryJobQueue::default());
@@ -38,6 +43,7 @@ fn world(deregistration: bool) -> World {
         deregistration,
         apps: None,
         retry_queue_url: Some(QUEUE.into()),
+        job_rescue: job_rescue.clone(),
         github: common::config::GithubConnection {
             ghes_url: None,
             verify_tls: true,
@@ -46,7 +52,8 @@ fn world(deregistration: bool) -> World {
         },
         telemetry: telemetry.clone(),
     };
-    let api: Option<Arc<dyn GithubApi>> = deregistration.then(|| Arc::new(github.clone()) as Arc<dyn GithubApi>);
+    let api: Option<Arc<dyn GithubApi>> =
+        (deregistration || job_rescue.is_some()).then(|| Arc::new(github.clone()) as Arc<dyn GithubApi>);
     let watcher = Watcher::new(config, ec2.clone(), api, queue.clone(), Metrics::new(&telemetry, sink.clone()));
     World { ec2, github, queue, sink, watcher }
 }
@@ -193,4 +200,99 @@ async fn ec2_failures_fail_the_invocation_and_other_events_are_ignored() {
     assert!(w.watcher.on_event(&warning("i-0000000000000000a"), deadline()).await.is_err());
     let other = w.watcher.on_event(&json!({"detail-type": "Scheduled Event", "detail": {}}), deadline()).await.unwrap();
     assert_eq!(other["ignored"], true);
+}
+
+const BUILD_QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/gh-queued-builds";
+
+fn batch_of(body: &str) -> SqsEvent {
+    let mut m = SqsMessage::default();
+    m.message_id = Some("m-1".into());
+    m.body = Some(body.into());
+    let mut e = SqsEvent::default();
+    e.records = vec![m];
+    e
+}
+
+fn run_job(
+    id: u64,
+    runner: &str,
+    status: &str,
+    conclusion: Option<&str>,
+    attempt: u32,
+) -> common::domain::termination::RunJob {
+    common::domain::termination::RunJob {
+        id,
+        name: "build".into(),
+        status: status.into(),
+        conclusion: conclusion.map(str::to_string),
+        run_attempt: attempt,
+        runner_name: Some(runner.into()),
+        labels: vec!["self-hosted".into(), "linux".into()],
+    }
+}
+
+#[tokio::test]
+async fn a_job_interrupted_by_a_reclaim_is_re_run_once_on_demand() {
+    let rescue = common::domain::termination::JobRescueConfig {
+        max_attempts: 1,
+        queues: BTreeMap::from([("gh".to_string(), BUILD_QUEUE.to_string())]),
+    };
+    let w = world_with(false, Some(rescue));
+    let id = "i-00000000000000010";
+    runner(&w, id, "gh", Some(12), true);
+    // No job in flight: a warning queues no rescue.
+    let answer = w.watcher.on_event(&warning(id), deadline()).await.unwrap();
+    assert!(strings(&answer["rescue"]).is_empty() && w.queue.messages().is_empty());
+    // The job-started hook's markers: a job of run 555 of acme/web runs.
+    let started = chrono::Utc::now().timestamp_millis().to_string();
+    w.ec2
+        .tag(&[id.to_string()], &[("ghr:job_started".into(), started), ("ghr:job_run".into(), "acme/web/555".into())])
+        .await
+        .unwrap();
+    let answer = w.watcher.on_event(&warning(id), deadline()).await.unwrap();
+    assert_eq!(strings(&answer["rescue"]), [id], "{answer}");
+    let sent = w.queue.messages();
+    assert_eq!(sent[0].queue_url, QUEUE, "the rescue waits on the retry queue");
+    let message: JobRescue = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!((message.run_id, message.queue_url.as_str(), message.checks), (555, BUILD_QUEUE, 0));
+
+    // Still running: looked at again later.
+    w.github.put_run_job(555, run_job(70, &format!("gh-{id}"), "in_progress", None, 1));
+    let response = w.watcher.on_retries(&batch_of(&sent[0].body), deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let again: JobRescue = serde_json::from_str(&w.queue.messages()[1].body).unwrap();
+    assert_eq!(again.checks, 1);
+    assert_eq!(w.github.count("rerun_job"), 0);
+
+    // Failed with its instance: re-run, and the re-run job sent to the build queue, on-demand.
+    w.github.put_run_job(555, run_job(70, &format!("gh-{id}"), "completed", Some("failure"), 1));
+    let response = w.watcher.on_retries(&batch_of(&w.queue.messages()[1].body), deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(w.github.count("rerun_job"), 1);
+    let rerun = w.github.run_jobs_of(555).into_iter().find(|j| j.run_attempt == 2).unwrap();
+    let to_build = w.queue.delayed.lock().unwrap().clone();
+    assert_eq!(to_build.len(), 1);
+    assert_eq!((to_build[0].0.queue_url.as_str(), to_build[0].1), (BUILD_QUEUE, 0), "sent without the queue's delay");
+    let job: QueuedJobMessage = serde_json::from_str(&to_build[0].0.body).unwrap();
+    assert_eq!(
+        (job.id, job.capacity_type.as_deref(), job.repository_name.as_str()),
+        (rerun.id, Some("on-demand"), "web")
+    );
+    assert_eq!(job.labels, ["self-hosted", "linux"]);
+    assert_eq!(w.sink.sum("JobsRescued"), 1.0);
+
+    // The same rescue again (a second warning, SQS delivering twice): the latest attempt has no
+    // job of this runner any more; and an interrupted re-run is not re-run past maxAttempts.
+    let response = w.watcher.on_retries(&batch_of(&w.queue.messages()[1].body), deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    w.github.put_run_job(555, run_job(rerun.id, &format!("gh-{id}"), "completed", Some("cancelled"), 2));
+    let response = w.watcher.on_retries(&batch_of(&w.queue.messages()[1].body), deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(w.github.count("rerun_job"), 1, "never a second re-run");
+    assert_eq!(w.sink.sum("JobsNotRescued"), 1.0, "attempts exhausted, counted");
+
+    // A GitHub error hands the message back.
+    w.github.fail("run_jobs", vec![GithubError::Status { endpoint: "x".into(), status: 502, message: String::new() }]);
+    let response = w.watcher.on_retries(&batch_of(&w.queue.messages()[1].body), deadline()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
 }

@@ -121,6 +121,7 @@ async fn queued_job_is_enqueued_with_the_upstream_message() {
             repo_owner_type: "Organization".into(),
             labels: vec!["ubuntu-latest".into()],
             retry_counter: None,
+            capacity_type: None,
         }
     );
     assert!(rejections(&w).is_empty());

@@ -91,4 +91,9 @@ module "runners" {
   instance_termination_watcher = {
     enable = true
   }
+  # A job a spot reclaim interrupts is re-run on an on-demand runner (the App needs
+  # "Actions: write"; docs/job-rescue.md).
+  job_rescue = {
+    enable = true
+  }
 }

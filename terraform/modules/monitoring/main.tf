@@ -42,6 +42,8 @@ locals {
     TerminatedRunnersDeregistered    = []
     TerminatedRunnersBusy            = []
     TerminatedRunnersNotDeregistered = []
+    JobsRescued                      = []
+    JobsNotRescued                   = ["Reason"]
   }
   # Gauges are read by their lowest value; the other metrics are counts.
   gauges    = ["GitHubAppRateLimitRemaining"]
@@ -56,7 +58,7 @@ locals {
   syncer_envs         = var.syncer_environments == null ? { default = var.prefix } : { for e in var.syncer_environments : e => e }
   runner_environments = values(local.runner_envs)
   syncer_environments = values(local.syncer_envs)
-  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched", "DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp", "AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered", "SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered"]
+  shared_metrics      = ["WebhookReceived", "WebhookAccepted", "WebhookRejected", "JobsDispatched", "JobsNotDispatched", "DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp", "AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered", "SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered", "JobsRescued", "JobsNotRescued"]
   metric_environments = { for name, dims in local.emf_metrics : name => (
     contains(local.shared_metrics, name) ? [var.prefix] : name == "RunnerBinarySync" ? local.syncer_environments : local.runner_environments
   ) }
@@ -89,7 +91,7 @@ locals {
     "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
     "Webhook redelivery"             = ["DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
     "AMI housekeeper"                = ["AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered"]
-    "Spot interruptions"             = ["SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered"]
+    "Spot interruptions"             = ["SpotInterruptionWarning", "SpotTermination", "TerminatedRunnersDeregistered", "TerminatedRunnersBusy", "TerminatedRunnersNotDeregistered", "JobsRescued", "JobsNotRescued"]
   } : title => concat([for n in names : [for row in local.emf_rows[n] : jsondecode(row)]]...) } # not flatten: rows are lists
 
   # The build queues: one per runner configuration.

@@ -304,6 +304,14 @@ module "instance_termination_watcher" {
     ghes_ssl_verify              = var.ghes_ssl_verify
     user_agent                   = var.user_agent
     enable_runner_deregistration = var.instance_termination_watcher.enable_runner_deregistration
+    # Each configuration's rescued jobs go to its own build queue, or to the fallback's.
+    job_rescue = var.job_rescue.enable ? {
+      max_attempts = var.job_rescue.max_attempts
+      queues = { for key, runners in module.runners : "${var.prefix}-${key}" => {
+        url = module.runners[coalesce(var.job_rescue.fallback_runner, key)].queue.id
+        arn = module.runners[coalesce(var.job_rescue.fallback_runner, key)].queue.arn
+      } }
+    } : null
   })
 }
 
@@ -335,7 +343,7 @@ module "monitoring" {
   } }
   github_app_ids                     = compact(concat([nonsensitive(var.github_app.id)], [for a in nonsensitive(var.additional_github_apps) : a.id]))
   dispatcher_dead_letter_queue       = { enabled = var.eventbridge.enable, name = try(module.webhook.eventbridge.dead_letter_queue.name, null) }
-  deregister_retry_dead_letter_queue = { enabled = var.instance_termination_watcher.enable && var.instance_termination_watcher.enable_runner_deregistration, name = try(module.instance_termination_watcher[0].deregister_retry.dlq_name, null) }
+  deregister_retry_dead_letter_queue = { enabled = var.instance_termination_watcher.enable && (var.instance_termination_watcher.enable_runner_deregistration || var.job_rescue.enable), name = try(module.instance_termination_watcher[0].deregister_retry.dlq_name, null) }
   alarm_actions                      = var.alarm_actions
   thresholds                         = var.alarm_thresholds
   tags                               = local.tags

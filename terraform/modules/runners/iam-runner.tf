@@ -97,7 +97,7 @@ resource "aws_iam_role_policy" "runner" {
           Resource = "${local.ec2_arn}:instance/*"
           Condition = {
             StringEquals                = { "aws:ARN" = "$${ec2:SourceInstanceARN}" }
-            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:github_runner_id", "ghr:job_started", "ghr:job_completed"] }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:github_runner_id", "ghr:job_started", "ghr:job_completed", "ghr:job_run"] }
           }
         },
         {

@@ -1,6 +1,7 @@
 ################################################################################
-# Termination watcher: spot interruption and termination metrics, and the runners of
-# terminating instances deregistered from GitHub (a busy one retried from a delay queue)
+# Termination watcher: spot interruption and termination metrics, the runners of terminating
+# instances deregistered from GitHub (a busy one retried from a delay queue), and (job rescue,
+# beyond upstream) jobs a spot reclaim interrupted re-run on on-demand capacity
 ################################################################################
 
 data "aws_partition" "current" {}
@@ -19,7 +20,10 @@ locals {
     arns             = [var.config.github_app_parameters.id.arn, var.config.github_app_parameters.key_base64.arn]
   })
   deregistration = var.config.enable_runner_deregistration && local.apps != null
-  metrics        = var.config.metrics
+  # Job rescue (beyond upstream) reads runs through the Apps and waits on the retry queue too.
+  rescue  = var.config.job_rescue != null && local.apps != null
+  github  = local.deregistration || local.rescue
+  metrics = var.config.metrics
 
   lambda = {
     prefix                    = local.prefix
@@ -49,19 +53,23 @@ locals {
     ENABLE_METRICS_SPOT_WARNING               = tostring(local.metrics.enable && local.metrics.metric.enable_spot_termination_warning)
     ENABLE_METRICS_SPOT_TERMINATION           = tostring(local.metrics.enable && local.metrics.metric.enable_spot_termination)
     ENABLE_RUNNER_DEREGISTRATION              = tostring(local.deregistration)
-    PARAMETER_GITHUB_APP_ID_NAME              = local.deregistration ? local.apps.ids : ""
-    PARAMETER_GITHUB_APP_KEY_BASE64_NAME      = local.deregistration ? local.apps.keys : ""
-    PARAMETER_GITHUB_APP_INSTALLATION_ID_NAME = local.deregistration ? local.apps.installation_ids : ""
-    DEREGISTER_RETRY_QUEUE_URL                = local.deregistration ? aws_sqs_queue.deregister_retry[0].url : ""
-    GHES_URL                                  = var.config.ghes_url == null ? "" : var.config.ghes_url
-    NODE_TLS_REJECT_UNAUTHORIZED              = var.config.ghes_url != null && !var.config.ghes_ssl_verify ? "0" : "1"
-    USER_AGENT                                = var.config.user_agent
+    PARAMETER_GITHUB_APP_ID_NAME              = local.github ? local.apps.ids : ""
+    PARAMETER_GITHUB_APP_KEY_BASE64_NAME      = local.github ? local.apps.keys : ""
+    PARAMETER_GITHUB_APP_INSTALLATION_ID_NAME = local.github ? local.apps.installation_ids : ""
+    DEREGISTER_RETRY_QUEUE_URL                = local.github ? aws_sqs_queue.deregister_retry[0].url : ""
+    JOB_RESCUE_CONFIG = local.rescue ? jsonencode({
+      maxAttempts = var.config.job_rescue.max_attempts
+      queues      = { for environment, queue in var.config.job_rescue.queues : environment => queue.url }
+    }) : ""
+    GHES_URL                     = var.config.ghes_url == null ? "" : var.config.ghes_url
+    NODE_TLS_REJECT_UNAUTHORIZED = var.config.ghes_url != null && !var.config.ghes_ssl_verify ? "0" : "1"
+    USER_AGENT                   = var.config.user_agent
   }, var.config.environment_variables)
 
   functions = merge(
     var.config.features.enable_spot_termination_notification_watcher ? { notification = module.notification[0] } : {},
     var.config.features.enable_spot_termination_handler ? { handler = module.handler[0] } : {},
-    local.deregistration ? { retry = module.deregister_retry[0] } : {},
+    local.github ? { retry = module.deregister_retry[0] } : {},
   )
 }
 
@@ -179,7 +187,7 @@ resource "aws_lambda_permission" "spot_termination" {
 ################################################################################
 
 resource "aws_sqs_queue" "deregister_retry_dlq" {
-  count                     = local.deregistration ? 1 : 0
+  count                     = local.github ? 1 : 0
   name                      = "${local.prefix}-deregister-retry-dlq"
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = var.config.kms_key_arn == null
@@ -188,7 +196,7 @@ resource "aws_sqs_queue" "deregister_retry_dlq" {
 }
 
 resource "aws_sqs_queue" "deregister_retry" {
-  count                      = local.deregistration ? 1 : 0
+  count                      = local.github ? 1 : 0
   name                       = "${local.prefix}-deregister-retry"
   delay_seconds              = 300
   message_retention_seconds  = 86400
@@ -204,7 +212,7 @@ resource "aws_sqs_queue" "deregister_retry" {
 
 module "deregister_retry" {
   source = "../lambda"
-  count  = local.deregistration ? 1 : 0
+  count  = local.github ? 1 : 0
   lambda = merge(local.lambda, {
     name                  = "deregister-retry"
     environment_variables = local.environment_variables
@@ -212,7 +220,7 @@ module "deregister_retry" {
 }
 
 resource "aws_lambda_event_source_mapping" "deregister_retry" {
-  count                   = local.deregistration ? 1 : 0
+  count                   = local.github ? 1 : 0
   event_source_arn        = aws_sqs_queue.deregister_retry[0].arn
   function_name           = module.deregister_retry[0].function.arn
   batch_size              = 1
@@ -237,7 +245,7 @@ resource "aws_iam_role_policy" "function" {
         Action   = ["ec2:DescribeInstances"]
         Resource = "*"
       }],
-      local.deregistration ? [
+      local.github ? [
         {
           Sid      = "ReadApps"
           Effect   = "Allow"
@@ -251,7 +259,14 @@ resource "aws_iam_role_policy" "function" {
           Resource = [aws_sqs_queue.deregister_retry[0].arn]
         },
       ] : [],
-      local.deregistration && var.config.kms_key_arn != null ? [{
+      # Job rescue: the re-run job's message goes to its build queue.
+      local.rescue && each.key == "retry" ? [{
+        Sid      = "SendRescuedJobs"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = distinct([for queue in values(var.config.job_rescue.queues) : queue.arn])
+      }] : [],
+      local.github && var.config.kms_key_arn != null ? [{
         Sid      = "Keys"
         Effect   = "Allow"
         Action   = ["kms:Decrypt", "kms:GenerateDataKey"]

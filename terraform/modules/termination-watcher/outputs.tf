@@ -17,8 +17,8 @@ output "spot_termination_handler" {
 }
 
 output "deregister_retry" {
-  description = "The deregistration retry queue, its dead-letter queue and function (as upstream), null without deregistration."
-  value = local.deregistration ? {
+  description = "The deregistration retry queue, its dead-letter queue and function (as upstream; job rescue waits there too), null without deregistration or job rescue."
+  value = local.github ? {
     queue_url        = aws_sqs_queue.deregister_retry[0].url
     queue_arn        = aws_sqs_queue.deregister_retry[0].arn
     dlq_url          = aws_sqs_queue.deregister_retry_dlq[0].url

@@ -7,7 +7,7 @@ variable "config" {
     - `metrics`: `enable`, `namespace`, and per metric `enable_spot_termination_warning` / `enable_spot_termination`.
     - `enable_runner_deregistration` with `github_app_parameters` (`id`, `key_base64`: `{ arn, name }`) deletes a terminating instance's runner from GitHub; a busy one waits on the `<prefix>-deregister-retry` queue. `ghes_url` for GitHub Enterprise Server.
     - The functions: `zip` (default `target/lambda/<architecture>/termination-watcher/bootstrap.zip` of this repository), `architecture`, `memory_size`, `timeout`, `log_level`, `log_class`, `logging_kms_key_id`, `logging_retention_in_days`, `role_path`, `role_permissions_boundary`, `principals`, `subnet_ids`, `security_group_ids`, `tags`, `lambda_tags`, `tracing_config`, `environment_variables`.
-    - This project's own: `app_parameters` (every App, as the ssm module outputs them; set by the root and multi-runner modules instead of `github_app_parameters`), `kms_key_arn` of those parameters, `ghes_ssl_verify`, `user_agent`.
+    - This project's own: `app_parameters` (every App, as the ssm module outputs them; set by the root and multi-runner modules instead of `github_app_parameters`), `kms_key_arn` of those parameters, `ghes_ssl_verify`, `user_agent`, and `job_rescue` (`max_attempts`, `queues`: `ghr:environment` → the build queue `{ url, arn }` its rescued jobs go to; set by the root and multi-runner modules from their `job_rescue`): a job a spot reclaim interrupted is re-run, on on-demand capacity (docs/job-rescue.md).
     - Upstream's `aws_partition`, `runtime`, `s3_bucket`, `s3_key` and `s3_object_version` have no meaning here (Rust functions, the partition is the provider's; zips from S3 are not supported yet).
   EOF
   type = object({
@@ -70,7 +70,18 @@ variable "config" {
     kms_key_arn     = optional(string, null)
     ghes_ssl_verify = optional(bool, true)
     user_agent      = optional(string, "github-aws-runners-termination-watcher")
+    job_rescue = optional(object({
+      max_attempts = optional(number, 1)
+      queues = map(object({
+        url = string
+        arn = string
+      }))
+    }), null)
   })
+  validation {
+    condition     = var.config.job_rescue == null || try(var.config.job_rescue.max_attempts >= 1, false)
+    error_message = "`config.job_rescue.max_attempts` is at least 1 (the number of re-runs a job may get)."
+  }
   validation {
     condition     = var.config.prefix != null && var.config.prefix != ""
     error_message = "`config.prefix` names the watcher's resources and is its default tag filter: set it."

@@ -172,6 +172,9 @@ impl Runner {
 pub struct Job {
     pub id: u64,
     pub run_id: u64,
+    /// 1, then one more for each re-run of the job.
+    pub run_attempt: u32,
+    pub name: String,
     pub owner: String,
     pub repo: String,
     pub labels: Vec<String>,
@@ -519,6 +522,8 @@ impl FakeGithub {
             Job {
                 id,
                 run_id,
+                run_attempt: 1,
+                name: "build".into(),
                 owner: owner.to_string(),
                 repo: repo.to_string(),
                 labels: labels.iter().map(|l| l.to_string()).collect(),
@@ -705,12 +710,47 @@ impl FakeGithub {
 
     /// The job ends: the runner is idle (reported after `lag`); an ephemeral runner is removed.
     pub fn finish_job(&self, job_id: u64, lag: Duration) {
+        self.end_job(job_id, "success", lag);
+    }
+
+    /// The job fails, as when its runner's instance is reclaimed mid-job.
+    pub fn fail_job(&self, job_id: u64, lag: Duration) {
+        self.end_job(job_id, "failure", lag);
+    }
+
+    /// Re-runs a completed job as `POST /repos/{o}/{r}/actions/jobs/{id}/rerun` does: a new job
+    /// (new id, same run and name, the next attempt), queued. `None` when the job cannot be re-run.
+    pub fn rerun_job(&self, job_id: u64) -> Option<u64> {
+        let mut s = self.lock();
+        let old = s.jobs.get(&job_id).filter(|j| j.status == "completed")?.clone();
+        let latest =
+            s.jobs.values().filter(|j| j.run_id == old.run_id && j.name == old.name).map(|j| j.run_attempt).max();
+        if latest != Some(old.run_attempt) {
+            return None;
+        }
+        let id = s.id();
+        s.jobs.insert(
+            id,
+            Job {
+                id,
+                run_attempt: old.run_attempt + 1,
+                status: "queued".into(),
+                conclusion: None,
+                runner_id: None,
+                runner_name: None,
+                ..old
+            },
+        );
+        Some(id)
+    }
+
+    fn end_job(&self, job_id: u64, conclusion: &str, lag: Duration) {
         let mut s = self.lock();
         let now = Instant::now();
         let runner_id = match s.jobs.get_mut(&job_id) {
             Some(job) => {
                 job.status = "completed".into();
-                job.conclusion = Some("success".into());
+                job.conclusion = Some(conclusion.into());
                 job.runner_id
             }
             None => None,

@@ -48,6 +48,8 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/orgs/{org}/installation", get(org_installation))
         .route("/repos/{owner}/{repo}/installation", get(repo_installation))
         .route("/repos/{owner}/{repo}/actions/jobs/{job_id}", get(get_job))
+        .route("/repos/{owner}/{repo}/actions/jobs/{job_id}/rerun", post(rerun_job))
+        .route("/repos/{owner}/{repo}/actions/runs/{run_id}/jobs", get(run_jobs))
         .route("/orgs/{org}/actions/runners/registration-token", post(org_registration_token))
         .route("/repos/{owner}/{repo}/actions/runners/registration-token", post(repo_registration_token))
         .route("/orgs/{org}/actions/runners/generate-jitconfig", post(org_jit_config))
@@ -565,13 +567,13 @@ fn job_json(base: &str, job: &super::Job) -> Value {
     json!({
         "id": job.id, "run_id": job.run_id,
         "run_url": format!("{repo_url}/actions/runs/{}", job.run_id),
-        "run_attempt": 1, "node_id": format!("CR_kwDO{}", job.id),
+        "run_attempt": job.run_attempt, "node_id": format!("CR_kwDO{}", job.id),
         "head_sha": "3484a3fb816e0859fd6e1cea078d76385ff50625", "head_branch": "main",
         "url": format!("{repo_url}/actions/jobs/{}", job.id),
         "html_url": format!("https://github.com/{}/{}/actions/runs/{}/job/{}", job.owner, job.repo, job.run_id, job.id),
         "status": job.status, "conclusion": job.conclusion,
         "created_at": "2024-01-01T00:00:00Z", "started_at": "2024-01-01T00:00:00Z", "completed_at": null,
-        "name": "build", "steps": [],
+        "name": job.name, "steps": [],
         "check_run_url": format!("{repo_url}/check-runs/{}", job.id),
         "labels": job.labels,
         "runner_id": job.runner_id, "runner_name": job.runner_name,
@@ -594,6 +596,61 @@ async fn get_job(
             Json(job_json(&s.base_url, job)).into_response()
         }
         _ => github_error(404, "Not Found"),
+    }
+}
+
+/// `GET /repos/{o}/{r}/actions/runs/{run_id}/jobs`: `filter=latest` (the default) lists the
+/// latest attempt of each job, `filter=all` every attempt; one page (`per_page` up to 100).
+async fn run_jobs(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo, run_id)): Path<(String, String, u64)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let s = lock(&state);
+    if let Err(r) = require_installation(&s, &caller, &Scope::repo(&owner, &repo)) {
+        return r.into_response();
+    }
+    let run: Vec<&super::Job> = s
+        .jobs
+        .values()
+        .filter(|j| j.run_id == run_id && j.owner.eq_ignore_ascii_case(&owner) && j.repo.eq_ignore_ascii_case(&repo))
+        .collect();
+    if run.is_empty() {
+        return github_error(404, "Not Found");
+    }
+    let all = query.get("filter").is_some_and(|f| f == "all");
+    let jobs: Vec<Value> = run
+        .iter()
+        .filter(|j| all || !run.iter().any(|o| o.name == j.name && o.run_attempt > j.run_attempt))
+        .map(|j| job_json(&s.base_url, j))
+        .collect();
+    Json(json!({"total_count": jobs.len(), "jobs": jobs})).into_response()
+}
+
+/// `POST /repos/{o}/{r}/actions/jobs/{job_id}/rerun`: 201; 403 when the job is not the latest
+/// attempt or has not completed, as GitHub refuses those.
+async fn rerun_job(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((owner, repo, job_id)): Path<(String, String, u64)>,
+) -> Response {
+    {
+        let s = lock(&state);
+        if let Err(r) = require_installation(&s, &caller, &Scope::repo(&owner, &repo)) {
+            return r.into_response();
+        }
+        if !s
+            .jobs
+            .get(&job_id)
+            .is_some_and(|j| j.owner.eq_ignore_ascii_case(&owner) && j.repo.eq_ignore_ascii_case(&repo))
+        {
+            return github_error(404, "Not Found");
+        }
+    }
+    match super::FakeGithub::from_state(state).rerun_job(job_id) {
+        Some(_) => (StatusCode::CREATED, Json(json!({}))).into_response(),
+        None => github_error(403, "This job cannot be re-run"),
     }
 }
 
@@ -1082,7 +1139,11 @@ async fn admin_take_job(State(state): State<Shared>, Path(id): Path<u64>) -> Res
     let fake = super::FakeGithub::from_state(state);
     let queued = fake.jobs().into_iter().filter(|j| j.status == "queued").map(|j| j.id).min();
     admin_answer(match queued {
-        Some(job) => fake.assign_job(job, id, Duration::ZERO).map(|()| json!({"job": job})),
+        Some(job) => fake.assign_job(job, id, Duration::ZERO).map(|()| {
+            // What the runner gives the job's hooks: GITHUB_REPOSITORY and GITHUB_RUN_ID.
+            let j = fake.job(job);
+            json!({"job": job, "repository": j.as_ref().map(|j| format!("{}/{}", j.owner, j.repo)), "run_id": j.map(|j| j.run_id)})
+        }),
         None => Ok(json!({"job": null})),
     })
 }

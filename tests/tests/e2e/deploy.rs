@@ -738,6 +738,11 @@ async fn drive_configuration(
     assert_eq!(job_state.status, "completed", "the runner ran the job:\n{}", boot.log);
     let tags = instance_tags(aws, &instance_id).await;
     assert!(tags.contains_key("ghr:job_started") && tags.contains_key("ghr:job_completed"), "job markers: {tags:?}");
+    assert_eq!(
+        tags.get("ghr:job_run"),
+        Some(&format!("{owner}/web/{}", job_state.run_id)),
+        "the job's run, for job rescue: {tags:?}"
+    );
     let registered = if ephemeral {
         assert!(
             github.runners().is_empty(),

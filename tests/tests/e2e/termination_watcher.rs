@@ -1,7 +1,9 @@
 //! The termination watcher through its built binary against moto and the fake GitHub: a spot
 //! interruption warning counts by instance type and deregisters the runner; a reclaim of a
 //! runner still running its job is counted, waits on the retry queue, is refused again while
-//! the job runs and goes once it ends; an instance of another deployment is left alone.
+//! the job runs and goes once it ends; an instance of another deployment is left alone. Job
+//! rescue: a job interrupted by a spot reclaim is re-run once it has failed, once, and scale-up
+//! launches its runner on-demand.
 
 use std::time::Duration;
 
@@ -9,6 +11,8 @@ use common::domain::runner::RunnerOwner;
 use serde_json::{Value, json};
 use tests::apps::TestApp;
 use tests::aws::Aws;
+use tests::aws_proxy::AwsProxy;
+use tests::event_source::SqsEventSource;
 use tests::fake_github::{FakeGithub, Scope};
 use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, unique};
@@ -141,4 +145,123 @@ async fn terminating_runners_are_counted_and_deregistered_a_busy_one_once_its_jo
     assert_eq!(deregistered, 2.0);
     let (_, left) = take_batch(&aws, &retry_queue).await;
     assert!(left.is_empty(), "nothing left to retry: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_a_spot_reclaim_interrupts_is_re_run_once_on_an_on_demand_runner() {
+    let moto = Moto::shared();
+    moto.warm_ec2().await;
+    let aws = Aws::new(moto).await;
+    let github = FakeGithub::start().await;
+    let app = TestApp::new(1, 4343);
+    github.add_app(app.id, app.public_pem.as_bytes());
+    let installation = github.add_installation(app.id, "acme", "Organization");
+    let stack = RunnerStack::create(&aws, &unique("rescue"), std::slice::from_ref(&app)).await;
+    let retry_queue = aws.create_queue(&format!("{}-deregister-retry", stack.prefix), false).await;
+
+    // A spot runner running a job; its job-started hook tagged the markers and the job's run.
+    let acme = RunnerOwner::Org("acme".into());
+    let instance = stack.launch_instances(&aws, &acme, 1).await.remove(0);
+    let runner = github.add_runner(Scope::org("acme"), &format!("{}-{instance}", stack.prefix), true, false);
+    let job = github.add_job("acme", "web", &["self-hosted", "linux"]);
+    github.assign_job(job, runner, Duration::ZERO).unwrap();
+    let run_id = github.job(job).unwrap().run_id;
+    let started = chrono::Utc::now().timestamp_millis().to_string();
+    let markers = [("ghr:job_started", started), ("ghr:job_run", format!("acme/web/{run_id}"))];
+    for (key, value) in markers {
+        aws.ec2
+            .create_tags()
+            .resources(&instance)
+            .tags(aws_sdk_ec2::types::Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let rescue_config =
+        json!({"maxAttempts": 1, "queues": {stack.prefix.clone(): stack.queue_url.clone()}}).to_string();
+    let mut vars = env(&[
+        ("PREFIX", &stack.prefix),
+        ("TAG_FILTERS", "null"),
+        ("ENABLE_RUNNER_DEREGISTRATION", "false"),
+        ("JOB_RESCUE_CONFIG", &rescue_config),
+        ("PARAMETER_GITHUB_APP_ID_NAME", &stack.app_id_parameters),
+        ("PARAMETER_GITHUB_APP_KEY_BASE64_NAME", &stack.app_key_parameters),
+        ("DEREGISTER_RETRY_QUEUE_URL", &retry_queue),
+        ("ENVIRONMENT", &stack.prefix),
+        ("POWERTOOLS_METRICS_NAMESPACE", "GitHub Runners"),
+        (common::config::test_overrides::GITHUB_API_URL, &github.url),
+    ]);
+    vars.extend(moto.lambda_env());
+    let watcher = LambdaFunction::spawn(
+        &binary("termination-watcher"),
+        &format!("{}-spot-termination-notification", stack.prefix),
+        &vars,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The interruption warning: the job is in flight, its rescue waits on the retry queue.
+    let warning = event(
+        "EC2 Spot Instance Interruption Warning",
+        json!({"instance-id": instance, "instance-action": "terminate"}),
+    );
+    let answer = watcher.invoke(warning).await.unwrap();
+    assert_eq!(ids(&answer["rescue"]), std::slice::from_ref(&instance), "{answer}");
+    let (batch, bodies) = take_batch(&aws, &retry_queue).await;
+    assert_eq!((bodies[0]["runId"].as_u64(), bodies[0]["checks"].as_u64()), (Some(run_id), Some(0)), "{bodies:?}");
+
+    // After the queue's delay the job still runs (GitHub has not noticed yet): looked at later.
+    let answer = watcher.invoke(batch).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let (batch, bodies) = take_batch(&aws, &retry_queue).await;
+    assert_eq!(bodies[0]["checks"], 1);
+    assert_eq!(github.count("POST", "rerun"), 0);
+
+    // The instance is gone and the job failed with it: re-run once, the re-run job sent to the
+    // build queue for an on-demand runner.
+    github.fail_job(job, Duration::ZERO);
+    let answer = watcher.invoke(batch.clone()).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}\n{}", watcher.logs().join("\n"));
+    assert_eq!(github.count("POST", "rerun"), 1);
+    let rerun = github.jobs().into_iter().find(|j| j.run_id == run_id && j.run_attempt == 2).expect("the re-run job");
+    assert_eq!(rerun.status, "queued");
+    let rescued: f64 = watcher.metric("JobsRescued").iter().map(|(n, _)| n).sum();
+    assert_eq!(rescued, 1.0);
+
+    // The same rescue delivered again: the run's latest attempt has no job of that runner, so
+    // nothing is re-run a second time.
+    let answer = watcher.invoke(batch).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    assert_eq!(github.count("POST", "rerun"), 1, "never re-run twice");
+
+    // Scale-up takes the rescued job on-demand; the webhook's own delivery of the re-run job
+    // (the same job id, later) finds its instance and launches nothing.
+    let proxy = AwsProxy::start(&moto.endpoint).await;
+    let mut scale_up_env = stack.scale_up_env(&github.url, &[]);
+    scale_up_env.extend(moto.lambda_env());
+    scale_up_env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    scale_up_env.push(("AWS_ENDPOINT_URL".into(), proxy.url.clone()));
+    let scale_up = LambdaFunction::spawn(
+        &binary("scale-up"),
+        &format!("{}-scale-up", stack.prefix),
+        &scale_up_env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let source = SqsEventSource::new(aws.sqs.clone(), &stack.queue_url, 10);
+    let poll = source.poll_once(&scale_up).await.expect("the rescued job's message");
+    assert_eq!((poll.received, poll.retried), (1, 0), "{}", scale_up.logs().join("\n"));
+    let fleets = proxy.ec2_requests("ec2:CreateFleet");
+    assert_eq!(fleets.len(), 1);
+    let capacity = fleets[0].iter().find(|(k, _)| k == "TargetCapacitySpecification.DefaultTargetCapacityType");
+    assert_eq!(capacity.map(|(_, v)| v.as_str()), Some("on-demand"), "{fleets:?}");
+    let delivered = json!({"id": rerun.id, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+                           "installationId": installation, "queueId": stack.queue_url, "repoOwnerType": "Organization",
+                           "labels": ["self-hosted", "linux"]});
+    aws.sqs.send_message().queue_url(&stack.queue_url).message_body(delivered.to_string()).send().await.unwrap();
+    let poll = source.poll_once(&scale_up).await.expect("the webhook's delivery");
+    assert_eq!((poll.received, poll.retried), (1, 0));
+    assert_eq!(proxy.count("ec2:CreateFleet"), 1, "one runner for the re-run job");
+    assert!(scale_up.logs().join("\n").contains("runner_exists"));
 }

@@ -450,12 +450,23 @@ fn interface(files: &[(PathBuf, Body)]) -> (BTreeMap<String, (String, String)>, 
 }
 
 /// Where this project's variable differs from upstream's on purpose: (name, why).
-const ROOT_DEPARTURES: &[(&str, &str)] = &[(
-    "metrics",
-    "the dashboard and alarms are on by default; upstream's job-retry and spot-warning metric flags belong to features not here yet",
-)];
-const MULTI_RUNNER_DEPARTURES: &[(&str, &str)] =
-    &[("metrics", "the dashboard and alarms are on by default (as the root module)")];
+const ROOT_DEPARTURES: &[(&str, &str)] = &[
+    (
+        "metrics",
+        "the dashboard and alarms are on by default; upstream's job-retry and spot-warning metric flags belong to features not here yet",
+    ),
+    (
+        "aws_dynamic_labels_policy",
+        "typed (upstream: `any`), so that a mixed multi-runner map converts; upstream's policies convert as written (docs/dynamic-labels.md)",
+    ),
+];
+const MULTI_RUNNER_DEPARTURES: &[(&str, &str)] = &[
+    ("metrics", "the dashboard and alarms are on by default (as the root module)"),
+    (
+        "multi_runner_config",
+        "matcherConfig.awsDynamicLabelsPolicy is typed (upstream: `any`, which fails to plan when only some entries have a policy)",
+    ),
+];
 
 #[test]
 fn upstream_module_interfaces_are_kept() {

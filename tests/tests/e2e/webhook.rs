@@ -141,6 +141,7 @@ async fn real_payloads_in_both_formats_reach_the_right_queue() {
                 repo_owner_type: "Organization".into(),
                 labels: vec!["ubuntu-latest".into()],
                 retry_counter: None,
+                capacity_type: None,
             }
         );
         let raw: Value = serde_json::from_str(&body).unwrap();

@@ -112,6 +112,122 @@ pub struct DeregisterRetry {
     pub retry_count: u32,
 }
 
+/// Tag the job-started hook writes next to `ghr:job_started`: the job's workflow run,
+/// `<owner>/<repo>/<run id>` (`GITHUB_REPOSITORY/GITHUB_RUN_ID`).
+pub const JOB_RUN_TAG: &str = "ghr:job_run";
+
+/// The workflow run of the job an instance runs: `(owner, repo, run id)` from `ghr:job_run`.
+pub fn job_run(instance: &RunnerInstance) -> Option<(String, String, u64)> {
+    let value = instance.tag(JOB_RUN_TAG)?;
+    let (repository, run_id) = value.trim().rsplit_once('/')?;
+    let (owner, repo) = repository.split_once('/')?;
+    let run_id = run_id.parse().ok()?;
+    (!owner.is_empty() && !repo.is_empty()).then(|| (owner.to_string(), repo.to_string(), run_id))
+}
+
+/// `JOB_RESCUE_CONFIG`: how many times a job may be re-run after a spot reclaim, and the build
+/// queue each runner configuration's rescued jobs go to (its own, or a fallback's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRescueConfig {
+    /// A job is re-run while its run attempt is at most this (1: one rescue).
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    /// `ghr:environment` → build queue URL.
+    pub queues: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl JobRescueConfig {
+    pub fn parse(raw: Option<&str>) -> Result<Option<Self>, String> {
+        let raw = raw.map(str::trim).unwrap_or("");
+        if raw.is_empty() || raw == "null" {
+            return Ok(None);
+        }
+        let config: Self = serde_json::from_str(raw).map_err(|e| format!("not a job rescue config: {e}"))?;
+        if config.max_attempts == 0 {
+            return Err("maxAttempts must be at least 1".into());
+        }
+        Ok(Some(config))
+    }
+}
+
+/// A job interrupted by a spot reclaim, followed on the retry queue until it can be re-run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRescue {
+    pub instance_id: String,
+    /// `ghr:Owner` / `ghr:Type` of the instance: whose installation reads the run.
+    pub owner: String,
+    pub runner_type: String,
+    pub repository_owner: String,
+    pub repository_name: String,
+    pub run_id: u64,
+    /// The build queue the re-run job's message goes to.
+    pub queue_url: String,
+    /// How many times the job was found still running.
+    #[serde(default)]
+    pub checks: u32,
+}
+
+/// What the retry queue carries: a rescue (it has a `runId`) or a deregistration retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RetryMessage {
+    Rescue(JobRescue),
+    Deregister(DeregisterRetry),
+}
+
+/// A job of a workflow run's latest attempt, as the rescue reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunJob {
+    pub id: u64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub run_attempt: u32,
+    pub runner_name: Option<String>,
+    pub labels: Vec<String>,
+}
+
+/// The next step of a rescue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RescueStep {
+    /// The job has not ended yet: look again later.
+    Wait,
+    /// Re-run this job (it failed with its runner's instance).
+    Rerun { job_id: u64, name: String, run_attempt: u32 },
+    /// Nothing to do, and why.
+    Done(&'static str),
+}
+
+/// Judges the run's latest attempt for the job that ran on `instance_id`.
+pub fn rescue_step(jobs: &[RunJob], instance_id: &str, max_attempts: u32) -> RescueStep {
+    let Some(job) = jobs.iter().find(|j| j.runner_name.as_deref().is_some_and(|n| n.contains(instance_id))) else {
+        // Not in the latest attempt: re-run already (by someone, or an earlier rescue), or it
+        // never reached this runner.
+        return RescueStep::Done("no_job_of_this_runner");
+    };
+    if job.status != "completed" {
+        return RescueStep::Wait;
+    }
+    match job.conclusion.as_deref() {
+        Some("failure" | "cancelled") if job.run_attempt <= max_attempts => {
+            RescueStep::Rerun { job_id: job.id, name: job.name.clone(), run_attempt: job.run_attempt }
+        }
+        Some("failure" | "cancelled") => RescueStep::Done("attempts_exhausted"),
+        _ => RescueStep::Done("finished"),
+    }
+}
+
+/// The re-run of `name`: the job of that name in the attempt after `run_attempt`.
+pub fn rerun_of<'a>(jobs: &'a [RunJob], name: &str, run_attempt: u32) -> Option<&'a RunJob> {
+    jobs.iter().find(|j| j.name == name && j.run_attempt > run_attempt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +247,64 @@ mod tests {
         assert!(matches_tag_filters(&tags(&[("ghr:environment", "gh-linux")]), &default));
         assert!(!matches_tag_filters(&tags(&[("ghr:environment", "other")]), &default));
         assert!(!matches_tag_filters(&tags(&[("Name", "gh")]), &default));
+    }
+
+    fn run_job(id: u64, runner: &str, status: &str, conclusion: Option<&str>, attempt: u32) -> RunJob {
+        RunJob {
+            id,
+            name: "build".into(),
+            status: status.into(),
+            conclusion: conclusion.map(str::to_string),
+            run_attempt: attempt,
+            runner_name: Some(runner.into()),
+            labels: vec!["self-hosted".into()],
+        }
+    }
+
+    #[test]
+    fn a_job_failed_with_its_spot_instance_is_re_run_within_the_attempts() {
+        let running = [run_job(7, "gh-i-1", "in_progress", None, 1)];
+        assert_eq!(rescue_step(&running, "i-1", 1), RescueStep::Wait);
+        let failed = [run_job(7, "gh-i-1", "completed", Some("failure"), 1), run_job(8, "gh-i-2", "queued", None, 1)];
+        assert_eq!(
+            rescue_step(&failed, "i-1", 1),
+            RescueStep::Rerun { job_id: 7, name: "build".into(), run_attempt: 1 }
+        );
+        assert_eq!(rescue_step(&failed, "i-9", 1), RescueStep::Done("no_job_of_this_runner"));
+        let second = [run_job(9, "gh-i-1", "completed", Some("cancelled"), 2)];
+        assert_eq!(rescue_step(&second, "i-1", 1), RescueStep::Done("attempts_exhausted"));
+        assert!(matches!(rescue_step(&second, "i-1", 2), RescueStep::Rerun { .. }));
+        let passed = [run_job(7, "gh-i-1", "completed", Some("success"), 1)];
+        assert_eq!(rescue_step(&passed, "i-1", 1), RescueStep::Done("finished"));
+        let after = [run_job(10, "", "queued", None, 2)];
+        assert_eq!(rerun_of(&after, "build", 1).map(|j| j.id), Some(10));
+        assert_eq!(rerun_of(&after, "build", 2), None);
+    }
+
+    #[test]
+    fn the_job_run_tag_and_the_rescue_config() {
+        let mut instance = RunnerInstance {
+            id: "i-1".into(),
+            launch_time: None,
+            state: "running".into(),
+            tags: BTreeMap::from([(JOB_RUN_TAG.to_string(), "acme/web.site/123".to_string())]),
+        };
+        assert_eq!(job_run(&instance), Some(("acme".into(), "web.site".into(), 123)));
+        instance.tags.insert(JOB_RUN_TAG.into(), "acme/123".into());
+        assert_eq!(job_run(&instance), None);
+        assert_eq!(JobRescueConfig::parse(None).unwrap(), None);
+        let config = JobRescueConfig::parse(Some(r#"{"queues":{"gh":"https://q"}}"#)).unwrap().unwrap();
+        assert_eq!((config.max_attempts, config.queues["gh"].as_str()), (1, "https://q"));
+        assert!(JobRescueConfig::parse(Some(r#"{"maxAttempts":0,"queues":{}}"#)).is_err());
+        let rescue: RetryMessage =
+            serde_json::from_value(json!({"instanceId": "i-1", "owner": "acme", "runnerType": "Org",
+            "repositoryOwner": "acme", "repositoryName": "web", "runId": 5, "queueUrl": "https://q"}))
+            .unwrap();
+        assert!(matches!(rescue, RetryMessage::Rescue(JobRescue { checks: 0, .. })));
+        let retry: RetryMessage =
+            serde_json::from_value(json!({"instanceId": "i-1", "owner": "acme", "runnerType": "Org", "runnerId": 3}))
+                .unwrap();
+        assert!(matches!(retry, RetryMessage::Deregister(DeregisterRetry { runner_id: 3, .. })));
     }
 
     #[test]

@@ -169,6 +169,10 @@ pub struct QueuedJobMessage {
     /// Added only by the job-retry feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_counter: Option<u32>,
+    /// Added only by job rescue (beyond upstream): `on-demand` makes scale-up launch this job's
+    /// runner on on-demand capacity whatever the configuration's capacity type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_type: Option<String>,
 }
 
 impl QueuedJobMessage {
@@ -183,6 +187,7 @@ impl QueuedJobMessage {
             repo_owner_type: event.repository.owner.kind.clone(),
             labels,
             retry_counter: None,
+            capacity_type: None,
         }
     }
 }

@@ -836,6 +836,11 @@ impl Installation<'_> {
         self.client.send(self.auth(), Method::POST, path, Some(body), self.deadline).await?.json()
     }
 
+    /// POST whose answer has no body worth reading; Ok carries the success status.
+    pub async fn post_status(&self, path: &str, body: &serde_json::Value) -> Result<u16, GithubError> {
+        Ok(self.client.send(self.auth(), Method::POST, path, Some(body), self.deadline).await?.status)
+    }
+
     /// DELETE; Ok carries the success status (204).
     pub async fn delete(&self, path: &str) -> Result<u16, GithubError> {
         Ok(self.client.send(self.auth(), Method::DELETE, path, None, self.deadline).await?.status)

@@ -165,6 +165,46 @@ impl GithubOwner for InstallationOwner<'_> {
             Err(e) => Err(e),
         }
     }
+
+    async fn run_jobs(
+        &self,
+        repo_owner: &str,
+        repo: &str,
+        run_id: u64,
+    ) -> Result<Vec<crate::domain::termination::RunJob>, GithubError> {
+        #[derive(Deserialize)]
+        struct Job {
+            id: u64,
+            #[serde(default)]
+            name: String,
+            status: String,
+            conclusion: Option<String>,
+            #[serde(default)]
+            run_attempt: Option<u32>,
+            runner_name: Option<String>,
+            #[serde(default)]
+            labels: Vec<String>,
+        }
+        let path = format!("/repos/{repo_owner}/{repo}/actions/runs/{run_id}/jobs?filter=latest&per_page=100");
+        let jobs: Vec<Job> = self.installation.get_all_pages(&path, "jobs").await?;
+        Ok(jobs
+            .into_iter()
+            .map(|j| crate::domain::termination::RunJob {
+                id: j.id,
+                name: j.name,
+                status: j.status,
+                conclusion: j.conclusion,
+                run_attempt: j.run_attempt.unwrap_or(1),
+                runner_name: j.runner_name.filter(|n| !n.is_empty()),
+                labels: j.labels,
+            })
+            .collect())
+    }
+
+    async fn rerun_job(&self, repo_owner: &str, repo: &str, job_id: u64) -> Result<(), GithubError> {
+        let path = format!("/repos/{repo_owner}/{repo}/actions/jobs/{job_id}/rerun");
+        self.installation.post_status(&path, &serde_json::json!({})).await.map(|_| ())
+    }
 }
 
 #[async_trait]

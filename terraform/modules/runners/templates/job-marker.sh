@@ -1,6 +1,7 @@
 #!/bin/bash
 # Job markers for scale-down: `job-marker.sh started` tags this instance `ghr:job_started` with
-# the time (unix milliseconds); `job-marker.sh completed` tags `ghr:job_completed` with the
+# the time (unix milliseconds) and `ghr:job_run` with the job's run (`<owner>/<repo>/<run id>`,
+# read by job rescue); `job-marker.sh completed` tags `ghr:job_completed` with the
 # start it closes, so the two can never tie by accident (a job done within one second reads as
 # done). Scale-down never terminates an instance whose start is later than its completion,
 # even while GitHub's `busy` flag lags.
@@ -53,11 +54,16 @@ aws_instance() (
   aws "$@"
 )
 
+extra_tags=()
 case $mode in
   started)
     key=ghr:job_started
     stamp=$(now_millis)
     echo "$stamp" >"$state_file" 2>/dev/null || log "cannot write $state_file"
+    # The job's run, for job rescue (a job a spot reclaim interrupts is re-run).
+    if [ -n "${GITHUB_REPOSITORY:-}" ] && [ -n "${GITHUB_RUN_ID:-}" ]; then
+      extra_tags=("Key=ghr:job_run,Value=$GITHUB_REPOSITORY/$GITHUB_RUN_ID")
+    fi
     ;;
   completed)
     key=ghr:job_completed
@@ -77,7 +83,7 @@ region=$(meta placement/region)
 attempts=${GHR_MARKER_ATTEMPTS:-5}
 for attempt in $(seq 1 "$attempts"); do
   if error=$(aws_instance ec2 create-tags --region "$region" --resources "$instance_id" \
-    --tags "Key=$key,Value=$stamp" 2>&1); then
+    --tags "Key=$key,Value=$stamp" ${extra_tags[@]+"${extra_tags[@]}"} 2>&1); then
     [ "$attempt" -gt 1 ] && log "marker $key=$stamp written on attempt $attempt"
     exit 0
   fi

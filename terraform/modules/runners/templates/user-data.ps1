@@ -24,7 +24,8 @@ if ("${runner_tarball_s3}" -ne "") {
 
 @'
 # Job markers for scale-down (the Windows twin of job-marker.sh): `started` tags
-# ghr:job_started with the time in unix milliseconds, `completed` tags ghr:job_completed with the
+# ghr:job_started with the time in unix milliseconds (and ghr:job_run with the job's run, for job
+# rescue), `completed` tags ghr:job_completed with the
 # start it closes. The instance profile's credentials only (a job's AWS_* variables are cleared),
 # retried with backoff, logged to _diag\ghr-job-markers.log; never fails the job.
 param([string]$Mode)
@@ -40,7 +41,10 @@ try {
     $key = "ghr:job_started"
     $stamp = [DateTimeOffset]::UtcNow.ToUnixTimeMilliseconds()
     Set-Content -Path $state -Value $stamp
+    $extra = @()
+    if ($env:GITHUB_REPOSITORY -and $env:GITHUB_RUN_ID) { $extra = @("Key=ghr:job_run,Value=$($env:GITHUB_REPOSITORY)/$($env:GITHUB_RUN_ID)") }
   } else {
+    $extra = @()
     $key = "ghr:job_completed"
     $stamp = if (Test-Path $state) { (Get-Content $state -TotalCount 1).Trim() } else { [DateTimeOffset]::UtcNow.ToUnixTimeMilliseconds() }
   }
@@ -50,7 +54,7 @@ try {
   $id = Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/instance-id" -Headers @{"X-aws-ec2-metadata-token" = $token}
   $region = Invoke-RestMethod -Uri "http://169.254.169.254/latest/meta-data/placement/region" -Headers @{"X-aws-ec2-metadata-token" = $token}
   for ($attempt = 1; $attempt -le 5; $attempt++) {
-    aws ec2 create-tags --region $region --resources $id --tags "Key=$key,Value=$stamp"
+    aws ec2 create-tags --region $region --resources $id --tags "Key=$key,Value=$stamp" @extra
     if ($LASTEXITCODE -eq 0) { exit 0 }
     Log "attempt $attempt/5 to write $key failed"
     if ($attempt -lt 5) { Start-Sleep -Seconds ($attempt * 2) }

@@ -241,7 +241,7 @@ run "reusable_runners" {
   }
   assert {
     condition = one([for s in jsondecode(aws_iam_role_policy.runner.policy).Statement : s.Condition.StringEquals["aws:ARN"] if s.Sid == "OwnTermination"]) == "$${ec2:SourceInstanceARN}" && one([for s in jsondecode(aws_iam_role_policy.runner.policy).Statement :
-    s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"] if s.Sid == "OwnTags"]) == ["ghr:github_runner_id", "ghr:job_started", "ghr:job_completed"]
+    s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"] if s.Sid == "OwnTags"]) == ["ghr:github_runner_id", "ghr:job_started", "ghr:job_completed", "ghr:job_run"]
     error_message = "An instance terminates and tags only itself, and only with the runner id and job markers."
   }
   assert {
