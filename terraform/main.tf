@@ -282,6 +282,18 @@ module "instance_termination_watcher" {
   })
 }
 
+# What job_rescue needs, checked at plan. (A variable validation reading another variable needs
+# Terraform 1.9; these modules support 1.7.)
+resource "terraform_data" "job_rescue" {
+  count = var.job_rescue.enable ? 1 : 0
+  lifecycle {
+    precondition {
+      condition     = var.instance_termination_watcher.enable
+      error_message = "job_rescue needs the termination watcher: set instance_termination_watcher.enable = true."
+    }
+  }
+}
+
 module "monitoring" {
   source    = "./modules/monitoring"
   count     = var.metrics.enable ? 1 : 0

@@ -1288,10 +1288,6 @@ variable "job_rescue" {
   })
   default = {}
   validation {
-    condition     = !var.job_rescue.enable || var.instance_termination_watcher.enable
-    error_message = "job_rescue needs the termination watcher: set instance_termination_watcher.enable = true."
-  }
-  validation {
     condition     = var.job_rescue.max_attempts >= 1
     error_message = "job_rescue.max_attempts is at least 1."
   }

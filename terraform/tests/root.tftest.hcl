@@ -247,7 +247,7 @@ run "job_rescue_needs_the_watcher" {
   variables {
     job_rescue = { enable = true }
   }
-  expect_failures = [var.job_rescue]
+  expect_failures = [terraform_data.job_rescue]
 }
 
 run "ami_housekeeper" {

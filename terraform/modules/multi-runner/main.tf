@@ -307,12 +307,30 @@ module "instance_termination_watcher" {
     # Each configuration's rescued jobs go to its own build queue, or to the fallback's.
     job_rescue = var.job_rescue.enable ? {
       max_attempts = var.job_rescue.max_attempts
+      # (An unknown fallback falls back to the configuration here; terraform_data.job_rescue
+      # fails the plan for it.)
       queues = { for key, runners in module.runners : "${var.prefix}-${key}" => {
-        url = module.runners[coalesce(var.job_rescue.fallback_runner, key)].queue.id
-        arn = module.runners[coalesce(var.job_rescue.fallback_runner, key)].queue.arn
+        url = lookup(module.runners, coalesce(var.job_rescue.fallback_runner, key), runners).queue.id
+        arn = lookup(module.runners, coalesce(var.job_rescue.fallback_runner, key), runners).queue.arn
       } }
     } : null
   })
+}
+
+# What job_rescue needs, checked at plan. (A variable validation reading another variable needs
+# Terraform 1.9; these modules support 1.7.)
+resource "terraform_data" "job_rescue" {
+  count = var.job_rescue.enable ? 1 : 0
+  lifecycle {
+    precondition {
+      condition     = var.instance_termination_watcher.enable
+      error_message = "job_rescue needs the termination watcher: set instance_termination_watcher.enable = true."
+    }
+    precondition {
+      condition     = var.job_rescue.fallback_runner == null || contains(keys(var.multi_runner_config), coalesce(var.job_rescue.fallback_runner, "-"))
+      error_message = "job_rescue.fallback_runner names a key of multi_runner_config."
+    }
+  }
 }
 
 module "monitoring" {

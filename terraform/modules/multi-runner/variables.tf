@@ -1023,15 +1023,7 @@ variable "job_rescue" {
   })
   default = {}
   validation {
-    condition     = !var.job_rescue.enable || var.instance_termination_watcher.enable
-    error_message = "job_rescue needs the termination watcher: set instance_termination_watcher.enable = true."
-  }
-  validation {
     condition     = var.job_rescue.max_attempts >= 1
     error_message = "job_rescue.max_attempts is at least 1."
-  }
-  validation {
-    condition     = var.job_rescue.fallback_runner == null || contains(keys(var.multi_runner_config), coalesce(var.job_rescue.fallback_runner, "-"))
-    error_message = "job_rescue.fallback_runner names a key of multi_runner_config."
   }
 }

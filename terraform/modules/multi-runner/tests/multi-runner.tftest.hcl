@@ -212,3 +212,23 @@ run "a_pool_and_job_retry_per_configuration" {
     error_message = "The SSM housekeeper (on by default, as upstream) for every configuration."
   }
 }
+
+run "job_rescue_fallback_must_be_a_configuration" {
+  command = plan
+  variables {
+    instance_termination_watcher = { enable = true }
+    job_rescue                   = { enable = true, fallback_runner = "no-such-runner" }
+    multi_runner_config = {
+      "linux-x64" = {
+        matcherConfig = { labelMatchers = [["self-hosted", "linux", "x64"]] }
+        runner_config = {
+          runner_os             = "linux"
+          runner_architecture   = "x64"
+          instance_types        = ["m5.large"]
+          runners_maximum_count = 5
+        }
+      }
+    }
+  }
+  expect_failures = [terraform_data.job_rescue]
+}
