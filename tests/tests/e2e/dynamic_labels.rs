@@ -19,7 +19,7 @@ use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, unique};
 use tests::stack::RunnerStack;
 
-use crate::support::{binary, env};
+use crate::support::{binary, env, scale_up_behind_proxy};
 
 const POLICY: &str = r#"{"blocked_keys": ["image-id"],
   "restricted_keys": {"instance-type": {"allowed": ["c5.*", "m5.*"], "denied": ["*.metal"]},
@@ -101,17 +101,7 @@ async fn the_policy_refuses_at_the_webhook_and_each_label_set_gets_its_fleet() {
     }
 
     // Scale-up takes the queue's batch.
-    let mut scale_up_env = stack.scale_up_env(&github.url, &[]);
-    scale_up_env.extend(moto.lambda_env());
-    scale_up_env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    scale_up_env.push(("AWS_ENDPOINT_URL".into(), proxy.url.clone()));
-    let scale_up = LambdaFunction::spawn(
-        &binary("scale-up"),
-        &format!("{}-scale-up", stack.prefix),
-        &scale_up_env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let scale_up = scale_up_behind_proxy(&stack, &github.url, &proxy.url, &[], Duration::from_secs(30)).await;
     proxy.inject(AwsFault::error("ec2:CreateFleet", 400, "InvalidParameterValue").when_body_contains("m5.gigantic"));
     let source = SqsEventSource::new(aws.sqs.clone(), &stack.queue_url, 10);
     let poll = source.poll_once(&scale_up).await.expect("the accepted jobs are queued");

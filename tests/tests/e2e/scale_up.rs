@@ -16,7 +16,7 @@ use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, unique};
 use tests::stack::RunnerStack;
 
-use crate::support::binary;
+use crate::support::scale_up_behind_proxy;
 
 struct World {
     aws: Aws,
@@ -53,11 +53,7 @@ impl World {
     }
 
     async fn function_with_timeout(&self, overrides: &[(&str, &str)], timeout: Duration) -> LambdaFunction {
-        let mut env = self.stack.scale_up_env(&self.github.url, overrides);
-        env.extend(Moto::shared().lambda_env());
-        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-        env.push(("AWS_ENDPOINT_URL".into(), self.proxy.url.clone()));
-        LambdaFunction::spawn(&binary("scale-up"), &format!("{}-scale-up", self.stack.prefix), &env, timeout).await
+        scale_up_behind_proxy(&self.stack, &self.github.url, &self.proxy.url, overrides, timeout).await
     }
 
     fn message(&self, job_id: u64, repo: &str) -> Value {

@@ -34,3 +34,25 @@ pub fn binary(name: &str) -> PathBuf {
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
+
+/// The built scale-up with Terraform's environment for `stack` (plus `overrides`), GitHub at
+/// `github_url` and AWS through the fault proxy at `proxy_url`.
+pub async fn scale_up_behind_proxy(
+    stack: &tests::stack::RunnerStack,
+    github_url: &str,
+    proxy_url: &str,
+    overrides: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> tests::lambda_emulator::LambdaFunction {
+    let mut env = stack.scale_up_env(github_url, overrides);
+    env.extend(tests::moto::Moto::shared().lambda_env());
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy_url.to_string()));
+    tests::lambda_emulator::LambdaFunction::spawn(
+        &binary("scale-up"),
+        &format!("{}-scale-up", stack.prefix),
+        &env,
+        timeout,
+    )
+    .await
+}

@@ -18,7 +18,7 @@ use tests::lambda_emulator::LambdaFunction;
 use tests::moto::{Moto, unique};
 use tests::stack::RunnerStack;
 
-use crate::support::{binary, env};
+use crate::support::{binary, env, scale_up_behind_proxy};
 
 fn event(detail_type: &str, detail: Value) -> Value {
     json!({"version": "0", "id": unique("evt"), "detail-type": detail_type, "source": "aws.ec2",
@@ -238,17 +238,7 @@ async fn a_job_a_spot_reclaim_interrupts_is_re_run_once_on_an_on_demand_runner()
     // Scale-up takes the rescued job on-demand; the webhook's own delivery of the re-run job
     // (the same job id, later) finds its instance and launches nothing.
     let proxy = AwsProxy::start(&moto.endpoint).await;
-    let mut scale_up_env = stack.scale_up_env(&github.url, &[]);
-    scale_up_env.extend(moto.lambda_env());
-    scale_up_env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    scale_up_env.push(("AWS_ENDPOINT_URL".into(), proxy.url.clone()));
-    let scale_up = LambdaFunction::spawn(
-        &binary("scale-up"),
-        &format!("{}-scale-up", stack.prefix),
-        &scale_up_env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let scale_up = scale_up_behind_proxy(&stack, &github.url, &proxy.url, &[], Duration::from_secs(30)).await;
     let source = SqsEventSource::new(aws.sqs.clone(), &stack.queue_url, 10);
     let poll = source.poll_once(&scale_up).await.expect("the rescued job's message");
     assert_eq!((poll.received, poll.retried), (1, 0), "{}", scale_up.logs().join("\n"));
