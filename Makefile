@@ -12,7 +12,7 @@ AWSCLI_VERSION := 1.46.3
 PARLIAMENT_VERSION := 1.6.4
 TOOLS_VENV   ?= .venv-tools
 CARGO_LAMBDA_VERSION := 1.9.2
-FUNCTIONS    := webhook dispatcher scale-up scale-down syncer pool job-retry ssm-housekeeper ami-housekeeper termination-watcher redelivery
+FUNCTIONS    := webhook dispatcher scale-up scale-down syncer pool warm-pool job-retry ssm-housekeeper ami-housekeeper termination-watcher redelivery
 
 # Reuse compiled dependencies across clones on this machine (CI does the same).
 ifneq ($(shell command -v sccache 2>/dev/null),)

@@ -11,7 +11,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = var.ssm_paths.use_prefix ? "/${var.ssm_paths.root}/${var.prefix}" : "/${var.ssm_paths.root}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "ami-housekeeper", "termination-watcher", "redelivery"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "warm-pool", "job-retry", "ssm-housekeeper", "ami-housekeeper", "termination-watcher", "redelivery"] : f => "${path.module}/../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
   labels   = sort(distinct(concat(var.runner_disable_default_labels ? [] : ["self-hosted", var.runner_os, var.runner_architecture], var.runner_extra_labels)))
   # Settings every function shares (see modules/lambda).
   lambda = {
@@ -175,6 +175,7 @@ module "runners" {
     reserved_concurrent_executions = var.pool_lambda_reserved_concurrent_executions
   }
   job_retry       = merge(var.job_retry, { zip = coalesce(var.job_retry_lambda_zip, local.zip["job-retry"]) })
+  warm_pool       = merge(var.warm_pool, { zip = coalesce(var.warm_pool_lambda_zip, local.zip["warm-pool"]) })
   ssm_housekeeper = merge(var.runners_ssm_housekeeper, { zip = coalesce(var.ssm_housekeeper_lambda_zip, local.zip["ssm-housekeeper"]) })
 }
 
@@ -304,6 +305,7 @@ module "monitoring" {
     dispatcher               = try(module.webhook.eventbridge.dispatcher.function.name, null)
     scale_up                 = module.runners.lambda_up.function.name
     scale_down               = module.runners.lambda_down.function.name
+    warm_pool                = try(module.runners.lambda_warm_pool.function.name, null)
     syncer                   = var.enable_runner_binaries_syncer ? module.runner_binaries[0].lambda.function.name : null
     redelivery               = var.enable_webhook_redelivery ? module.webhook_redelivery[0].lambda.function.name : null
     ami_housekeeper          = var.enable_ami_housekeeper ? module.ami_housekeeper[0].lambda.function.name : null

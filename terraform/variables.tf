@@ -1214,6 +1214,33 @@ variable "job_retry" {
   default = {}
 }
 
+variable "warm_pool" {
+  description = <<-EOT
+    Beyond upstream: a warm pool of prepared, stopped runner instances that scale-up starts for a
+    job (seconds) instead of launching a fresh one (minutes). `size` (0: off), `max_age_hours`
+    (prepared instances older than this are replaced), `hibernate` (hibernate rather than stop;
+    the image, instance types and an encrypted root volume at least as large as the memory must
+    allow it), `schedule_expression` (the top-up by the `<prefix>-warm-pool` function), and the
+    function's `lambda_memory_size` and `lambda_timeout`. Instances of the pool are on-demand and
+    count toward `runners_maximum_count` only while running. See docs/warm-pool.md.
+  EOT
+  type = object({
+    size                = optional(number, 0)
+    max_age_hours       = optional(number, 24)
+    hibernate           = optional(bool, false)
+    schedule_expression = optional(string, "rate(2 minutes)")
+    lambda_memory_size  = optional(number, 256)
+    lambda_timeout      = optional(number, 60)
+  })
+  default = {}
+}
+
+variable "warm_pool_lambda_zip" {
+  description = "Warm-pool zip; null for `target/lambda/<arch>/warm-pool/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
 variable "enable_ami_housekeeper" {
   description = "Deploy the AMI housekeeper (`<prefix>-ami-housekeeper`): deregisters old images no launch template or listed parameter uses, with their snapshots (`ami_housekeeper_cleanup_config`)."
   type        = bool

@@ -146,6 +146,8 @@ pub trait RunnerInstances: Send + Sync {
     async fn tag(&self, instance_ids: &[String], tags: &[(String, String)]) -> Result<(), AwsError>;
     async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError>;
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError>;
+    /// Starts stopped instances (the warm pool). One failed instance fails the call.
+    async fn start(&self, instance_ids: &[String]) -> Result<(), AwsError>;
     /// The instances with these ids, in any state and environment (to confirm one is gone).
     async fn find(&self, instance_ids: &[String]) -> Result<Vec<RunnerInstance>, AwsError>;
     /// The device name of the `$Default` version's first EBS mapping (where a job's

@@ -194,6 +194,56 @@ pub mod metrics {
     );
     metric!(POOL_RUNNERS_LAUNCHED, "PoolRunnersLaunched", Count, [], "pool", "Runners launched to top the pool up.");
 
+    // warm pool
+    metric!(
+        WARM_POOL_CLAIMS,
+        "WarmPoolClaims",
+        Count,
+        [],
+        "scale-up",
+        "Jobs whose runner is a prepared, stopped instance of the warm pool, claimed and started."
+    );
+    metric!(
+        WARM_POOL_FALLBACKS,
+        "WarmPoolFallbacks",
+        Count,
+        ["Reason"],
+        "scale-up",
+        "Jobs the warm pool could not serve, launched fresh instead, by reason (none_ready, start_failed, claim_failed)."
+    );
+    metric!(
+        WARM_POOL_READY,
+        "WarmPoolReady",
+        Count,
+        [],
+        "warm-pool",
+        "Prepared, stopped instances ready to be claimed, as counted by a warm-pool run."
+    );
+    metric!(
+        WARM_POOL_PREPARING,
+        "WarmPoolPreparing",
+        Count,
+        [],
+        "warm-pool",
+        "Instances on their way into the warm pool (preparing, or stopping once prepared)."
+    );
+    metric!(
+        WARM_POOL_LAUNCHED,
+        "WarmPoolLaunched",
+        Count,
+        [],
+        "warm-pool",
+        "Instances launched in prepare mode to top the warm pool up."
+    );
+    metric!(
+        WARM_POOL_RETIRED,
+        "WarmPoolRetired",
+        Count,
+        ["Reason"],
+        "warm-pool",
+        "Warm pool instances terminated, by reason (expired, preparation_failed, claim_abandoned)."
+    );
+
     // job-retry
     metric!(
         RETRY_JOB,
@@ -374,6 +424,12 @@ pub mod metrics {
         GITHUB_RATE_LIMIT_HITS,
         POOL_AVAILABLE,
         POOL_RUNNERS_LAUNCHED,
+        WARM_POOL_CLAIMS,
+        WARM_POOL_FALLBACKS,
+        WARM_POOL_READY,
+        WARM_POOL_PREPARING,
+        WARM_POOL_LAUNCHED,
+        WARM_POOL_RETIRED,
         RETRY_JOB,
         SSM_PARAMETERS_DELETED,
         SSM_PARAMETERS_NOT_DELETED,
@@ -433,6 +489,19 @@ impl MemorySink {
         lines
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get(metric).and_then(serde_json::Value::as_f64))
+            .sum()
+    }
+
+    /// The sum of a metric's values over the lines with these dimension values.
+    pub fn sum_with(&self, metric: &str, dimensions: &[(&str, &str)]) -> f64 {
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                dimensions.iter().all(|(k, value)| v.get(*k).and_then(serde_json::Value::as_str) == Some(*value))
+            })
             .filter_map(|v| v.get(metric).and_then(serde_json::Value::as_f64))
             .sum()
     }

@@ -399,7 +399,9 @@ pub struct MemoryRunnerInstances {
     script: Mutex<VecDeque<ScriptedLaunch>>,
     list_failure: Mutex<Option<AwsError>>,
     terminate_failure: Mutex<Option<AwsError>>,
+    start_failure: Mutex<Option<AwsError>>,
     terminated: Mutex<Vec<String>>,
+    started: Mutex<Vec<Vec<String>>>,
     tagged: Mutex<Vec<TagCall>>,
     next: AtomicUsize,
 }
@@ -413,7 +415,9 @@ impl MemoryRunnerInstances {
             script: Mutex::new(VecDeque::new()),
             list_failure: Mutex::new(None),
             terminate_failure: Mutex::new(None),
+            start_failure: Mutex::new(None),
             terminated: Mutex::new(Vec::new()),
+            started: Mutex::new(Vec::new()),
             tagged: Mutex::new(Vec::new()),
             next: AtomicUsize::new(1),
         }
@@ -430,6 +434,16 @@ impl MemoryRunnerInstances {
 
     pub fn fail_terminating(&self, error: Option<AwsError>) {
         *lock(&self.terminate_failure) = error;
+    }
+
+    /// Makes every `start` call fail with `error` (EC2 answers for the whole call).
+    pub fn fail_starting(&self, error: Option<AwsError>) {
+        *lock(&self.start_failure) = error;
+    }
+
+    /// The instance ids of each `start` call, in order.
+    pub fn started(&self) -> Vec<Vec<String>> {
+        lock(&self.started).clone()
     }
 
     /// Adds an existing instance.
@@ -479,6 +493,7 @@ fn matches(instance: &RunnerInstance, f: &InstanceFilter) -> bool {
                 && instance.tag(tags::OWNER) == Some(o.tag_value().as_str())
         })
         && (!f.orphan_only || instance.is_orphan())
+        && (!f.warm_only || instance.tag(crate::domain::warm_pool::WARM_TAG).is_some())
 }
 
 #[async_trait]
@@ -553,6 +568,41 @@ impl RunnerInstances for MemoryRunnerInstances {
 
     async fn template_block_device(&self, _launch_template: &str) -> Result<Option<String>, AwsError> {
         Ok(Some("/dev/xvda".into()))
+    }
+
+    /// Stopped instances become `pending`; like EC2, an unknown id or one not stopped fails
+    /// the whole call and starts nothing.
+    async fn start(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        lock(&self.started).push(instance_ids.to_vec());
+        if let Some(e) = lock(&self.start_failure).clone() {
+            return Err(e);
+        }
+        let mut instances = lock(&self.instances);
+        for id in instance_ids {
+            match instances.iter().find(|i| &i.id == id) {
+                None => {
+                    return Err(AwsError::new(
+                        "ec2:StartInstances",
+                        crate::error::AwsErrorKind::NotFound,
+                        Some("InvalidInstanceID.NotFound".into()),
+                        format!("The instance ID '{id}' does not exist"),
+                    ));
+                }
+                Some(i) if i.state != "stopped" => {
+                    return Err(AwsError::new(
+                        "ec2:StartInstances",
+                        crate::error::AwsErrorKind::Client,
+                        Some("IncorrectInstanceState".into()),
+                        format!("The instance '{id}' is not in a state from which it can be started"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for i in instances.iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            i.state = "pending".into();
+        }
+        Ok(())
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {

@@ -272,6 +272,9 @@ impl ScaleDown {
                         entry.regular.push(instance)
                     }
                 }
+                // The warm pool's instances have no owner until claimed, and no runner by
+                // design: the warm-pool function looks after them.
+                None if common::domain::warm_pool::is_unclaimed(&instance) => {}
                 None => {
                     tracing::warn!(instance_id = %instance.id, "runner instance without ghr:Type/ghr:Owner tags, left alone")
                 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use common::config::{Env, FromEnv, GithubConnection};
 use common::domain::job_retry::JobRetryConfig;
 use common::domain::scale_up::CapacityType;
+use common::domain::warm_pool::WarmPoolConfig;
 use common::github::app::AppParameterNames;
 use common::telemetry::TelemetryConfig;
 use serde::Deserialize;
@@ -43,6 +44,8 @@ pub struct Config {
     pub dedicated_host: bool,
     /// `JOB_RETRY_CONFIG`: `None` when job retry is off.
     pub job_retry: Option<JobRetryConfig>,
+    /// `WARM_POOL_CONFIG` (beyond upstream): `None` when the configuration has no warm pool.
+    pub warm_pool: Option<WarmPoolConfig>,
     pub github: GithubConnection,
     pub telemetry: TelemetryConfig,
 }
@@ -92,6 +95,10 @@ impl FromEnv for Config {
             env.problem("JOB_RETRY_CONFIG", e);
             None
         });
+        let warm_pool = WarmPoolConfig::parse(&env.string_or("WARM_POOL_CONFIG", "")).unwrap_or_else(|e| {
+            env.problem("WARM_POOL_CONFIG", e);
+            None
+        });
         Self {
             environment,
             organization_runners: env.bool_or("ENABLE_ORGANIZATION_RUNNERS", true),
@@ -120,6 +127,7 @@ impl FromEnv for Config {
             scale_errors,
             dedicated_host: env.bool_or("USE_DEDICATED_HOST", false),
             job_retry,
+            warm_pool,
             github: GithubConnection::load(env),
             telemetry: TelemetryConfig::load(env),
         }
@@ -176,6 +184,20 @@ mod tests {
         vars.pop();
         vars.push(("JOB_RETRY_CONFIG", r#"{"enable":true}"#));
         assert!(Config::from_lookup(&lookup(&vars)).unwrap_err().to_string().contains("JOB_RETRY_CONFIG"));
+    }
+
+    #[test]
+    fn warm_pool_as_terraform_sets_it() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("WARM_POOL_CONFIG", "{}"));
+        assert_eq!(Config::from_lookup(&lookup(&vars)).unwrap().warm_pool, None);
+        vars.pop();
+        vars.push(("WARM_POOL_CONFIG", r#"{"size":2,"maxAgeHours":12,"hibernate":false}"#));
+        let warm = Config::from_lookup(&lookup(&vars)).unwrap().warm_pool.unwrap();
+        assert_eq!((warm.size, warm.max_age_hours), (2, 12));
+        vars.pop();
+        vars.push(("WARM_POOL_CONFIG", r#"{"size":"two"}"#));
+        assert!(Config::from_lookup(&lookup(&vars)).unwrap_err().to_string().contains("WARM_POOL_CONFIG"));
     }
 
     #[test]

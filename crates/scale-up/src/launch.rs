@@ -10,6 +10,7 @@ use common::domain::scale_up::{
     CapacityType, FleetError, LaunchRequest, fleet_errors_retryable, launch_client_token, runner_label_tags,
     sanitize_allocation_strategy, should_fail_over,
 };
+use common::domain::warm_pool::{HIBERNATE_TAG, WARM_TAG, WarmState};
 use common::error::AwsError;
 
 use crate::{Config, DynamicLabels, ScaleUp};
@@ -40,13 +41,37 @@ where
     common::aws::with_retries(deadline, &config.scale_errors, op).await
 }
 
-fn launch_tags(config: &Config, owner: &RunnerOwner, dynamic: &[String], created_by: &str) -> Vec<(String, String)> {
+/// What instances are launched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Runners for jobs (scale-up).
+    Jobs,
+    /// Runners for the pool.
+    Pool,
+    /// Instances for the warm pool, in prepare mode: no owner until scale-up claims one.
+    Warm { hibernate: bool },
+}
+
+fn launch_tags(config: &Config, owner: &RunnerOwner, dynamic: &[String], purpose: Purpose) -> Vec<(String, String)> {
+    let created_by = match purpose {
+        Purpose::Jobs => tags::CREATED_BY_SCALE_UP,
+        Purpose::Pool => tags::CREATED_BY_POOL,
+        Purpose::Warm { .. } => tags::CREATED_BY_WARM_POOL,
+    };
     let mut t = vec![
         (tags::APPLICATION.to_string(), tags::APPLICATION_VALUE.to_string()),
         (tags::CREATED_BY.to_string(), created_by.to_string()),
-        (tags::TYPE.to_string(), owner.runner_type().as_str().to_string()),
-        (tags::OWNER.to_string(), owner.tag_value()),
     ];
+    match purpose {
+        Purpose::Warm { hibernate } => {
+            t.push((WARM_TAG.to_string(), WarmState::Preparing.as_str().to_string()));
+            t.push((HIBERNATE_TAG.to_string(), hibernate.to_string()));
+        }
+        Purpose::Jobs | Purpose::Pool => {
+            t.push((tags::TYPE.to_string(), owner.runner_type().as_str().to_string()));
+            t.push((tags::OWNER.to_string(), owner.tag_value()));
+        }
+    }
     t.extend(runner_label_tags(&runner_labels(&config.labels, dynamic)));
     t
 }
@@ -60,7 +85,7 @@ pub(crate) async fn launch(
     deliveries: &[String],
     dynamic: &DynamicLabels,
     on_demand: bool,
-    created_by: &str,
+    purpose: Purpose,
     deadline: Deadline,
 ) -> Launched {
     let count = deliveries.len();
@@ -111,7 +136,7 @@ pub(crate) async fn launch(
         priorities: config.instance_type_priorities.clone(),
         max_spot_price: config.max_spot_price.clone(),
         image_id,
-        tags: launch_tags(config, owner, &dynamic.labels, created_by),
+        tags: launch_tags(config, owner, &dynamic.labels, purpose),
         dedicated_host: config.dedicated_host,
         client_token: Some(launch_client_token(deliveries, owner, capacity)),
         overrides,

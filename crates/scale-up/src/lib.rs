@@ -44,6 +44,7 @@ use common::deadline::Deadline;
 use common::domain::dynamic_labels::{Ec2Overrides, group_key, parse_ec2_overrides, runner_labels};
 use common::domain::runner::{InstanceFilter, RunnerOwner, runner_name, tags};
 use common::domain::scale_up::{RegistrationArgs, beyond_maximum, runners_to_create};
+use common::domain::warm_pool::{CLAIMED_AT_TAG, WARM_TAG, WarmState, claim_order, claim_placeholder};
 use common::domain::webhook::QueuedJobMessage;
 use common::error::{GithubError, Retryable};
 use common::ports::{
@@ -52,7 +53,7 @@ use common::ports::{
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
     GITHUB_APP_RATE_LIMIT_REMAINING, GITHUB_RATE_LIMIT_HITS, JOBS_RECEIVED, JOBS_RETRIED, JOBS_SKIPPED,
-    MALFORMED_MESSAGES, RUNNERS_CREATED, RUNNERS_FAILED, RUNNERS_REQUESTED,
+    MALFORMED_MESSAGES, RUNNERS_CREATED, RUNNERS_FAILED, RUNNERS_REQUESTED, WARM_POOL_CLAIMS, WARM_POOL_FALLBACKS,
 };
 use futures::StreamExt;
 
@@ -96,6 +97,9 @@ struct Runner<'a> {
     instance_id: &'a str,
     job_id: Option<u64>,
     labels: Vec<String>,
+    /// A claimed warm instance: its token parameter holds the claim, which the configuration
+    /// replaces.
+    warm: bool,
 }
 
 /// A job's dynamic labels and the EC2 settings they ask for.
@@ -199,6 +203,37 @@ impl ScaleUp {
             .collect();
         let fates = self.scale_owner(app, owner.clone(), jobs, &invocation, deadline).await;
         fates.into_iter().map(|(_, fate)| fate).collect()
+    }
+
+    /// The warm pool's top-up: `count` on-demand instances launched in prepare mode (no owner,
+    /// no registration: their boot script prepares them and stops them), through the launch
+    /// path jobs take (one fleet, the AMI override). Returns the launched ids and
+    /// why some are missing.
+    pub async fn create_warm_instances(&self, count: usize, deadline: Deadline) -> (Vec<String>, Option<String>) {
+        let Some(warm) = &self.config.warm_pool else {
+            return (Vec::new(), Some("the configuration has no warm pool".into()));
+        };
+        let invocation = format!("warm-{:016x}", fastrand::u64(..));
+        let deliveries: Vec<String> = (0..count).map(|i| format!("{invocation}/{i}")).collect();
+        // No owner yet: the client token and the logs name the environment.
+        let pool = RunnerOwner::Org(format!("{}-warm-pool", self.config.environment));
+        let purpose = launch::Purpose::Warm { hibernate: warm.hibernate };
+        // On-demand: EC2 cannot stop an instance of a one-time spot request (which is what an
+        // `instant` fleet launches), and a stopped instance costs no compute anyway.
+        let launched =
+            launch::launch(self, &pool, &deliveries, &DynamicLabels::default(), true, purpose, deadline).await;
+        (launched.instance_ids, launched.failure)
+    }
+
+    /// The owner's instances that count toward the maximum: running and pending ones, and with
+    /// a warm pool the stopped ones an invocation claimed and is about to start (a stopped
+    /// instance carries an owner only once claimed).
+    fn owner_filter(&self, owner: &RunnerOwner) -> InstanceFilter {
+        let mut filter = InstanceFilter::live(&self.config.environment).owned_by(owner);
+        if self.config.warm_pool.is_some() {
+            filter.states.push("stopped".into());
+        }
+        filter
     }
 
     /// The EC2 port, for the pool's count.
@@ -430,7 +465,7 @@ impl ScaleUp {
         }
 
         // 2. The owner's instances: for the maximum, and for the jobs that already have one.
-        let live = InstanceFilter::live(&self.config.environment).owned_by(&owner);
+        let live = self.owner_filter(&owner);
         let first_delivery = |job: &Job| !job.from_pool && !retried(job);
         let current = if self.config.maximum >= 0 || jobs.iter().any(first_delivery) {
             match launch::with_retries(&self.config, deadline, || self.ec2.list(&live)).await {
@@ -494,27 +529,59 @@ impl ScaleUp {
             return fates;
         }
 
-        // 4. Launch: one fleet for the owner per dynamic label set (most batches have one).
         self.metrics.count(&RUNNERS_REQUESTED, to_launch.len(), &[]);
-        let created_by =
-            if to_launch.iter().all(|j| j.from_pool) { tags::CREATED_BY_POOL } else { tags::CREATED_BY_SCALE_UP };
-        // Job rescue's messages ask for on-demand capacity: a group of their own too.
+        // 4. The warm pool first: a job it can serve gets a prepared, stopped instance.
+        let (to_launch, claimed) = if self.config.warm_pool.is_some() {
+            self.claim_warm(&owner, to_launch, invocation, deadline).await
+        } else {
+            (to_launch, Vec::new())
+        };
+        let (launched_fates, start_failed) =
+            self.launch_and_register(github.as_ref(), &owner, to_launch, claimed, &live, invocation, deadline).await;
+        fates.extend(launched_fates);
+        // A claimed instance that did not start (capacity, gone): a fresh one, in this invocation.
+        if !start_failed.is_empty() {
+            let (fallback_fates, _) = self
+                .launch_and_register(github.as_ref(), &owner, start_failed, Vec::new(), &live, invocation, deadline)
+                .await;
+            fates.extend(fallback_fates);
+        }
+        fates
+    }
+
+    /// Launches fresh instances for `jobs` (one fleet per dynamic label set), recounts the
+    /// owner's instances against the maximum with `claimed` (warm instances this invocation
+    /// claimed) counted as its own, registers every runner, then starts the claimed ones.
+    /// Returns the fates, and the jobs whose claimed instance did not start (terminated, for a
+    /// fresh launch).
+    #[allow(clippy::too_many_arguments)]
+    async fn launch_and_register(
+        &self,
+        github: &dyn GithubOwner,
+        owner: &RunnerOwner,
+        jobs: Vec<Job>,
+        claimed: Vec<(Job, String)>,
+        live: &InstanceFilter,
+        invocation: &str,
+        deadline: Deadline,
+    ) -> (Vec<(String, Fate)>, Vec<Job>) {
+        let mut fates = Vec::new();
+        let purpose = if jobs.iter().all(|j| j.from_pool) { launch::Purpose::Pool } else { launch::Purpose::Jobs };
+        // One fleet for the owner per dynamic label set (most batches have one). Job rescue's
+        // messages ask for on-demand capacity: a group of their own too.
         let mut by_labels: BTreeMap<(Vec<String>, bool), Vec<Job>> = BTreeMap::new();
-        for job in to_launch {
+        for job in jobs {
             let on_demand = job.message.capacity_type.as_deref() == Some(ON_DEMAND);
             by_labels.entry((job.dynamic.labels.clone(), on_demand)).or_default().push(job);
         }
-        let launches = by_labels.into_iter().map(|((_, on_demand), group)| {
-            let owner = &owner;
-            async move {
-                let deliveries: Vec<String> = group
-                    .iter()
-                    .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
-                    .collect();
-                let dynamic = &group[0].dynamic;
-                let launched = launch::launch(self, owner, &deliveries, dynamic, on_demand, created_by, deadline).await;
-                (group, launched)
-            }
+        let launches = by_labels.into_iter().map(|((_, on_demand), group)| async move {
+            let deliveries: Vec<String> = group
+                .iter()
+                .map(|j| format!("{invocation}/{}/{}/{}", j.message_id, j.receive_count, j.message.id))
+                .collect();
+            let dynamic = &group[0].dynamic;
+            let launched = launch::launch(self, owner, &deliveries, dynamic, on_demand, purpose, deadline).await;
+            (group, launched)
         });
         let mut pairs: Vec<(Job, String)> = Vec::new();
         for (mut group, launched) in futures::future::join_all(launches).await {
@@ -532,11 +599,13 @@ impl ScaleUp {
             }
             pairs.extend(group.into_iter().zip(launched.instance_ids));
         }
+        let warm: HashSet<String> = claimed.iter().map(|(_, id)| id.clone()).collect();
+        pairs.extend(claimed);
 
-        // 5. Recount: terminate our own instances beyond the maximum before registering them.
+        // Recount: terminate our own instances beyond the maximum before registering them.
         if self.config.maximum >= 0 && !pairs.is_empty() {
             let mine: Vec<String> = pairs.iter().map(|(_, id)| id.clone()).collect();
-            match self.recount(&live, &mine, deadline).await {
+            match self.recount(live, &mine, deadline).await {
                 Ok(all) => {
                     let surplus = beyond_maximum(&all, &mine, self.config.maximum);
                     if !surplus.is_empty() {
@@ -559,12 +628,168 @@ impl ScaleUp {
             }
         }
         if pairs.is_empty() {
-            return fates;
+            return (fates, Vec::new());
         }
 
-        // 6. Register the runners.
-        fates.extend(self.configure_runners(github.as_ref(), pairs, deadline).await);
-        fates
+        // Register the runners.
+        let warm_jobs: HashMap<String, Job> =
+            pairs.iter().filter(|(_, id)| warm.contains(id)).map(|(j, _)| (j.message_id.clone(), j.clone())).collect();
+        let registered = self.configure_runners(github, pairs, &warm, deadline).await;
+
+        // Start the claimed instances that are registered: their boot script reads the
+        // configuration on resume.
+        let to_start: Vec<String> = registered
+            .iter()
+            .filter_map(|(_, fate)| match fate {
+                Fate::Created { instance_id } if warm.contains(instance_id) => Some(instance_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let not_started = self.start_claimed(&to_start, deadline).await;
+        let mut start_failed = Vec::new();
+        for (message_id, fate) in registered {
+            match &fate {
+                Fate::Created { instance_id } if not_started.contains(instance_id) => {
+                    if let Some(job) = warm_jobs.get(&message_id) {
+                        start_failed.push(job.clone());
+                    }
+                }
+                Fate::Created { instance_id } if warm.contains(instance_id) => {
+                    self.metrics.count(&WARM_POOL_CLAIMS, 1, &[]);
+                    fates.push((message_id, fate));
+                }
+                _ => fates.push((message_id, fate)),
+            }
+        }
+        if !start_failed.is_empty() {
+            self.metrics.count(&WARM_POOL_FALLBACKS, start_failed.len(), &[("Reason", "start_failed")]);
+        }
+        (fates, start_failed)
+    }
+
+    /// Claims a prepared, stopped instance of the warm pool for each job it can serve (no
+    /// dynamic labels, no on-demand request): the instance's token parameter written without
+    /// overwrite is the claim, so two invocations never claim the same instance; a claim lost
+    /// to another invocation moves on to the next instance. The claimed instances are tagged
+    /// with their owner. Returns the jobs left for a fresh launch and the claims.
+    async fn claim_warm(
+        &self,
+        owner: &RunnerOwner,
+        jobs: Vec<Job>,
+        invocation: &str,
+        deadline: Deadline,
+    ) -> (Vec<Job>, Vec<(Job, String)>) {
+        let Some(warm) = &self.config.warm_pool else {
+            return (jobs, Vec::new());
+        };
+        let (eligible, mut rest): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| j.dynamic.labels.is_empty() && j.message.capacity_type.as_deref() != Some(ON_DEMAND));
+        if eligible.is_empty() {
+            return (rest, Vec::new());
+        }
+        let pool = InstanceFilter::warm_pool(&self.config.environment);
+        let candidates = match launch::with_retries(&self.config, deadline, || self.ec2.list(&pool)).await {
+            Ok(instances) => claim_order(&instances, chrono::Utc::now(), warm.max_age()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the warm pool; launching fresh instances");
+                self.metrics.count(&WARM_POOL_FALLBACKS, eligible.len(), &[("Reason", "claim_failed")]);
+                rest.extend(eligible);
+                return (rest, Vec::new());
+            }
+        };
+        let mut candidates = candidates.into_iter();
+        let mut claimed: Vec<(Job, String)> = Vec::new();
+        let mut unserved: Vec<(Job, &'static str)> = Vec::new();
+        let mut broken = false;
+        for job in eligible {
+            if broken {
+                unserved.push((job, "claim_failed"));
+                continue;
+            }
+            let mut won = None;
+            for candidate in candidates.by_ref() {
+                let claimant = format!("{invocation}/{}", job.message_id);
+                let placeholder = Secret::new(claim_placeholder(&claimant));
+                match self.put_token(&candidate, placeholder, false, deadline).await {
+                    Ok(()) => {
+                        won = Some(candidate);
+                        break;
+                    }
+                    Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
+                        tracing::info!(instance_id = %candidate, "another invocation claimed this warm instance first");
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance_id = %candidate, error = %e, "claiming a warm instance failed; launching fresh instances");
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            match won {
+                Some(instance_id) => claimed.push((job, instance_id)),
+                None if broken => unserved.push((job, "claim_failed")),
+                None => unserved.push((job, "none_ready")),
+            }
+        }
+        if !claimed.is_empty() {
+            let ids: Vec<String> = claimed.iter().map(|(_, id)| id.clone()).collect();
+            let claim_tags = [
+                (WARM_TAG.to_string(), WarmState::Claimed.as_str().to_string()),
+                (CLAIMED_AT_TAG.to_string(), chrono::Utc::now().timestamp().to_string()),
+                (tags::TYPE.to_string(), owner.runner_type().as_str().to_string()),
+                (tags::OWNER.to_string(), owner.tag_value()),
+            ];
+            let tagged =
+                common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:CreateTags", self.ec2.tag(&ids, &claim_tags));
+            if let Err(e) = tagged.await {
+                // Untagged, the instance would run outside its owner's count: no claim this
+                // time. The claims stay written, so nobody else takes these instances; the
+                // warm-pool function replaces them once they expire.
+                tracing::warn!(instances = ?ids, error = %e, "tagging claimed warm instances failed; launching fresh instances");
+                unserved.extend(claimed.drain(..).map(|(job, _)| (job, "claim_failed")));
+            } else {
+                tracing::info!(owner = %owner, instances = ?ids, "claimed warm instances");
+            }
+        }
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for (job, reason) in unserved {
+            *reasons.entry(reason).or_default() += 1;
+            rest.push(job);
+        }
+        for (reason, n) in reasons {
+            self.metrics.count(&WARM_POOL_FALLBACKS, n, &[("Reason", reason)]);
+        }
+        (rest, claimed)
+    }
+
+    /// Starts claimed warm instances: one call for all, then (if it fails: one instance in the
+    /// wrong state or without capacity fails the whole call) one per instance. Returns the ones
+    /// that did not start, terminated: nothing else can use them now.
+    async fn start_claimed(&self, ids: &[String], deadline: Deadline) -> HashSet<String> {
+        if ids.is_empty() {
+            return HashSet::new();
+        }
+        let all = common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:StartInstances", self.ec2.start(ids));
+        if all.await.is_ok() {
+            return HashSet::new();
+        }
+        let mut failed = HashSet::new();
+        for id in ids {
+            let one = std::slice::from_ref(id);
+            if let Err(e) =
+                common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:StartInstances", self.ec2.start(one)).await
+            {
+                tracing::warn!(instance_id = %id, error = %e, "a claimed warm instance did not start; launching a fresh one");
+                failed.insert(id.clone());
+            }
+        }
+        if !failed.is_empty() {
+            let failed: Vec<String> = failed.iter().cloned().collect();
+            // Its registration stays offline: scale-down removes it as a ghost.
+            self.terminate(&failed, deadline).await;
+        }
+        failed
     }
 
     /// The owner's live instances after our launch. EC2's reads are eventually consistent: it
@@ -622,6 +847,7 @@ impl ScaleUp {
         &self,
         github: &dyn GithubOwner,
         pairs: Vec<(Job, String)>,
+        warm: &HashSet<String>,
         deadline: Deadline,
     ) -> Vec<(String, Fate)> {
         enum Shared {
@@ -660,6 +886,7 @@ impl ScaleUp {
                         instance_id: &instance_id,
                         job_id: (!job.from_pool).then_some(job.message.id),
                         labels: runner_labels(&self.config.labels, &job.dynamic.labels),
+                        warm: warm.contains(&instance_id),
                     };
                     let result = match shared {
                         Shared::Jit(group) => self.configure_jit(github, *group, &runner, deadline).await,
@@ -693,7 +920,7 @@ impl ScaleUp {
         runner: &Runner<'_>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
-        let Runner { instance_id, job_id, labels } = runner;
+        let Runner { instance_id, job_id, labels, warm } = runner;
         let (instance_id, job_id) = (*instance_id, *job_id);
         let name = runner_name(&self.config.name_prefix, instance_id);
         let jit = match github.create_jit_config(&name, group, labels).await {
@@ -715,13 +942,13 @@ impl ScaleUp {
         {
             tracing::warn!(instance_id, error = %e, "tagging the runner id failed");
         }
-        if let Err(e) = self.store_token(instance_id, jit.encoded, deadline).await {
+        if let Err(e) = self.put_token(instance_id, jit.encoded, *warm, deadline).await {
             // The registration is useless without its config: remove it now, or scale-down
             // removes it later as a ghost.
             if let Err(d) = github.delete_runner(jit.runner_id).await {
                 tracing::warn!(runner_id = jit.runner_id, error = %d, "removing the unused JIT runner failed");
             }
-            return Err(("ssm", e));
+            return Err(("ssm", e.to_string()));
         }
         Ok(())
     }
@@ -756,7 +983,7 @@ impl ScaleUp {
         runner: &Runner<'_>,
         deadline: Deadline,
     ) -> Result<(), Failure> {
-        let Runner { instance_id, job_id, labels } = runner;
+        let Runner { instance_id, job_id, labels, warm } = runner;
         let (instance_id, job_id) = (*instance_id, *job_id);
         let args = RegistrationArgs {
             web_url,
@@ -768,7 +995,7 @@ impl ScaleUp {
             ephemeral: self.config.ephemeral,
         }
         .render();
-        self.store_token(instance_id, Secret::new(args), deadline).await.map_err(|e| ("ssm", e))?;
+        self.put_token(instance_id, Secret::new(args), *warm, deadline).await.map_err(|e| ("ssm", e.to_string()))?;
         if let Some(job_id) = job_id {
             let tag = [(tags::LAUNCHED_FOR_JOB.to_string(), job_id.to_string())];
             let ids = [instance_id.to_string()];
@@ -781,9 +1008,16 @@ impl ScaleUp {
         Ok(())
     }
 
-    /// Writes the instance's token parameter; it must end early enough to leave time for the
-    /// cleanup of a failure (deregistering the runner, terminating the instance) and the answer.
-    async fn store_token(&self, instance_id: &str, value: Secret<String>, deadline: Deadline) -> Result<(), String> {
+    /// Writes the instance's token parameter (replacing a warm instance's claim with
+    /// `overwrite`); it must end early enough to leave time for the cleanup of a failure
+    /// (deregistering the runner, terminating the instance) and the answer.
+    async fn put_token(
+        &self,
+        instance_id: &str,
+        value: Secret<String>,
+        overwrite: bool,
+        deadline: Deadline,
+    ) -> Result<(), common::error::AwsError> {
         let mut tags = vec![("InstanceId".to_string(), instance_id.to_string())];
         tags.extend(self.config.parameter_tags.iter().cloned());
         let parameter = NewParameter {
@@ -791,11 +1025,10 @@ impl ScaleUp {
             value,
             secure: true,
             tags,
-            overwrite: false,
+            overwrite,
         };
         common::aws::within(deadline.less(CLEANUP_RESERVE), "ssm:PutParameter", self.writer.put_parameter(&parameter))
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// The runner group id: cached in memory, then in SSM (`<SSM_CONFIG_PATH>/runner-group/<name>`),
@@ -907,6 +1140,42 @@ pub async fn build(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metri
     } else {
         scale_up
     })
+}
+
+/// Scale-up's launch path without GitHub, for the warm-pool function: its instances register
+/// only once scale-up claims them, so it needs (and is given) no App credentials.
+pub async fn build_launcher(config: &Config, sdk: &common::aws::SdkConfig, metrics: Metrics) -> ScaleUp {
+    let store = Arc::new(common::aws::ssm::SsmParameterStore::new(sdk));
+    let ec2 = Arc::new(common::aws::ec2::Ec2RunnerInstances::without_retries(sdk));
+    ScaleUp::new(config.clone(), Arc::new(NoGithub), ec2, store.clone(), store, metrics)
+}
+
+/// GitHub for a launcher that never registers a runner: every call is refused.
+struct NoGithub;
+
+#[async_trait::async_trait]
+impl GithubApi for NoGithub {
+    fn choose_app(&self) -> usize {
+        0
+    }
+    fn app_id(&self, _app: usize) -> u64 {
+        0
+    }
+    fn rate_limit_remaining(&self, _app: usize) -> Option<u64> {
+        None
+    }
+    fn web_url(&self) -> String {
+        String::new()
+    }
+    async fn for_owner(
+        &self,
+        _app: usize,
+        _owner: &RunnerOwner,
+        _installation_hint: Option<u64>,
+        _deadline: Deadline,
+    ) -> Result<Box<dyn GithubOwner + '_>, GithubError> {
+        Err(GithubError::Credentials("this launcher has no GitHub App (it registers no runner)".into()))
+    }
 }
 
 /// Every message of the batch back to SQS (scale-up could not start).

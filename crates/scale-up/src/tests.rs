@@ -652,3 +652,169 @@ async fn a_rescued_job_runs_on_demand_whatever_the_configured_capacity() {
     capacities.sort_by_key(|(c, _)| c.as_str());
     assert_eq!(capacities, vec![(CapacityType::OnDemand, 1), (CapacityType::Spot, 1)], "a fleet each");
 }
+
+const WARM: &[(&str, &str)] = &[
+    ("ENABLE_EPHEMERAL_RUNNERS", "true"),
+    ("ENABLE_JOB_QUEUED_CHECK", "false"),
+    ("RUNNERS_MAXIMUM_COUNT", "10"),
+    ("WARM_POOL_CONFIG", r#"{"size":3,"maxAgeHours":24}"#),
+];
+
+/// A prepared warm pool instance, stopped, launched `minutes_ago`.
+fn warm_instance(id: &str, minutes_ago: i64) -> RunnerInstance {
+    RunnerInstance {
+        id: id.into(),
+        launch_time: Some(chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago)),
+        state: "stopped".into(),
+        tags: [
+            (tags::ENVIRONMENT, "ci"),
+            (tags::APPLICATION, tags::APPLICATION_VALUE),
+            (common::domain::warm_pool::WARM_TAG, "ready"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    }
+}
+
+fn instance_of<'a>(w: &'a [RunnerInstance], id: &str) -> &'a RunnerInstance {
+    w.iter().find(|i| i.id == id).unwrap()
+}
+
+#[tokio::test]
+async fn warm_instances_are_claimed_registered_and_started_before_any_launch() {
+    let w = world(WARM);
+    w.ec2.add(warm_instance("i-warm-young", 10));
+    w.ec2.add(warm_instance("i-warm-old", 60));
+    w.ec2.add(warm_instance("i-warm-expired", 25 * 60));
+    let fates = run(
+        &w,
+        &[message(1, "acme", "web"), message(2, "acme", "web"), message(3, "acme", "web"), labelled(4, &["ghr-run:1"])],
+    )
+    .await;
+    assert_eq!(created(&fates), 4, "{fates:?}");
+    // The oldest ready instance first; the expired one is never claimed.
+    let warm_ids: Vec<&str> = fates
+        .values()
+        .filter_map(|f| match f {
+            Fate::Created { instance_id } if instance_id.starts_with("i-warm") => Some(instance_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warm_ids.len(), 2);
+    assert_eq!(w.ec2.started(), vec![vec!["i-warm-old".to_string(), "i-warm-young".to_string()]], "one StartInstances");
+    // The third plain job and the dynamic-label job launch fresh: one fleet each.
+    let launches = w.ec2.launches();
+    assert_eq!(launches.iter().map(|l| l.count).sum::<usize>(), 2, "{launches:?}");
+    let instances = w.ec2.instances();
+    for id in ["i-warm-old", "i-warm-young"] {
+        let i = instance_of(&instances, id);
+        assert_eq!(i.state, "pending");
+        assert_eq!(i.tag(common::domain::warm_pool::WARM_TAG), Some("claimed"));
+        assert_eq!(i.owner(), Some(RunnerOwner::Org("acme".into())));
+        assert!(i.tag(common::domain::warm_pool::CLAIMED_AT_TAG).is_some());
+        assert!(i.github_runner_id().is_some(), "registered");
+        // The claim (written without overwrite, with the instance's tags) is replaced by the
+        // JIT config before the start.
+        let writes: Vec<_> =
+            w.ssm.written().into_iter().filter(|p| p.name == format!("/gh/ci/runners/tokens/{id}")).collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(!writes[0].overwrite && writes[0].value.expose().starts_with("ghr-warm-claim:"));
+        assert_eq!(writes[0].tags[0], ("InstanceId".to_string(), id.to_string()));
+        assert!(writes[1].overwrite && writes[1].value.expose() == &format!("jit-config-for-ci-{id}"));
+    }
+    assert_eq!(instance_of(&instances, "i-warm-expired").state, "stopped");
+    assert_eq!(w.metrics.sum("WarmPoolClaims"), 2.0);
+    assert_eq!(w.metrics.sum_with("WarmPoolFallbacks", &[("Reason", "none_ready")]), 1.0);
+}
+
+#[tokio::test]
+async fn a_claim_another_invocation_won_moves_on_to_the_next_instance() {
+    let w = world(WARM);
+    w.ec2.add(warm_instance("i-warm-a", 60));
+    w.ec2.add(warm_instance("i-warm-b", 30));
+    // Another invocation holds i-warm-a's claim.
+    use common::ports::ParameterWriter;
+    w.ssm
+        .put_parameter(&NewParameter {
+            name: "/gh/ci/runners/tokens/i-warm-a".into(),
+            value: Secret::new("ghr-warm-claim:other/m0".into()),
+            secure: true,
+            tags: vec![],
+            overwrite: false,
+        })
+        .await
+        .unwrap();
+    let fates = run(&w, &[message(1, "acme", "web")]).await;
+    assert_eq!(fates["m0"], Fate::Created { instance_id: "i-warm-b".into() });
+    assert!(w.ec2.launches().is_empty());
+    assert_eq!(instance_of(&w.ec2.instances(), "i-warm-a").state, "stopped", "the other claimant's to start");
+}
+
+#[tokio::test]
+async fn concurrent_invocations_never_claim_the_same_warm_instance() {
+    let config = config(WARM);
+    let ec2 = Arc::new(MemoryRunnerInstances::new("ci"));
+    ec2.add(warm_instance("i-warm", 5));
+    let github = MemoryGithub::default();
+    github.add_group("Default", 1);
+    let ssm = Arc::new(MemoryParameterStore::default());
+    let make = || {
+        ScaleUp::new(
+            config.clone(),
+            Arc::new(github.clone()),
+            ec2.clone(),
+            ssm.clone(),
+            ssm.clone(),
+            Metrics::new(&config.telemetry, Arc::new(MemorySink::default())),
+        )
+    };
+    let (a, b) = (make(), make());
+    let (ea, eb) = (event(&[message(1, "acme", "web")]), event(&[message(2, "acme", "web")]));
+    let (fa, fb) = futures::future::join(a.process(&ea, deadline()), b.process(&eb, deadline())).await;
+    let ids: Vec<String> = fa
+        .iter()
+        .chain(&fb)
+        .filter_map(|(_, f)| match f {
+            Fate::Created { instance_id } => Some(instance_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "both jobs get a runner: {fa:?} {fb:?}");
+    assert_eq!(ids.iter().filter(|id| *id == "i-warm").count(), 1, "exactly one claims the warm instance");
+    assert_eq!(ec2.launches().len(), 1, "the other launches");
+    assert_eq!(ec2.started(), vec![vec!["i-warm".to_string()]]);
+}
+
+#[tokio::test]
+async fn a_claimed_instance_that_does_not_start_is_replaced_by_a_fresh_launch() {
+    let w = world(WARM);
+    w.ec2.add(warm_instance("i-warm", 5));
+    w.ec2.fail_starting(Some(AwsError::new(
+        "ec2:StartInstances",
+        AwsErrorKind::Client,
+        Some("InsufficientInstanceCapacity".into()),
+        "no capacity",
+    )));
+    let fates = run(&w, &[message(1, "acme", "web")]).await;
+    let Fate::Created { instance_id } = &fates["m0"] else { panic!("{fates:?}") };
+    assert_ne!(instance_id, "i-warm", "a fresh instance");
+    assert_eq!(w.ec2.launches().len(), 1);
+    assert_eq!(w.ec2.terminated(), vec!["i-warm".to_string()], "the claimed instance is given up");
+    assert_eq!(w.metrics.sum_with("WarmPoolFallbacks", &[("Reason", "start_failed")]), 1.0);
+    assert_eq!(w.metrics.sum("WarmPoolClaims"), 0.0);
+    // The fresh instance has its own JIT config.
+    assert!(w.ssm.written().iter().any(|p| p.name == format!("/gh/ci/runners/tokens/{instance_id}")));
+}
+
+#[tokio::test]
+async fn a_warm_claim_counts_toward_the_maximum() {
+    let mut vars = WARM.to_vec();
+    vars.push(("RUNNERS_MAXIMUM_COUNT", "1"));
+    let w = world(&vars);
+    w.ec2.add(warm_instance("i-warm", 5));
+    let fates = run(&w, &[message(1, "acme", "web"), message(2, "acme", "web")]).await;
+    assert_eq!(fates["m0"], Fate::Created { instance_id: "i-warm".into() });
+    assert!(matches!(fates["m1"], Fate::Retry { reason: "maximum_reached", .. }), "{fates:?}");
+    assert!(w.ec2.launches().is_empty());
+}

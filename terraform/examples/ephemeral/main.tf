@@ -65,6 +65,13 @@ module "runners" {
     }
   }
 
+  # Beyond upstream: one prepared, stopped instance waiting. A job starts it in seconds instead
+  # of booting a fresh instance (docs/warm-pool.md); it costs its disk while it waits.
+  warm_pool = {
+    size          = 1
+    max_age_hours = 24
+  }
+
   # Ephemeral runners leave after one job; scale-down only clears the ones that never got one.
   minimum_running_time_in_minutes = 10
   scale_down_schedule_expression  = "cron(* * * * ? *)"

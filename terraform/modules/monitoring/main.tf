@@ -28,6 +28,12 @@ locals {
     RunnerBinarySync                 = ["Result"]
     PoolRunnersAvailable             = []
     PoolRunnersLaunched              = []
+    WarmPoolClaims                   = []
+    WarmPoolFallbacks                = ["Reason"]
+    WarmPoolReady                    = []
+    WarmPoolPreparing                = []
+    WarmPoolLaunched                 = []
+    WarmPoolRetired                  = ["Reason"]
     RetryJob                         = ["RetryCount"]
     SsmParametersDeleted             = ["Reason"]
     SsmParametersNotDeleted          = []
@@ -45,8 +51,8 @@ locals {
     JobsRescued                      = []
     JobsNotRescued                   = ["Reason"]
   }
-  # Gauges are read by their lowest value; the other metrics are counts.
-  gauges    = ["GitHubAppRateLimitRemaining"]
+  # Gauges are read by their lowest value (the pool at its emptiest); the other metrics are counts.
+  gauges    = ["GitHubAppRateLimitRemaining", "WarmPoolReady", "WarmPoolPreparing"]
   functions = { for k, v in var.functions : k => v if v != null }
 
   # Which `Environment` values emit each metric: the webhook and dispatcher run once for the
@@ -72,7 +78,7 @@ locals {
   # so an expression is an array holding one object; SEARCH's schema quotes the namespace (ours
   # has a space) and the dimension names, or the search matches nothing.
   emf_rows = { for name, dims in local.emf_metrics : name => [for i, env in local.metric_environments[name] : length(dims) == 0
-    ? jsonencode([var.namespace, name, "Environment", env, { label = "${name}${local.label[env]}" }])
+    ? jsonencode([var.namespace, name, "Environment", env, merge({ label = "${name}${local.label[env]}" }, contains(local.gauges, name) ? { stat = "Minimum" } : {})])
     : jsonencode([{
       expression = "SEARCH('{${join(",", [for d in concat([var.namespace, "Environment"], dims) : "\"${d}\""])}} MetricName=\"${name}\" Environment=\"${env}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
       label      = "${name}${local.label[env]}"
@@ -88,6 +94,7 @@ locals {
     "Scale-down"                     = ["RunnersSeen", "RunnersIdleKept", "RunnersTerminated", "RunnersSkipped", "ScaleDownErrors"]
     "Runner binary sync"             = ["RunnerBinarySync"]
     "Pool and job retry"             = ["PoolRunnersAvailable", "PoolRunnersLaunched", "RetryJob"]
+    "Warm pool"                      = ["WarmPoolReady", "WarmPoolPreparing", "WarmPoolLaunched", "WarmPoolRetired", "WarmPoolClaims", "WarmPoolFallbacks"]
     "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
     "Webhook redelivery"             = ["DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
     "AMI housekeeper"                = ["AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered"]

@@ -15,7 +15,7 @@ locals {
   tags     = merge(var.tags, { "ghr:environment" = var.prefix })
   ssm_root = "/${var.ssm_paths.root}/${var.prefix}"
   arch_dir = var.lambda_architecture == "arm64" ? "arm64" : "x86_64"
-  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "job-retry", "ssm-housekeeper", "ami-housekeeper", "termination-watcher", "redelivery"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
+  zip      = { for f in ["webhook", "dispatcher", "scale-up", "scale-down", "syncer", "pool", "warm-pool", "job-retry", "ssm-housekeeper", "ami-housekeeper", "termination-watcher", "redelivery"] : f => "${path.module}/../../../target/lambda/${local.arch_dir}/${f}/bootstrap.zip" }
 
   # Settings every function shares (see modules/lambda); `prefix`/`environment` are the
   # configuration's for its own functions.
@@ -200,6 +200,7 @@ module "runners" {
     reserved_concurrent_executions = var.pool_lambda_reserved_concurrent_executions
   }
   job_retry       = merge(each.value.runner_config.job_retry, { zip = coalesce(var.job_retry_lambda_zip, local.zip["job-retry"]) })
+  warm_pool       = merge(each.value.runner_config.warm_pool, { zip = coalesce(var.warm_pool_lambda_zip, local.zip["warm-pool"]) })
   ssm_housekeeper = merge(var.runners_ssm_housekeeper, { zip = coalesce(var.ssm_housekeeper_lambda_zip, local.zip["ssm-housekeeper"]) })
 }
 
@@ -350,6 +351,7 @@ module "monitoring" {
     },
     { for key, r in module.runners : "${key}-scale_up" => r.lambda_up.function.name },
     { for key, r in module.runners : "${key}-scale_down" => r.lambda_down.function.name },
+    { for key, r in module.runners : "${key}-warm_pool" => try(r.lambda_warm_pool.function.name, null) },
     { for key, s in module.runner_binaries : "${key}-syncer" => s.lambda.function.name },
   )
   runner_environments = [for key in keys(var.multi_runner_config) : "${var.prefix}-${key}"]

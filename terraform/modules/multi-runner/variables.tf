@@ -88,7 +88,7 @@ variable "multi_runner_config" {
       `vpc_id`/`subnet_ids` override the module's; `cpu_options`, `placement`,
       `license_specifications`, `credit_specification` and `userdata_content` as the root's
       `runner_*` variables; `pool_config` and `pool_runner_owner` (a pool for that configuration)
-      and `job_retry` as the root's variables. `iam_overrides` is accepted with a plan-time warning
+      and `job_retry` as the root's variables; `warm_pool` (beyond upstream) as the root's. `iam_overrides` is accepted with a plan-time warning
       until it is implemented.
     - `matcherConfig`: `labelMatchers` (label sets a job's labels are matched against),
       `exactMatch`, `bidirectionalLabelMatch`, `priority` (0-999, lower first),
@@ -224,6 +224,14 @@ variable "multi_runner_config" {
         schedule_expression_timezone = optional(string)
         size                         = number
       })), [])
+      warm_pool = optional(object({
+        size                = optional(number, 0)
+        max_age_hours       = optional(number, 24)
+        hibernate           = optional(bool, false)
+        schedule_expression = optional(string, "rate(2 minutes)")
+        lambda_memory_size  = optional(number, 256)
+        lambda_timeout      = optional(number, 60)
+      }), {})
       job_retry = optional(object({
         enable             = optional(bool, false)
         delay_in_seconds   = optional(number, 300)
@@ -880,6 +888,12 @@ variable "scale_down_lambda_zip" {
 
 variable "pool_lambda_zip" {
   description = "Pool zip; null for `target/lambda/<arch>/pool/bootstrap.zip` of this repository."
+  type        = string
+  default     = null
+}
+
+variable "warm_pool_lambda_zip" {
+  description = "Warm-pool zip; null for `target/lambda/<arch>/warm-pool/bootstrap.zip` of this repository."
   type        = string
   default     = null
 }

@@ -115,6 +115,26 @@ resource "aws_iam_role_policy" "runner" {
           Resource = "*"
         },
       ],
+      # A warm pool instance, once prepared: tags itself ready (that value only) and stops.
+      [for statement in [
+        {
+          Sid      = "WarmPoolReady"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateTags"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ARN" = "$${ec2:SourceInstanceARN}", "aws:RequestTag/ghr:warm" = "ready" }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:warm"] }
+          }
+        },
+        {
+          Sid       = "WarmPoolStopItself"
+          Effect    = "Allow"
+          Action    = ["ec2:StopInstances"]
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { StringEquals = { "aws:ARN" = "$${ec2:SourceInstanceARN}" } }
+        },
+      ] : statement if local.warm_pool],
       var.runner_distribution == null ? [] : [{
         Sid      = "RunnerTarball"
         Effect   = "Allow"

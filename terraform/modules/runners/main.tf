@@ -267,6 +267,14 @@ resource "aws_launch_template" "runner" {
     }
   }
 
+  # A warm pool that hibernates its prepared instances.
+  dynamic "hibernation_options" {
+    for_each = local.warm_pool && var.warm_pool.hibernate ? [1] : []
+    content {
+      configured = true
+    }
+  }
+
   dynamic "network_interfaces" {
     for_each = var.associate_public_ipv4_address ? [1] : []
     content {

@@ -74,6 +74,11 @@ output "lambda_pool" {
   value       = local.pool ? { function = module.pool[0].function, role = module.pool[0].role, log_group = module.pool[0].log_group } : null
 }
 
+output "lambda_warm_pool" {
+  description = "The warm pool (null without `warm_pool.size`): function, role, log group."
+  value       = local.warm_pool ? { function = module.warm_pool[0].function, role = module.warm_pool[0].role, log_group = module.warm_pool[0].log_group } : null
+}
+
 output "lambda_job_retry" {
   description = "Job retry (null when off): function, role, log group, and its queue."
   value = local.job_retry ? {

@@ -31,7 +31,7 @@ resource "aws_iam_role_policy" "pool" {
   role  = module.pool[0].role.name
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = concat(local.launch_statements, [{
+    Statement = concat(local.launch_statements, local.warm_claim_statements, [{
       Sid      = "HoldPoolRunners"
       Effect   = "Allow"
       Action   = ["ec2:CreateTags"]

@@ -37,6 +37,7 @@ locals {
     USE_DEDICATED_HOST                        = tostring(var.use_dedicated_host)
     USER_AGENT                                = var.user_agent
     JOB_RETRY_CONFIG                          = local.job_retry_config
+    WARM_POOL_CONFIG                          = local.warm_pool_config
   }
 }
 
@@ -83,13 +84,15 @@ locals {
         Condition = { StringEquals = { "ec2:CreateAction" = ["CreateFleet", "RunInstances"] } }
       },
       {
+        # The runner's id, and the job it was launched for (a second delivery of the job's
+        # event finds it and launches nothing).
         Sid      = "TagRunnerId"
         Effect   = "Allow"
         Action   = ["ec2:CreateTags"]
         Resource = "${local.ec2_arn}:instance/*"
         Condition = {
           StringEquals                = { "aws:ResourceTag/ghr:environment" = var.prefix }
-          "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:github_runner_id"] }
+          "ForAllValues:StringEquals" = { "aws:TagKeys" = ["ghr:github_runner_id", "ghr:launched_for_job"] }
         }
       },
       {
@@ -156,6 +159,7 @@ resource "aws_iam_role_policy" "scale_up" {
     Version = "2012-10-17"
     Statement = concat(
       local.launch_statements,
+      local.warm_claim_statements,
       [
         {
           Sid      = "ReadBuildQueue"

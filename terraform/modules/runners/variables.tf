@@ -750,3 +750,29 @@ variable "ssm_housekeeper" {
     zip = string
   })
 }
+
+variable "warm_pool" {
+  description = <<-EOT
+    Beyond upstream: a warm pool of prepared, stopped instances that scale-up starts for a job
+    instead of launching a fresh one. `size` (0: off), `max_age_hours` (a prepared instance older
+    than this is replaced), `hibernate` (hibernate rather than stop: the launch template allows
+    hibernation, which needs an encrypted root volume at least as large as the instance's memory
+    and an instance type that supports it), `schedule_expression` (the top-up), and the warm-pool
+    function's `zip`, `lambda_memory_size`, `lambda_timeout`. Its instances are on-demand (EC2
+    stops no one-time spot instance). See docs/warm-pool.md.
+  EOT
+  type = object({
+    size                = optional(number, 0)
+    max_age_hours       = optional(number, 24)
+    hibernate           = optional(bool, false)
+    schedule_expression = optional(string, "rate(2 minutes)")
+    lambda_memory_size  = optional(number, 256)
+    lambda_timeout      = optional(number, 60)
+    zip                 = optional(string, "")
+  })
+  default = {}
+  validation {
+    condition     = var.warm_pool.size >= 0 && var.warm_pool.max_age_hours >= 1 && (var.warm_pool.size == 0 || var.warm_pool.zip != "")
+    error_message = "warm_pool: size at least 0 (0 is off), max_age_hours at least 1, and the function's zip with a size."
+  }
+}

@@ -175,6 +175,11 @@ impl World {
     /// Boots `instance_id` as its user data does: installs the runner from S3, writes the hook
     /// configuration and a user hook, then runs start-runner.sh.
     async fn boot(&self, instance_id: &str, token_wait_seconds: u32) -> Boot {
+        self.boot_with(instance_id, token_wait_seconds, &[]).await
+    }
+
+    /// `boot`, with more environment for start-runner.sh.
+    async fn boot_with(&self, instance_id: &str, token_wait_seconds: u32, extra: &[(&str, &str)]) -> Boot {
         let dir = scratch("runner");
         let tags = self.tags(instance_id).await;
         let imds = FakeImds::start(instance_id, REGION, tags).await;
@@ -210,9 +215,9 @@ impl World {
 
         let wait = token_wait_seconds.to_string();
         let hooks_dir = hooks.display().to_string();
-        let (status, start_log) = self
-            .bash("start-runner.sh", &dir, &imds, &[("TOKEN_WAIT_SECONDS", &wait), ("HOOKS_DIR", &hooks_dir)])
-            .await;
+        let mut env = vec![("TOKEN_WAIT_SECONDS", wait.as_str()), ("HOOKS_DIR", hooks_dir.as_str())];
+        env.extend_from_slice(extra);
+        let (status, start_log) = self.bash("start-runner.sh", &dir, &imds, &env).await;
         Boot { dir, status, log: format!("{install_log}{start_log}"), imds }
     }
 
@@ -557,4 +562,103 @@ async fn a_custom_image_installs_the_hooks_as_the_readme_says() {
     let tags = w.tags(&id).await;
     let started = tags.get("ghr:job_started").expect("the started marker");
     assert_eq!(tags.get("ghr:job_completed"), Some(started), "{tags:?}\n{log}");
+}
+
+/// The warm pool through its three real pieces: the built warm-pool function launches an
+/// instance in prepare mode; start-runner.sh prepares it (no registration), tags it ready and
+/// stops it; the built scale-up claims it for a job, writes its JIT config and starts it; on
+/// resume start-runner.sh (run again, as the unit it installed does at boot) registers and runs
+/// the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
+    let w = World::new().await;
+    w.put_runner_config("ephemeral", true, false).await;
+    let warm_config = r#"{"size":1,"maxAgeHours":24,"hibernate":false}"#;
+    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
+    env.extend(Moto::shared().lambda_env());
+    let warm_pool = LambdaFunction::spawn(
+        &binary("warm-pool"),
+        &format!("{}-warm-pool", w.stack.prefix),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let summary = warm_pool.invoke(json!({})).await.unwrap();
+    assert_eq!(summary["launched"].as_array().map(Vec::len), Some(1), "{summary}");
+    let id = summary["launched"][0].as_str().unwrap().to_string();
+    let tags = w.tags(&id).await;
+    assert_eq!(tags.get("ghr:warm").map(String::as_str), Some("preparing"));
+    assert_eq!(tags.get("ghr:Owner"), None, "no owner until claimed");
+
+    // Prepare mode.
+    let systemd = scratch("systemd");
+    let systemd_dir = systemd.display().to_string();
+    let boot = w.boot_with(&id, 5, &[("SYSTEMD_DIR", systemd_dir.as_str()), ("SYSTEMCTL", "true")]).await;
+    assert!(boot.status.success(), "prepare mode failed:\n{}", boot.log);
+    assert!(boot.log.contains("prepared, stopping until claimed"), "{}", boot.log);
+    assert!(matches!(w.state(&id).await.as_str(), "stopping" | "stopped"), "the instance stopped itself");
+    assert_eq!(w.tags(&id).await.get("ghr:warm").map(String::as_str), Some("ready"));
+    assert!(boot.file("config.args").is_none() && boot.file("run.args").is_none(), "no registration");
+    assert!(w.github.runners().is_empty(), "nothing registered with GitHub");
+    assert_eq!(w.token(&id).await, None);
+    let unit = std::fs::read_to_string(systemd.join("ghr-warm-runner.service")).expect("the resume unit");
+    assert!(unit.contains(&format!("ExecStart=/bin/bash {}/start-runner.sh", boot.dir.display())), "{unit}");
+    // The warm-pool function now counts it ready (moto stops at once) and launches no more.
+    let summary = warm_pool.invoke(json!({})).await.unwrap();
+    assert_eq!((summary["ready"].as_u64(), summary["requested"].as_u64()), (Some(1), Some(0)), "{summary}");
+
+    // Scale-up claims it for a job.
+    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
+    env.extend(Moto::shared().lambda_env());
+    let scale_up = LambdaFunction::spawn(
+        &binary("scale-up"),
+        &format!("{}-scale-up", w.stack.prefix),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let message = json!({"id": 7, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+        "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
+        "labels": ["self-hosted", "linux"]});
+    let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+    let before = w.instance_ids().await;
+    let response = scale_up.invoke(event).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_eq!(w.instance_ids().await, before, "no fresh instance");
+    assert!(matches!(w.state(&id).await.as_str(), "pending" | "running"), "started");
+    let tags = w.tags(&id).await;
+    assert_eq!(tags.get("ghr:warm").map(String::as_str), Some("claimed"));
+    assert_eq!(tags.get("ghr:Owner").map(String::as_str), Some("acme"));
+    assert_eq!(tags.get("ghr:launched_for_job").map(String::as_str), Some("7"));
+    let jit = w.token(&id).await.expect("the JIT config replaced the claim");
+    assert!(FakeGithub::decode_jit_config(&jit).is_some(), "{jit}");
+    assert!(scale_up.logs().iter().any(|l| l.contains("claimed warm instances")));
+    assert_eq!(scale_up.metric("WarmPoolClaims").iter().map(|(v, _)| v).sum::<f64>(), 1.0);
+
+    // Resume: the unit runs start-runner.sh in the prepared runner directory.
+    let imds = FakeImds::start(&id, REGION, tags).await;
+    let hooks_dir = boot.dir.join("hooks").display().to_string();
+    let (status, log) = w
+        .bash(
+            "start-runner.sh",
+            &boot.dir,
+            &imds,
+            &[
+                ("TOKEN_WAIT_SECONDS", "10"),
+                ("HOOKS_DIR", hooks_dir.as_str()),
+                ("SYSTEMD_DIR", systemd_dir.as_str()),
+                ("SYSTEMCTL", "true"),
+            ],
+        )
+        .await;
+    assert!(status.success(), "resume failed:\n{log}");
+    assert_eq!(boot.lines("run.args"), vec!["--jitconfig".to_string(), jit], "run.sh --jitconfig <the stored config>");
+    assert_eq!(boot.file("job.log").as_deref(), Some("job ran\n"));
+    assert_eq!(w.token(&id).await, None, "the instance deleted its configuration after reading it");
+    assert!(
+        matches!(w.state(&id).await.as_str(), "shutting-down" | "terminated"),
+        "ephemeral: terminated after its job"
+    );
 }

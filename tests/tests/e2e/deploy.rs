@@ -46,6 +46,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("scale-down", "scale_down_lambda_zip"),
     ("syncer", "runner_binaries_syncer_lambda_zip"),
     ("pool", "pool_lambda_zip"),
+    ("warm-pool", "warm_pool_lambda_zip"),
     ("job-retry", "job_retry_lambda_zip"),
     ("ssm-housekeeper", "ssm_housekeeper_lambda_zip"),
     ("ami-housekeeper", "ami_housekeeper_lambda_zip"),
@@ -808,6 +809,11 @@ async fn drive_configuration(
             }
         ));
     }
+    // The warm pool (where enabled): a scheduled top-up, the instance prepared by the template's
+    // boot script, a job that claims it, and its resume.
+    if system.has("warm-pool") {
+        extras.push(drive_warm_pool(system, aws, installation, &user_data).await);
+    }
     // The pool (when configured): invoked with its schedule's input, as EventBridge Scheduler
     // sends it (moto keeps schedules; it does not fire them).
     let mut pooled = 0;
@@ -876,6 +882,80 @@ async fn drive_configuration(
         if dynamic { format!(" (job with {dynamic_label}, on the runner's labels)") } else { String::new() },
         extras.iter().map(|e| format!("; {e}")).collect::<String>()
     )
+}
+
+/// The warm pool of one configuration, from the applied functions and launch template: the
+/// warm-pool function launches an instance in prepare mode; its boot script (the template's user
+/// data) installs the runner, tags it ready and stops it; scale-up claims it for a job, writes its
+/// configuration and starts it; the script the prepared instance runs at boot registers and runs
+/// the job.
+async fn drive_warm_pool(system: &Deployed<'_>, aws: &Aws, installation: u64, user_data: &str) -> String {
+    let github = system.github;
+    let environment = &system.environment;
+    let config: Value = serde_json::from_str(&system.var("scale-up", "WARM_POOL_CONFIG")).unwrap();
+    let size = config["size"].as_u64().expect("a warm pool size") as usize;
+    let warm_pool = system.spawn("warm-pool", &[]).await;
+    let answer = warm_pool.invoke(scheduled()).await;
+    let answer = answer.unwrap_or_else(|e| panic!("the warm pool failed: {e:?}\n{}", warm_pool.logs().join("\n")));
+    let launched: Vec<String> =
+        answer["launched"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(launched.len(), size, "the warm pool topped up to its size: {answer}");
+    let id = launched[0].clone();
+    // The others are not needed here.
+    if launched.len() > 1 {
+        aws.ec2.terminate_instances().set_instance_ids(Some(launched[1..].to_vec())).send().await.unwrap();
+    }
+    let tags = instance_tags(aws, &id).await;
+    assert_eq!(tags.get("ghr:warm").map(String::as_str), Some("preparing"), "{tags:?}");
+    assert!(!tags.contains_key("ghr:Owner"), "no owner until claimed: {tags:?}");
+    let config_path = system.var("scale-up", "SSM_CONFIG_PATH");
+    let prepared = boot_instance(system, aws, &id, &tags, &config_path, user_data).await;
+    assert!(prepared.log.contains("prepared, stopping until claimed"), "{}", prepared.log);
+    assert_eq!(instance_state(aws, &id).await, "stopped", "the prepared instance stopped itself");
+    assert_eq!(instance_tags(aws, &id).await.get("ghr:warm").map(String::as_str), Some("ready"));
+    assert!(prepared.dir.join("systemd/ghr-warm-runner.service").exists(), "the unit that resumes it");
+
+    // A job: scale-up claims the ready instance instead of launching one.
+    let labels: Vec<String> = system.var("scale-up", "RUNNER_LABELS").split(',').map(str::to_string).collect();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let job = github.add_job("acme", "web", &label_refs);
+    let message = json!({"id": job, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+        "installationId": installation, "queueId": "warm-drive", "repoOwnerType": "Organization", "labels": labels});
+    let event = json!({"Records": [{"messageId": "warm-1", "receiptHandle": "h", "body": message.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:q"), "awsRegion": REGION}]});
+    let scale_up = system.spawn("scale-up", &[]).await;
+    let answer = scale_up.invoke(event).await.expect("scale-up answers");
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}\n{}", scale_up.logs().join("\n"));
+    let claims: f64 = scale_up.metric("WarmPoolClaims").iter().map(|(v, _)| v).sum();
+    assert_eq!(claims, 1.0, "{}", scale_up.logs().join("\n"));
+    let running = running_instances(aws, environment).await;
+    assert_eq!(
+        running.iter().filter_map(|i| i.instance_id()).collect::<Vec<_>>(),
+        vec![id.as_str()],
+        "started, none launched"
+    );
+    let tags = instance_tags(aws, &id).await;
+    assert_eq!(tags.get("ghr:warm").map(String::as_str), Some("claimed"), "{tags:?}");
+
+    // The resume: the unit runs the prepared start-runner.sh with the instance's current tags.
+    let imds = FakeImds::start(&id, REGION, tags).await;
+    let script = prepared.dir.join("runner/start-runner.sh");
+    let mut command = instance_command(system, &prepared.dir, &imds, &script);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the resumed runner finished within 120 s")
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the resumed instance failed:\n{log}");
+    assert_eq!(github.job(job).expect("the job").status, "completed", "the warm runner ran the job:\n{log}");
+    if system.var("scale-up", "ENABLE_EPHEMERAL_RUNNERS") == "true" {
+        let state = instance_state(aws, &id).await;
+        assert!(state == "terminated" || state == "shutting-down", "ephemeral: ended after its job: {state}");
+    } else {
+        aws.ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
+    }
+    format!("warm pool: {id} prepared and stopped by its boot script, claimed and started for a job, which it ran")
 }
 
 /// The inputs of the pool's EventBridge Scheduler schedules (`<environment>-pool-<n>`), read
@@ -1033,6 +1113,8 @@ fn decode_user_data(encoded: &str) -> String {
 
 struct Booted {
     log: String,
+    /// The instance's scratch folder (its runner folder is `runner/`).
+    dir: PathBuf,
 }
 
 /// Runs the decoded user data as cloud-init would on the instance, with these differences only:
@@ -1069,16 +1151,40 @@ async fn boot_instance(
         .await
         .unwrap();
     let imds = FakeImds::start(instance_id, REGION, tags.clone()).await;
+    let mut command = instance_command(system, &dir, &imds, &dir.join("user-data.sh"));
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the user data finished within 180 s")
+        .unwrap();
+    let log = format!(
+        "{}{}\n--- user-data.log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(dir.join("user-data.log")).unwrap_or_default()
+    );
+    assert!(output.status.success(), "the user data failed:\n{log}");
+    let packages = std::fs::read_to_string(dir.join("packages.log")).unwrap_or_default();
+    assert!(packages.contains("install"), "the user data installs its packages: {packages:?}\n{log}");
+    Booted { log, dir }
+}
+
+/// A script run as on the instance (see [`boot_instance`]): shims for package managers and
+/// systemctl first on the PATH, the runner folder, the unit folder and the logs under `dir`.
+fn instance_command(system: &Deployed<'_>, dir: &Path, imds: &FakeImds, script: &Path) -> tokio::process::Command {
+    let shims = dir.join("shims");
+    let systemd = dir.join("systemd");
+    std::fs::create_dir_all(&systemd).unwrap();
     let venv_bin = python().parent().map(Path::to_path_buf).unwrap();
     let mut command = tokio::process::Command::new("bash");
     command
-        .arg(dir.join("user-data.sh"))
-        .current_dir(&dir)
+        .arg(script)
+        .current_dir(dir)
         .env(
             "PATH",
             format!("{}:{}:{}", shims.display(), venv_bin.display(), std::env::var("PATH").unwrap_or_default()),
         )
         .env("RUNNER_DIR", dir.join("runner"))
+        .env("SYSTEMD_DIR", &systemd)
         .env("USER_DATA_LOG", dir.join("user-data.log"))
         .env("CONSOLE", "/dev/null")
         .env("IMDS_URL", &imds.url)
@@ -1098,20 +1204,7 @@ async fn boot_instance(
     // The job markers reach AWS with the instance profile (the fake IMDS's) through this endpoint.
     command.env("GHR_AWS_ENDPOINT_URL", &system.moto.endpoint);
     command.env_remove("AWS_REGION").env_remove("AWS_DEFAULT_REGION");
-    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .expect("the user data finished within 180 s")
-        .unwrap();
-    let log = format!(
-        "{}{}\n--- user-data.log:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(dir.join("user-data.log")).unwrap_or_default()
-    );
-    assert!(output.status.success(), "the user data failed:\n{log}");
-    let packages = std::fs::read_to_string(dir.join("packages.log")).unwrap_or_default();
-    assert!(packages.contains("install"), "the user data installs its packages: {packages:?}\n{log}");
-    Booted { log }
+    command
 }
 
 // ---------------------------------------------------------------------------------------------

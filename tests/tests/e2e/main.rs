@@ -19,4 +19,5 @@ mod support;
 mod syncer;
 mod termination_watcher;
 mod terraform;
+mod warm_pool;
 mod webhook;

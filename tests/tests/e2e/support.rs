@@ -16,6 +16,7 @@ pub fn binary(name: &str) -> PathBuf {
         "syncer" => env!("CARGO_BIN_EXE_lambda-syncer"),
         "dispatcher" => env!("CARGO_BIN_EXE_lambda-dispatcher"),
         "pool" => env!("CARGO_BIN_EXE_lambda-pool"),
+        "warm-pool" => env!("CARGO_BIN_EXE_lambda-warm-pool"),
         "job-retry" => env!("CARGO_BIN_EXE_lambda-job-retry"),
         "ssm-housekeeper" => env!("CARGO_BIN_EXE_lambda-ssm-housekeeper"),
         "ami-housekeeper" => env!("CARGO_BIN_EXE_lambda-ami-housekeeper"),

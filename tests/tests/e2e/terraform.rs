@@ -174,6 +174,7 @@ fn every_variable_a_function_reads_is_set_by_terraform_and_every_one_set_is_read
         ("scale-down", scale_down::config::Config::variables()),
         ("syncer", syncer::config::Config::variables()),
         ("pool", pool::config::Config::variables()),
+        ("warm-pool", warm_pool::config::Config::variables()),
         ("job-retry", job_retry::config::Config::variables()),
         ("ssm-housekeeper", ssm_housekeeper::config::Config::variables()),
         ("ami-housekeeper", ami_housekeeper::config::Config::variables()),
@@ -464,7 +465,7 @@ const MULTI_RUNNER_DEPARTURES: &[(&str, &str)] = &[
     ("metrics", "the dashboard and alarms are on by default (as the root module)"),
     (
         "multi_runner_config",
-        "matcherConfig.awsDynamicLabelsPolicy is typed (upstream: `any`, which fails to plan when only some entries have a policy)",
+        "matcherConfig.awsDynamicLabelsPolicy is typed (upstream: `any`, which fails to plan when only some entries have a policy); runner_config.warm_pool is beyond upstream",
     ),
 ];
 

@@ -332,6 +332,9 @@ impl RunnerInstances for Ec2RunnerInstances {
         if f.orphan_only {
             filters.push(filter(&format!("tag:{}", tags::ORPHAN), &["true"]));
         }
+        if f.warm_only {
+            filters.push(filter("tag-key", &[crate::domain::warm_pool::WARM_TAG]));
+        }
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -409,6 +412,19 @@ impl RunnerInstances for Ec2RunnerInstances {
             .or(mappings.iter().find(|m| m.device_name().is_some()))
             .and_then(|m| m.device_name())
             .map(str::to_string))
+    }
+
+    async fn start(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .start_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2:StartInstances", e))?;
+        Ok(())
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {

@@ -16,4 +16,5 @@ pub mod scale_up;
 pub mod ssm_housekeeper;
 pub mod syncer;
 pub mod termination;
+pub mod warm_pool;
 pub mod webhook;

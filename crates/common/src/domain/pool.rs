@@ -66,7 +66,7 @@ pub fn count_pool(
             // booting; a missing launch time counts as booting too: unknown is never "gone".
             // Past the boot time, an offline or missing runner is neither available nor about
             // to be.
-            _ if instance.launch_time.is_none_or(|t| t + boot_time > now) => {
+            _ if instance.started_at().is_none_or(|t| t + boot_time > now) => {
                 count.booting.push(instance.id.clone());
             }
             _ => {}

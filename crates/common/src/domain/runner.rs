@@ -15,6 +15,7 @@ pub mod tags {
     pub const CREATED_BY: &str = "ghr:created_by";
     pub const CREATED_BY_SCALE_UP: &str = "scale-up-lambda";
     pub const CREATED_BY_POOL: &str = "pool-lambda";
+    pub const CREATED_BY_WARM_POOL: &str = "warm-pool-lambda";
     /// Unix seconds until which the pool wants this runner kept (set by each pool run on the
     /// runners it counts): scale-down does not remove it as idle before then.
     pub const POOL_HOLD_UNTIL: &str = "ghr:pool_hold_until";
@@ -105,6 +106,21 @@ impl RunnerInstance {
         self.tag(tags::POOL_HOLD_UNTIL).and_then(|v| v.trim().parse::<i64>().ok()).is_some_and(|t| t > now.timestamp())
     }
 
+    /// When the instance last started for a runner: its launch time, or for a warm pool
+    /// instance the later claim that started it (EC2 reports a restarted instance's last start
+    /// as its launch time; the claim time does not depend on that). The boot time and the
+    /// minimum running time count from here.
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        let claimed = self
+            .tag(crate::domain::warm_pool::CLAIMED_AT_TAG)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|s| DateTime::from_timestamp(s, 0));
+        match (self.launch_time, claimed) {
+            (Some(l), Some(c)) => Some(l.max(c)),
+            (l, c) => l.or(c),
+        }
+    }
+
     pub fn github_runner_id(&self) -> Option<u64> {
         self.tag(tags::GITHUB_RUNNER_ID).and_then(|v| v.trim().parse().ok())
     }
@@ -130,6 +146,8 @@ pub struct InstanceFilter {
     pub environment: String,
     pub owner: Option<RunnerOwner>,
     pub orphan_only: bool,
+    /// Only instances with a `ghr:warm` tag (the warm pool, whatever their place in it).
+    pub warm_only: bool,
     pub states: Vec<String>,
 }
 
@@ -140,7 +158,18 @@ impl InstanceFilter {
             environment: environment.to_string(),
             owner: None,
             orphan_only: false,
+            warm_only: false,
             states: vec!["running".into(), "pending".into()],
+        }
+    }
+
+    /// The warm pool of an environment: instances with a `ghr:warm` tag, running or stopped
+    /// (not terminated).
+    pub fn warm_pool(environment: &str) -> Self {
+        Self {
+            warm_only: true,
+            states: ["pending", "running", "stopping", "stopped"].iter().map(|s| s.to_string()).collect(),
+            ..Self::live(environment)
         }
     }
 

@@ -198,9 +198,9 @@ pub fn plan_owner(
             } else {
                 let name = expected_runner_name(instance, &policy.name_prefix);
                 match runners.iter().find(|r| r.name == name) {
-                    None if exceeded(instance.launch_time, policy.boot_time, now) => Decision::MarkOrphan,
+                    None if exceeded(instance.started_at(), policy.boot_time, now) => Decision::MarkOrphan,
                     None => Decision::Booting,
-                    Some(_) if !exceeded(instance.launch_time, policy.minimum_running_time, now) => Decision::TooYoung,
+                    Some(_) if !exceeded(instance.started_at(), policy.minimum_running_time, now) => Decision::TooYoung,
                     Some(r) if r.status == "offline" && (r.busy || job_in_flight(instance, now)) => {
                         match offline_since(instance) {
                             None => Decision::OfflineBusy { first_seen: true },

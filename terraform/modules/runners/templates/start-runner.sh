@@ -6,13 +6,22 @@
 # `<token_path>/<instance-id>` (only this instance may read it), deletes it, registers, and runs.
 # Ephemeral runners (and any failure) end with the instance terminating itself.
 #
-# Overridable for tests: RUNNER_DIR, IMDS_URL, TOKEN_WAIT_SECONDS, TERMINATE_DELAY.
+# Warm pool (`ghr:warm` tag): an instance launched `preparing` does not register. It installs a
+# unit that runs this script again at its next boot, tags itself `ready` and stops itself
+# (or hibernates, with `ghr:warm_hibernate=true`: then this very run carries on after the
+# resume). Scale-up claims it, writes its configuration and starts it; this script then reads
+# the configuration and registers as for a fresh instance.
+#
+# Overridable for tests: RUNNER_DIR, IMDS_URL, TOKEN_WAIT_SECONDS, TERMINATE_DELAY, SYSTEMD_DIR,
+# SYSTEMCTL.
 set -euo pipefail
 
 RUNNER_DIR=${RUNNER_DIR:-/opt/actions-runner}
 IMDS_URL=${IMDS_URL:-http://169.254.169.254}
 TOKEN_WAIT_SECONDS=${TOKEN_WAIT_SECONDS:-900}
 TERMINATE_DELAY=${TERMINATE_DELAY:-10}
+SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
+SYSTEMCTL=${SYSTEMCTL:-systemctl}
 
 agent_mode=unknown
 instance_id=""
@@ -59,6 +68,40 @@ name_prefix=$(tag ghr:runner_name_prefix || true)
 if [ "$name_prefix" = "None" ]; then name_prefix=""; fi
 echo "start-runner: instance $instance_id, config $config_path"
 
+warm=$(tag ghr:warm 2>/dev/null || true)
+if [ "$warm" = "preparing" ]; then
+  # Prepared (the runner is installed, the image's first-boot work is done): into the warm pool.
+  cat >"$SYSTEMD_DIR/ghr-warm-runner.service" <<UNIT
+[Unit]
+Description=GitHub Actions runner of a warm pool instance, started by scale-up
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+Environment=RUNNER_DIR=$RUNNER_DIR
+ExecStart=/bin/bash $RUNNER_DIR/start-runner.sh
+StandardOutput=append:/var/log/user-data.log
+StandardError=append:/var/log/user-data.log
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  "$SYSTEMCTL" enable ghr-warm-runner.service
+  aws ec2 create-tags --region "$region" --resources "$instance_id" --tags "Key=ghr:warm,Value=ready"
+  hibernate=$(tag ghr:warm_hibernate 2>/dev/null || true)
+  if [ "$hibernate" = "true" ] &&
+    aws ec2 stop-instances --region "$region" --instance-ids "$instance_id" --hibernate >/dev/null; then
+    # Frozen until scale-up starts the instance; then the configuration is read below.
+    echo "start-runner: prepared, hibernating until claimed"
+  else
+    aws ec2 stop-instances --region "$region" --instance-ids "$instance_id" >/dev/null
+    echo "start-runner: prepared, stopping until claimed"
+    agent_mode=warm
+    exit 0
+  fi
+fi
+
 parameters=$(aws ssm get-parameters-by-path --path "$config_path" --region "$region" --query 'Parameters[*].[Name,Value]' --output json)
 setting() { jq -r --arg name "$config_path/$1" '.[] | select(.[0] == $name) | .[1]' <<<"$parameters"; }
 run_as=$(setting run_as)
@@ -79,7 +122,9 @@ waited=0
 while [ -z "$config" ] || [ "$config" = "None" ]; do
   config=$(aws ssm get-parameter --name "$token_path/$instance_id" --with-decryption --region "$region" \
     --query 'Parameter.Value' --output text 2>/dev/null || true)
-  if [ -n "$config" ] && [ "$config" != "None" ]; then break; fi
+  # A warm pool claim is replaced by the configuration before the instance starts.
+  if [ -n "$config" ] && [ "$config" != "None" ] && [ "${config#ghr-warm-claim:}" = "$config" ]; then break; fi
+  config=
   if [ "$waited" -ge "$TOKEN_WAIT_SECONDS" ]; then
     echo "start-runner: no runner configuration after ${TOKEN_WAIT_SECONDS}s"
     exit 1

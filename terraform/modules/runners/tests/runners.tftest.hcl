@@ -286,6 +286,52 @@ run "ephemeral_jit_with_dead_letters" {
   }
 }
 
+run "warm_pool_off_by_default" {
+  command = plan
+  assert {
+    condition     = module.scale_up.function.environment.WARM_POOL_CONFIG == "{}" && length(module.warm_pool) == 0 && length(aws_cloudwatch_event_rule.warm_pool) == 0
+    error_message = "No warm pool unless a size is set."
+  }
+  assert {
+    condition = (length([for s in jsondecode(aws_iam_role_policy.runner.policy).Statement : s if startswith(s.Sid, "WarmPool")]) == 0
+    && length(aws_launch_template.runner.hibernation_options) == 0)
+    error_message = "Without a warm pool, runners may not stop themselves and the template does not hibernate."
+  }
+}
+
+run "warm_pool_that_hibernates" {
+  command = apply
+  variables {
+    enable_ephemeral_runners = true
+    warm_pool                = { size = 2, max_age_hours = 6, hibernate = true, schedule_expression = "rate(5 minutes)", zip = "warm-pool.zip" }
+  }
+  assert {
+    condition     = jsondecode(module.scale_up.function.environment.WARM_POOL_CONFIG) == { size = 2, maxAgeHours = 6, hibernate = true }
+    error_message = "Scale-up claims from the pool it is told of."
+  }
+  assert {
+    condition     = module.warm_pool[0].function.environment.WARM_POOL_CONFIG == module.scale_up.function.environment.WARM_POOL_CONFIG && module.warm_pool[0].function.environment.RUNNER_BOOT_TIME_IN_MINUTES != ""
+    error_message = "The warm-pool function launches through scale-up's settings, with the boot time."
+  }
+  assert {
+    condition     = aws_cloudwatch_event_rule.warm_pool[0].schedule_expression == "rate(5 minutes)"
+    error_message = "The top-up runs on its schedule."
+  }
+  assert {
+    condition     = aws_launch_template.runner.hibernation_options[0].configured
+    error_message = "A hibernating pool needs a template that allows hibernation."
+  }
+  assert {
+    condition = (length([for s in jsondecode(aws_iam_role_policy.scale_up.policy).Statement : s if s.Sid == "StartClaimedWarmInstances" && try(s.Condition.StringEquals["aws:ResourceTag/ghr:warm"], "") == "claimed"]) == 1
+    && length([for s in jsondecode(aws_iam_role_policy.warm_pool[0].policy).Statement : s if s.Sid == "StartClaimedWarmInstances"]) == 0)
+    error_message = "Scale-up starts claimed instances only; the warm-pool function starts none."
+  }
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.runner.policy).Statement : s.Condition.StringEquals["aws:ARN"] if s.Sid == "WarmPoolStopItself"]) == "$${ec2:SourceInstanceARN}"
+    error_message = "An instance may stop itself only."
+  }
+}
+
 run "explicit_jit_off_for_ephemeral" {
   command = plan
   variables {
