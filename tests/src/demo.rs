@@ -89,7 +89,20 @@ pub struct DemoOptions {
     /// The webhook endpoint is down for this long from the start of the burst (0: never); the
     /// redelivery function (every 10 s here) recovers the failed deliveries.
     pub outage_seconds: u64,
+    /// A warm pool of this many prepared, stopped instances (0: none), topped up every 2 s.
+    pub warm_pool: usize,
+    /// How long a stopped instance takes from `StartInstances` to running its start script
+    /// (a fresh one takes `boot_seconds`).
+    pub start_seconds: f64,
 }
+
+/// The instance side's model of EC2 for `--warm-pool`, at 1/20 of real time: a fresh instance
+/// boots, installs and starts its runner in about 100 s (`DEMO_FRESH_BOOT_SECONDS` 5 s here);
+/// a prepared, stopped instance starts and runs its start script in about 15 s
+/// (`DEMO_WARM_START_SECONDS` 0.75 s here). docs/performance.md gives the sources.
+pub const DEMO_TIME_SCALE: f64 = 20.0;
+pub const DEMO_FRESH_BOOT_SECONDS: f64 = 100.0 / DEMO_TIME_SCALE;
+pub const DEMO_WARM_START_SECONDS: f64 = 15.0 / DEMO_TIME_SCALE;
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -108,6 +121,8 @@ impl Default for DemoOptions {
             direct: false,
             pool: 0,
             outage_seconds: 0,
+            warm_pool: 0,
+            start_seconds: DEMO_WARM_START_SECONDS,
         }
     }
 }
@@ -139,6 +154,14 @@ pub struct DemoSummary {
     /// Seconds from a job's delivery to a runner taking it, and from launch to runner online.
     pub queued_to_started: Vec<f64>,
     pub launch_to_online: Vec<f64>,
+    /// Warm pool: instances prepared (stopped, ready), jobs that started on one, and for those
+    /// jobs queued → started (`queued_to_started` has every job), and start → runner online.
+    pub warm_prepared: usize,
+    pub jobs_on_warm_instances: usize,
+    pub warm_queued_to_started: Vec<f64>,
+    pub fresh_queued_to_started: Vec<f64>,
+    pub start_to_online: Vec<f64>,
+    pub warm_pool_runs: usize,
     pub github_calls: BTreeMap<String, usize>,
     pub aws_calls: BTreeMap<String, usize>,
     pub scale_up_batches: usize,
@@ -165,7 +188,9 @@ impl DemoSummary {
         let esm = |k: &str| ESM_CALLS.contains(&k);
         let aws: usize = self.aws_calls.iter().filter(|(k, _)| !esm(k)).map(|(_, v)| v).sum();
         let polling: usize = self.aws_calls.iter().filter(|(k, _)| esm(k)).map(|(_, v)| v).sum();
-        let per = |n: usize| if self.runners_launched == 0 { 0.0 } else { n as f64 / self.runners_launched as f64 };
+        // Runners: fresh instances, and warm ones started for a job.
+        let runners = self.runners_launched + self.jobs_on_warm_instances;
+        let per = |n: usize| if runners == 0 { 0.0 } else { n as f64 / runners as f64 };
         let mut out = String::new();
         out.push_str("\n== Summary ==\n");
         out.push_str(&format!(
@@ -176,6 +201,20 @@ impl DemoSummary {
             out.push_str(&format!(
                 "pool: {} runs, {} runners launched by the pool, {} jobs started on a pool runner\n",
                 self.pool_runs, self.pool_runners, self.jobs_on_pool_runners
+            ));
+        }
+        if self.warm_pool_runs > 0 {
+            out.push_str(&format!(
+                "warm pool: {} runs, {} instances prepared and stopped, {} jobs started on a warm instance\n",
+                self.warm_pool_runs, self.warm_prepared, self.jobs_on_warm_instances
+            ));
+            out.push_str(&format!(
+                "queued → job started: warm p50 {}, p95 {} | fresh p50 {}, p95 {} | StartInstances → runner online: p50 {}\n",
+                pct(&self.warm_queued_to_started, 0.5),
+                pct(&self.warm_queued_to_started, 0.95),
+                pct(&self.fresh_queued_to_started, 0.5),
+                pct(&self.fresh_queued_to_started, 0.95),
+                pct(&self.start_to_online, 0.5),
             ));
         }
         if self.deliveries_failed > 0 {
@@ -193,8 +232,17 @@ impl DemoSummary {
             ));
         }
         out.push_str(&format!(
-            "runners: {} launched, {} online, {} removed; left: {} instances, {} registered runners\n",
-            self.runners_launched, self.runners_online, self.runners_removed, self.instances_left, self.runners_left
+            "runners: {} launched{}, {} online, {} removed; left: {} instances, {} registered runners\n",
+            self.runners_launched,
+            if self.jobs_on_warm_instances > 0 {
+                format!(" (and {} warm instances started)", self.jobs_on_warm_instances)
+            } else {
+                String::new()
+            },
+            self.runners_online,
+            self.runners_removed,
+            self.instances_left,
+            self.runners_left
         ));
         out.push_str(&format!(
             "queued → runner online with the job: p50 {}, p95 {} | instance launch → runner online: p50 {}, p95 {}\n",
@@ -246,6 +294,10 @@ struct InstanceTrack {
     online_at: Option<Instant>,
     runner_id: Option<u64>,
     removed: bool,
+    /// Launched for the warm pool (prepared, then stopped until claimed).
+    warm: bool,
+    /// When the instance started again for a job (a warm claim).
+    started_at: Option<Instant>,
 }
 
 struct World {
@@ -318,7 +370,17 @@ impl World {
                     .tags()
                     .iter()
                     .any(|t| t.key() == Some(tags::CREATED_BY) && t.value() == Some(tags::CREATED_BY_POOL));
-                let by = if pool { ", for the pool" } else { "" };
+                let warm = i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(common::domain::warm_pool::WARM_TAG))
+                    .and_then(|t| t.value());
+                let by = match (pool, warm) {
+                    (true, _) => ", for the pool",
+                    (false, Some("claimed")) => ", for the warm pool, claimed",
+                    (false, Some(_)) => ", for the warm pool",
+                    (false, None) => "",
+                };
                 out.push((i.instance_id().unwrap_or_default().to_string(), format!("{lifecycle} {kind}{by}")));
             }
             next = page.next_token().map(str::to_string);
@@ -333,39 +395,86 @@ impl World {
 // The instance side: boot, register, run jobs, leave
 // ---------------------------------------------------------------------------------------------
 
-/// Watches moto for instances scale-up launched and boots each once.
+/// Watches moto for instances scale-up (or the warm pool) launched and boots each once; a
+/// prepared warm instance that runs again was claimed and started by scale-up.
 async fn watch_instances(world: Arc<World>) {
     loop {
         for (id, kind) in world.live_instances().await {
-            let new = {
+            enum Seen {
+                New { warm: bool },
+                Claimed,
+                Known,
+            }
+            let seen = {
                 let mut s = world.state();
-                if s.instances.contains_key(&id) {
-                    false
-                } else {
-                    let pool = kind.ends_with("for the pool");
-                    s.instances.insert(
-                        id.clone(),
-                        InstanceTrack { launched_at: Some(Instant::now()), pool, ..Default::default() },
-                    );
-                    s.summary.runners_launched += 1;
-                    if pool {
-                        s.summary.pool_runners += 1;
+                match s.instances.get_mut(&id) {
+                    // Prepared, then claimed and started by scale-up (its tag says so).
+                    Some(track) if track.warm && track.started_at.is_none() && kind.ends_with("claimed") => {
+                        track.started_at = Some(Instant::now());
+                        Seen::Claimed
                     }
-                    true
+                    Some(_) => Seen::Known,
+                    None => {
+                        let pool = kind.ends_with("for the pool");
+                        let warm = kind.contains("for the warm pool");
+                        s.instances.insert(
+                            id.clone(),
+                            InstanceTrack { launched_at: Some(Instant::now()), pool, warm, ..Default::default() },
+                        );
+                        if !warm {
+                            s.summary.runners_launched += 1;
+                        }
+                        if pool {
+                            s.summary.pool_runners += 1;
+                        }
+                        Seen::New { warm }
+                    }
                 }
             };
-            if new {
-                world.say(format!("instance {id} launched ({kind})"));
-                tokio::spawn(boot(world.clone(), id));
+            match seen {
+                Seen::New { warm: true } => {
+                    world.say(format!("instance {id} launched ({kind}): preparing"));
+                    tokio::spawn(prepare(world.clone(), id));
+                }
+                Seen::New { warm: false } => {
+                    world.say(format!("instance {id} launched ({kind})"));
+                    tokio::spawn(boot(world.clone(), id));
+                }
+                Seen::Claimed => {
+                    world.say(format!("instance {id} (warm) started by scale-up for a job"));
+                    tokio::spawn(resume(world.clone(), id));
+                }
+                Seen::Known => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-/// What `start-runner.sh` does, against moto and the fake GitHub.
+/// What `start-runner.sh` does in prepare mode: after the boot (the runner installed), tag the
+/// instance ready and stop it. No registration.
+async fn prepare(world: Arc<World>, instance: String) {
+    tokio::time::sleep(Duration::from_secs_f64(world.options.boot_seconds)).await;
+    world.tag(&instance, common::domain::warm_pool::WARM_TAG, "ready").await;
+    let _ = world.aws.ec2.stop_instances().instance_ids(&instance).send().await;
+    world.state().summary.warm_prepared += 1;
+    world.say(format!("instance {instance} prepared: tagged ready and stopped (warm pool)"));
+}
+
+/// A prepared instance started by scale-up: EC2's start, then the unit runs start-runner.sh.
+async fn resume(world: Arc<World>, instance: String) {
+    tokio::time::sleep(Duration::from_secs_f64(world.options.start_seconds)).await;
+    start_runner(world, instance).await;
+}
+
+/// A fresh instance: EC2's launch and boot (the user data), then start-runner.sh.
 async fn boot(world: Arc<World>, instance: String) {
     tokio::time::sleep(Duration::from_secs_f64(world.options.boot_seconds)).await;
+    start_runner(world, instance).await;
+}
+
+/// What `start-runner.sh` does, against moto and the fake GitHub.
+async fn start_runner(world: Arc<World>, instance: String) {
     // install-runner.sh: the runner tarball from the syncer's bucket.
     let installed =
         world.aws.s3.head_object().bucket(&world.bucket).key("actions-runner-linux.tar.gz").send().await.is_ok();
@@ -430,16 +539,18 @@ async fn boot(world: Arc<World>, instance: String) {
             if !jit {
                 world.tag(&instance, tags::GITHUB_RUNNER_ID, &runner_id.to_string()).await;
             }
-            let launched = {
+            let (launched, restarted) = {
                 let mut s = world.state();
                 s.summary.runners_online += 1;
                 let track = s.instances.entry(instance.clone()).or_default();
                 track.online_at = Some(Instant::now());
                 track.runner_id = Some(runner_id);
-                track.launched_at
+                (track.launched_at, track.started_at)
             };
-            if let Some(l) = launched {
-                world.state().summary.launch_to_online.push(l.elapsed().as_secs_f64());
+            match (restarted, launched) {
+                (Some(started), _) => world.state().summary.start_to_online.push(started.elapsed().as_secs_f64()),
+                (None, Some(l)) => world.state().summary.launch_to_online.push(l.elapsed().as_secs_f64()),
+                (None, None) => {}
             }
             world.say(format!("runner {instance} online (registered with a {how})"));
         }
@@ -485,20 +596,38 @@ async fn run_job(world: Arc<World>, job: u64, instance: String, ephemeral: bool)
     // As job-marker.sh writes them: the start in milliseconds, the completion naming it.
     let started = chrono::Utc::now().timestamp_millis().to_string();
     world.tag(&instance, JOB_STARTED_TAG, &started).await;
-    let (queued_at, on_pool) = {
+    let (queued_at, on_pool, on_warm) = {
         let mut s = world.state();
         let on_pool = s.instances.get(&instance).is_some_and(|i| i.pool);
+        let on_warm = s.instances.get(&instance).is_some_and(|i| i.warm);
         if on_pool {
             s.summary.jobs_on_pool_runners += 1;
         }
+        if on_warm {
+            s.summary.jobs_on_warm_instances += 1;
+        }
         let track = s.jobs.entry(job).or_default();
         track.started_at = Some(Instant::now());
-        (track.queued_at, on_pool)
+        (track.queued_at, on_pool, on_warm)
     };
     if let Some(q) = queued_at {
-        world.state().summary.queued_to_started.push(q.elapsed().as_secs_f64());
+        let waited = q.elapsed().as_secs_f64();
+        let mut s = world.state();
+        s.summary.queued_to_started.push(waited);
+        if on_warm {
+            s.summary.warm_queued_to_started.push(waited);
+        } else {
+            s.summary.fresh_queued_to_started.push(waited);
+        }
     }
-    world.say(format!("job {job} started on runner {instance}{}", if on_pool { " (a pool runner)" } else { "" }));
+    let on = if on_pool {
+        " (a pool runner)"
+    } else if on_warm {
+        " (a warm pool instance)"
+    } else {
+        ""
+    };
+    world.say(format!("job {job} started on runner {instance}{on}"));
     tokio::time::sleep(Duration::from_secs_f64(world.options.job_seconds)).await;
     world.tag(&instance, JOB_COMPLETED_TAG, &started).await;
     world.github.finish_job(job, Duration::ZERO);
@@ -731,6 +860,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     let org = if options.org { "true" } else { "false" };
     let (ephemeral, jit_config, queued_check) =
         if options.ephemeral { ("true", "true", "false") } else { ("false", "false", "true") };
+    let warm_config = if options.warm_pool > 0 {
+        json!({"size": options.warm_pool, "maxAgeHours": 24, "hibernate": false}).to_string()
+    } else {
+        "{}".to_string()
+    };
     let scale_up = vars(stack.scale_up_env(
         &api,
         &[
@@ -740,8 +874,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
             ("ENABLE_EPHEMERAL_RUNNERS", ephemeral),
             ("ENABLE_JIT_CONFIG", jit_config),
             ("ENABLE_JOB_QUEUED_CHECK", queued_check),
+            ("WARM_POOL_CONFIG", &warm_config),
         ],
     ));
+    // The warm-pool function launches through scale-up's code: scale-up's variables, and the
+    // time an instance has to prepare.
+    let warm_pool_vars = (options.warm_pool > 0).then(|| {
+        let mut v = scale_up.clone();
+        v.insert("RUNNER_BOOT_TIME_IN_MINUTES".into(), "1".into());
+        v
+    });
     let minimum = options.minimum_running_minutes.to_string();
     let scale_down = vars(stack.scale_down_env(
         &api,
@@ -814,6 +956,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         dispatcher,
         pool: pool_vars,
         job_retry: local::Vars::new(),
+        warm_pool: warm_pool_vars,
         syncer: Some(syncer),
         ssm_housekeeper: Some(ssm_housekeeper),
         redelivery: Some(redelivery),
@@ -834,6 +977,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     }
     // The schedule of a deployment is 5 minutes; the demo's, 10 s.
     local_options.redelivery_every = Duration::from_secs(10);
+    // A deployment's warm pool top-up runs every 2 minutes; the demo's every 2 s.
+    local_options.warm_pool_every = Duration::from_secs(2);
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
 
     let world = Arc::new(World {
@@ -883,6 +1028,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
                     }
                 }
                 local::Event::Pool(Err(e)) => watcher.say(format!("pool run failed (nothing launched): {e}")),
+                local::Event::WarmPool(Ok(v)) => {
+                    watcher.state().summary.warm_pool_runs += 1;
+                    let launched = v["launched"].as_array().map_or(0, Vec::len);
+                    let retired = v["retired"].as_array().map_or(0, Vec::len);
+                    if launched > 0 || retired > 0 {
+                        watcher.say(format!(
+                            "warm-pool: size {}, {} ready, {} preparing: launched {launched}, retired {retired}",
+                            v["size"], v["ready"], v["preparing"]
+                        ));
+                    }
+                }
+                local::Event::WarmPool(Err(e)) => watcher.say(format!("warm-pool run failed (nothing launched): {e}")),
                 local::Event::JobRetry { bodies, retried } => {
                     watcher.say(format!("job-retry: {} checks, {retried} returned", bodies.len()))
                 }
@@ -964,6 +1121,20 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         }
     }
 
+    // A warm pool is prepared first: its instances boot once, get ready and stop.
+    if options.warm_pool > 0 {
+        world.say(format!("warm pool of {}: waiting for its instances to be prepared and stopped", options.warm_pool));
+        let ready_by = Instant::now() + Duration::from_secs(120);
+        loop {
+            let prepared = world.state().summary.warm_prepared;
+            if prepared >= options.warm_pool || Instant::now() > ready_by {
+                world.say(format!("warm pool ready: {prepared} stopped instances waiting"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     // The burst of deliveries: real payloads, signed and sent by the fake GitHub to the App's
     // webhook, each attempt in the App's delivery log. During an outage the endpoint is
     // unreachable (nothing listens where GitHub sends).
@@ -1025,6 +1196,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
     let deadline = started + options.timeout;
     let mut last_progress = Instant::now();
     let mut pool_paused = false;
+    let mut warm_pool_emptied = false;
     let timed_out = loop {
         let live = world.live_instances().await;
         let registered = world.github.runners().into_iter().filter(|r| r.scope == world.scope()).count();
@@ -1032,8 +1204,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
             let s = world.state();
             (s.summary.jobs_queued, s.summary.jobs_completed)
         };
-        // Instances gone by scale-down's orphan path (or any other) count as removed too.
-        let known: Vec<String> = world.state().instances.keys().cloned().collect();
+        // Instances gone by scale-down's orphan path (or any other) count as removed too; a
+        // warm instance never started for a job is not a runner (stopped, it is not live).
+        let known: Vec<String> = world
+            .state()
+            .instances
+            .iter()
+            .filter(|(_, t)| !(t.warm && t.started_at.is_none()))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in known {
             if !live.iter().any(|(i, _)| *i == id) {
                 mark_removed(&world, &id, "instance terminated");
@@ -1041,6 +1220,26 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, String> {
         }
         if completed == queued && live.is_empty() && registered == 0 {
             break false;
+        }
+        if options.warm_pool > 0 && completed == queued && !warm_pool_emptied {
+            // Evening: the warm pool's schedule stops and its waiting instances are terminated
+            // (`warm_pool.size = 0`).
+            functions.pause_warm_pool();
+            warm_pool_emptied = true;
+            let waiting: Vec<String> = world
+                .state()
+                .instances
+                .iter()
+                .filter(|(_, t)| t.warm && t.started_at.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !waiting.is_empty() {
+                let _ = world.aws.ec2.terminate_instances().set_instance_ids(Some(waiting.clone())).send().await;
+            }
+            world.say(format!(
+                "every job done: the warm pool's schedule stops and its {} waiting instances are terminated",
+                waiting.len()
+            ));
         }
         if options.pool > 0 && completed == queued && !pool_paused {
             // Evening: the pool's schedules stop; once their hold has passed, scale-down's rules

@@ -146,6 +146,11 @@ pub trait RunnerInstances: Send + Sync {
     async fn tag(&self, instance_ids: &[String], tags: &[(String, String)]) -> Result<(), AwsError>;
     async fn untag(&self, instance_ids: &[String], keys: &[String]) -> Result<(), AwsError>;
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError>;
+    /// The image of the `$Default` version of a launch template (AWS resolves a `resolve:ssm:`
+    /// reference; where it does not, the reference is returned as it stands).
+    async fn template_image(&self, launch_template: &str) -> Result<Option<String>, AwsError>;
+    /// Stops instances (a runner going back to the warm pool).
+    async fn stop(&self, instance_ids: &[String]) -> Result<(), AwsError>;
     /// Starts stopped instances (the warm pool). One failed instance fails the call.
     async fn start(&self, instance_ids: &[String]) -> Result<(), AwsError>;
     /// The instances with these ids, in any state and environment (to confirm one is gone).

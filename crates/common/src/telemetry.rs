@@ -212,6 +212,22 @@ pub mod metrics {
         "Jobs the warm pool could not serve, launched fresh instead, by reason (none_ready, start_failed, claim_failed)."
     );
     metric!(
+        WARM_POOL_CLAIM_TO_RUNNER_START,
+        "WarmPoolClaimToRunnerStart",
+        Seconds,
+        [],
+        "runner",
+        "Seconds from scale-up's claim of a warm instance to its runner's start (sent by start-runner.sh on the instance)."
+    );
+    metric!(
+        WARM_POOL_RETURNED,
+        "WarmPoolReturned",
+        Count,
+        [],
+        "scale-down",
+        "Idle runners that came from the warm pool put back into it (stopped) instead of terminated."
+    );
+    metric!(
         WARM_POOL_READY,
         "WarmPoolReady",
         Count,
@@ -426,6 +442,8 @@ pub mod metrics {
         POOL_RUNNERS_LAUNCHED,
         WARM_POOL_CLAIMS,
         WARM_POOL_FALLBACKS,
+        WARM_POOL_RETURNED,
+        WARM_POOL_CLAIM_TO_RUNNER_START,
         WARM_POOL_READY,
         WARM_POOL_PREPARING,
         WARM_POOL_LAUNCHED,

@@ -400,6 +400,8 @@ pub struct MemoryRunnerInstances {
     list_failure: Mutex<Option<AwsError>>,
     terminate_failure: Mutex<Option<AwsError>>,
     start_failure: Mutex<Option<AwsError>>,
+    stop_failure: Mutex<Option<AwsError>>,
+    template_image: Mutex<Option<String>>,
     terminated: Mutex<Vec<String>>,
     started: Mutex<Vec<Vec<String>>>,
     tagged: Mutex<Vec<TagCall>>,
@@ -416,6 +418,8 @@ impl MemoryRunnerInstances {
             list_failure: Mutex::new(None),
             terminate_failure: Mutex::new(None),
             start_failure: Mutex::new(None),
+            stop_failure: Mutex::new(None),
+            template_image: Mutex::new(Some("ami-template".into())),
             terminated: Mutex::new(Vec::new()),
             started: Mutex::new(Vec::new()),
             tagged: Mutex::new(Vec::new()),
@@ -434,6 +438,17 @@ impl MemoryRunnerInstances {
 
     pub fn fail_terminating(&self, error: Option<AwsError>) {
         *lock(&self.terminate_failure) = error;
+    }
+
+    /// The launch template's image from now on (`ami-template` at first, the image of
+    /// instances launched without an override).
+    pub fn set_template_image(&self, image: Option<&str>) {
+        *lock(&self.template_image) = image.map(str::to_string);
+    }
+
+    /// Makes every `stop` call fail with `error`.
+    pub fn fail_stopping(&self, error: Option<AwsError>) {
+        *lock(&self.stop_failure) = error;
     }
 
     /// Makes every `start` call fail with `error` (EC2 answers for the whole call).
@@ -476,6 +491,7 @@ impl MemoryRunnerInstances {
         let mut tags: BTreeMap<String, String> = request.tags.iter().cloned().collect();
         tags.insert(tags::ENVIRONMENT.into(), self.environment.clone());
         RunnerInstance {
+            image_id: request.image_id.clone().or_else(|| lock(&self.template_image).clone()),
             id: format!("i-{n:017x}"),
             launch_time: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0),
             state: "pending".into(),
@@ -568,6 +584,21 @@ impl RunnerInstances for MemoryRunnerInstances {
 
     async fn template_block_device(&self, _launch_template: &str) -> Result<Option<String>, AwsError> {
         Ok(Some("/dev/xvda".into()))
+    }
+
+    async fn template_image(&self, _launch_template: &str) -> Result<Option<String>, AwsError> {
+        Ok(lock(&self.template_image).clone())
+    }
+
+    /// Running instances become `stopped` (at once).
+    async fn stop(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if let Some(e) = lock(&self.stop_failure).clone() {
+            return Err(e);
+        }
+        for i in lock(&self.instances).iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            i.state = "stopped".into();
+        }
+        Ok(())
     }
 
     /// Stopped instances become `pending`; like EC2, an unknown id or one not stopped fails

@@ -16,6 +16,8 @@
 //! - **syncer**: once at start, like the deploy trigger.
 //! - **pool** (when given `pool`): every `pool.every` with `{"poolSize": size}`, like one of its
 //!   Scheduler schedules; [`Local::pause_pool`] stops the schedule (the evening).
+//! - **warm-pool** (when given its environment, with a `WARM_POOL_CONFIG`): every
+//!   `warm_pool_every`, like its schedule; [`Local::pause_warm_pool`] stops it.
 //! - **job-retry** (when scale-up's `JOB_RETRY_CONFIG` is on): a poller on the retry queue,
 //!   like its event source mapping.
 //! - **ssm-housekeeper** (when configured, as by default): at start and every
@@ -61,6 +63,8 @@ pub struct Environments {
     pub pool: Vars,
     /// Job retry's (used when scale-up's `JOB_RETRY_CONFIG` is on).
     pub job_retry: Vars,
+    /// None: no warm pool (`warm_pool.size` 0).
+    pub warm_pool: Option<Vars>,
     /// None: no SSM housekeeper (`runners_ssm_housekeeper.enabled = false`).
     pub ssm_housekeeper: Option<Vars>,
     /// None: no webhook redelivery (`enable_webhook_redelivery = false`).
@@ -78,6 +82,10 @@ impl Environments {
         let syncer = all.contains_key("S3_BUCKET_NAME").then(|| all.clone());
         let ssm_housekeeper = all.contains_key("SSM_CLEANUP_CONFIG").then(|| all.clone());
         let redelivery = all.contains_key("REDELIVERY_CHECKPOINT_PARAMETER").then(|| all.clone());
+        let warm_pool = all
+            .get("WARM_POOL_CONFIG")
+            .is_some_and(|v| matches!(common::domain::warm_pool::WarmPoolConfig::parse(v), Ok(Some(_))))
+            .then(|| all.clone());
         Self {
             webhook: all.clone(),
             scale_up: all.clone(),
@@ -85,6 +93,7 @@ impl Environments {
             dispatcher: all.clone(),
             pool: all.clone(),
             job_retry: all,
+            warm_pool,
             syncer,
             ssm_housekeeper,
             redelivery,
@@ -115,6 +124,9 @@ pub struct Options {
     /// The pool's schedule: its size, and the time between runs.
     pub pool: Option<(usize, Duration)>,
     pub pool_timeout: Duration,
+    /// Time between warm-pool runs (its schedule), and its timeout.
+    pub warm_pool_every: Duration,
+    pub warm_pool_timeout: Duration,
     pub job_retry_timeout: Duration,
     pub ssm_housekeeper_every: Duration,
     pub ssm_housekeeper_timeout: Duration,
@@ -138,6 +150,8 @@ impl Options {
             event_queue: None,
             pool: None,
             pool_timeout: Duration::from_secs(60),
+            warm_pool_every: Duration::from_secs(120),
+            warm_pool_timeout: Duration::from_secs(60),
             job_retry_timeout: Duration::from_secs(30),
             ssm_housekeeper_every: Duration::from_secs(24 * 3600),
             ssm_housekeeper_timeout: Duration::from_secs(60),
@@ -163,6 +177,8 @@ pub enum Event {
     Syncer(Result<Value, String>),
     /// A pool run's summary, or its error.
     Pool(Result<Value, String>),
+    /// A warm-pool run's summary, or its error.
+    WarmPool(Result<Value, String>),
     /// Job retry handled a batch: the message bodies, and how many come back.
     JobRetry { bodies: Vec<String>, retried: usize },
     /// An SSM housekeeper run's summary, or its error.
@@ -180,6 +196,7 @@ pub struct Local {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     pool_paused: Arc<std::sync::atomic::AtomicBool>,
+    warm_pool_paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lookup(vars: &Vars) -> impl Fn(&str) -> Option<String> + '_ {
@@ -256,6 +273,14 @@ impl Local {
             }
             None => None,
         };
+        let warm_pool = match &envs.warm_pool {
+            Some(vars) => {
+                let config =
+                    warm_pool::config::Config::from_lookup(&lookup(vars)).map_err(|e| format!("warm-pool: {e}"))?;
+                Some(Arc::new(warm_pool::build(&config, sdk, metrics(&config.scale_up.telemetry)).await))
+            }
+            None => None,
+        };
         let job_retry = match &scale_up_config.job_retry {
             Some(retry) => {
                 let config = job_retry::config::Config::from_lookup(&lookup(&envs.job_retry))
@@ -291,6 +316,7 @@ impl Local {
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let pool_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let warm_pool_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -356,6 +382,26 @@ impl Local {
                 }
             })));
         }
+        if let Some(warm_pool) = warm_pool {
+            let timeout = options.warm_pool_timeout;
+            let warm_events = events.clone();
+            let paused = warm_pool_paused.clone();
+            let run = move |warm_pool: Arc<warm_pool::WarmPool>| {
+                let (events, paused) = (warm_events.clone(), paused.clone());
+                async move {
+                    if paused.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome = warm_pool.handle(Deadline::after(timeout)).await;
+                    let _ = events.send(Event::WarmPool(outcome.map(|s| s.to_json()).map_err(|e| e.to_string())));
+                }
+            };
+            // The first top-up at start, as after a deployment.
+            run(warm_pool.clone()).await;
+            tasks.push(tokio::spawn(every_tick(options.warm_pool_every, stopped.clone(), move || {
+                run(warm_pool.clone())
+            })));
+        }
         if let Some(housekeeper) = housekeeper {
             let timeout = options.ssm_housekeeper_timeout;
             let run = move |housekeeper: Arc<ssm_housekeeper::SsmHousekeeper>, events: mpsc::UnboundedSender<Event>| async move {
@@ -411,7 +457,13 @@ impl Local {
             shutdown,
             tasks,
             pool_paused,
+            warm_pool_paused,
         })
+    }
+
+    /// Stops the warm pool's schedule (before the pool is emptied).
+    pub fn pause_warm_pool(&self) {
+        self.warm_pool_paused.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops the pool's schedule (as when its schedules stop firing in the evening).
@@ -693,7 +745,7 @@ pub fn log_to_file(path: &std::path::Path, level: &str) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
     let level = common::telemetry::tracing_level(level);
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "warn,common={level},webhook={level},dispatcher={level},pool={level},job_retry={level},ssm_housekeeper={level},scale_up={level},scale_down={level},syncer={level},local={level}"
+        "warn,common={level},webhook={level},dispatcher={level},pool={level},warm_pool={level},job_retry={level},ssm_housekeeper={level},scale_up={level},scale_down={level},syncer={level},local={level}"
     ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -70,6 +70,7 @@ async fn main() -> Result<(), String> {
                 Some(Event::ScaleDown(summary)) => println!("scale-down {summary}"),
                 Some(Event::Syncer(result)) => println!("syncer   {result:?}"),
                 Some(Event::Pool(result)) => println!("pool     {result:?}"),
+                Some(Event::WarmPool(result)) => println!("warm-pool {result:?}"),
                 Some(Event::JobRetry { bodies, retried }) => println!("job-retry {} messages, {retried} returned for retry", bodies.len()),
                 Some(Event::SsmHousekeeper(result)) => println!("ssm-housekeeper {result:?}"),
                 Some(Event::Redelivery(summary)) => println!("redelivery {summary}"),

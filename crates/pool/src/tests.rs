@@ -71,6 +71,7 @@ fn add_instance(w: &World, id: &str, minutes_ago: i64) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     w.ec2.add(RunnerInstance {
+        image_id: None,
         id: id.into(),
         launch_time: Some(Utc::now() - chrono::TimeDelta::minutes(minutes_ago)),
         state: "running".into(),

@@ -2,6 +2,7 @@
 
 use common::config::{Env, FromEnv, GithubConnection, test_overrides};
 use common::domain::scale_down::IdleSchedule;
+use common::domain::warm_pool::WarmPoolConfig;
 use common::github::app::AppParameterNames;
 use common::telemetry::TelemetryConfig;
 
@@ -26,6 +27,9 @@ pub struct Config {
     /// `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`: a runner GitHub lists offline this long while a job
     /// is marked in flight (or it is flagged busy) counts as crashed and is removed.
     pub offline_timeout_minutes: i64,
+    /// `WARM_POOL_CONFIG` (beyond upstream): idle runners that came from the warm pool go back
+    /// to it (stopped) while it has room, rather than being terminated.
+    pub warm_pool: Option<WarmPoolConfig>,
     pub apps: AppParameterNames,
     pub rate_limit_metric: bool,
     pub clock_file: Option<String>,
@@ -60,6 +64,10 @@ impl FromEnv for Config {
         if withdrawal_wait_seconds > 30 {
             env.problem("RUNNER_WITHDRAWAL_WAIT_SECONDS", "must be at most 30 (it is spent within the run)");
         }
+        let warm_pool = WarmPoolConfig::parse(&env.string_or("WARM_POOL_CONFIG", "")).unwrap_or_else(|e| {
+            env.problem("WARM_POOL_CONFIG", e);
+            None
+        });
         Self {
             environment,
             idle,
@@ -69,6 +77,7 @@ impl FromEnv for Config {
             job_start_grace_seconds: env.parse_or("RUNNER_JOB_START_GRACE_SECONDS", 180),
             withdrawal_wait_seconds,
             offline_timeout_minutes,
+            warm_pool,
             apps,
             rate_limit_metric: env.bool_or("ENABLE_METRIC_GITHUB_APP_RATE_LIMIT", true),
             clock_file: env.optional(test_overrides::CLOCK_FILE),

@@ -31,6 +31,12 @@
 //!   whose API hangs leaves the others, before or after it, their time.
 //! - **Unknown is never idle**: any GitHub or EC2 error about an owner stops removals for that
 //!   owner in this run; the other owners are still handled, and the error is counted.
+//! - **Warm pool** (`WARM_POOL_CONFIG`, beyond upstream): an idle runner that came from the
+//!   warm pool goes back to it instead of being terminated, at the point where it would be
+//!   terminated (drained: deregistered, no job since), while the pool has room and the
+//!   instance is younger than `maxAgeHours`: tagged `ghr:warm=ready`, stripped of its owner,
+//!   runner and job tags, stopped. `preparing`/`ready` instances have no owner and are left
+//!   alone.
 //! - **Environment**: `ENVIRONMENT`, `SCALE_DOWN_CONFIG`, `MINIMUM_RUNNING_TIME_IN_MINUTES`,
 //!   `RUNNER_BOOT_TIME_IN_MINUTES`, `RUNNER_NAME_PREFIX`, `RUNNER_JOB_START_GRACE_SECONDS`,
 //!   `RUNNER_OFFLINE_TIMEOUT_IN_MINUTES`, `RUNNER_WITHDRAWAL_WAIT_SECONDS`, the App
@@ -54,12 +60,13 @@ use common::domain::scale_down::{
     expected_runner_name, ghost_candidates, offline_marks_to_clear, orphan_confirmed, orphan_decision, plan_owner,
     removal_step,
 };
+use common::domain::warm_pool::{RETURN_UNTAG, RETURNED_AT_TAG, WARM_TAG, WarmState, claim_starting, returns_to_pool};
 use common::error::GithubError;
 use common::ports::{GithubApi, GithubOwner, RunnerInstances, RunnerRemoval, Withdrawal};
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{
     GITHUB_APP_RATE_LIMIT_REMAINING, RUNNERS_IDLE_KEPT, RUNNERS_SEEN, RUNNERS_SKIPPED, RUNNERS_TERMINATED,
-    SCALE_DOWN_ERRORS,
+    SCALE_DOWN_ERRORS, WARM_POOL_RETURNED,
 };
 
 pub use config::Config;
@@ -109,6 +116,8 @@ pub struct Summary {
     /// Idle runners left for the next run because this run's time ran out (GitHub's write pace
     /// allows about three deregistrations a second per App).
     pub deferred: Vec<String>,
+    /// Idle runners put back into the warm pool (stopped) instead of terminated.
+    pub returned_to_pool: Vec<String>,
     pub errors: usize,
 }
 
@@ -259,6 +268,11 @@ impl ScaleDown {
         };
         summary.seen = instances.len();
         let live_ids: HashSet<String> = instances.iter().map(|i| i.id.clone()).collect();
+        let known: HashMap<String, RunnerInstance> = if self.config.warm_pool.is_some() {
+            instances.iter().map(|i| (i.id.clone(), i.clone())).collect()
+        } else {
+            HashMap::new()
+        };
         let mut owners: BTreeMap<RunnerOwner, OwnerInstances> = BTreeMap::new();
         for instance in instances {
             match instance.owner() {
@@ -336,6 +350,7 @@ impl ScaleDown {
             seen.first_seen.retain(|id, _| this_run.contains(id));
         }
         drained.extend(deregistered);
+        let drained = self.return_to_warm_pool(drained, &known, now, deadline, &mut summary).await;
         if !drained.is_empty() {
             self.terminate(&drained, "idle", deadline, &mut summary).await;
         }
@@ -347,6 +362,62 @@ impl ScaleDown {
         }
         self.report(&summary);
         summary
+    }
+
+    /// Of the idle runners about to be terminated, puts those that came from the warm pool back
+    /// into it while it has room (`warm_pool::returns_to_pool`): tagged ready, stripped of their
+    /// owner, runner and job tags, stopped. One that cannot be put back is terminated as before.
+    /// Returns what is still to terminate.
+    async fn return_to_warm_pool(
+        &self,
+        drained: Vec<String>,
+        known: &HashMap<String, RunnerInstance>,
+        now: chrono::DateTime<chrono::Utc>,
+        deadline: Deadline,
+        summary: &mut Summary,
+    ) -> Vec<String> {
+        let Some(warm) = &self.config.warm_pool else {
+            return drained;
+        };
+        let candidates: Vec<&RunnerInstance> = drained.iter().filter_map(|id| known.get(id)).collect();
+        if !candidates.iter().any(|i| WarmState::of(i) == Some(WarmState::Claimed)) {
+            return drained;
+        }
+        let filter = InstanceFilter::warm_pool(&self.config.environment);
+        let pool = match common::aws::with_retries(deadline, &[], || self.ec2.list(&filter)).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the warm pool; idle runners are terminated");
+                return drained;
+            }
+        };
+        let chosen = returns_to_pool(&candidates, &pool, warm, now);
+        let mut returned = Vec::new();
+        for id in &chosen {
+            let ids = std::slice::from_ref(id);
+            let ready = [
+                (WARM_TAG.to_string(), WarmState::Ready.as_str().to_string()),
+                (RETURNED_AT_TAG.to_string(), now.timestamp().to_string()),
+            ];
+            let untag: Vec<String> = RETURN_UNTAG.iter().map(|k| k.to_string()).collect();
+            let outcome = async {
+                common::aws::within(deadline, "ec2:CreateTags", self.ec2.tag(ids, &ready)).await?;
+                common::aws::within(deadline, "ec2:DeleteTags", self.ec2.untag(ids, &untag)).await?;
+                common::aws::within(deadline, "ec2:StopInstances", self.ec2.stop(ids)).await
+            };
+            match outcome.await {
+                Ok(()) => {
+                    tracing::info!(instance_id = %id, "idle runner from the warm pool put back into it (stopped)");
+                    returned.push(id.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(instance_id = %id, error = %e, "putting the runner back into the warm pool failed; it is terminated")
+                }
+            }
+        }
+        self.metrics.count(&WARM_POOL_RETURNED, returned.len(), &[]);
+        summary.returned_to_pool.extend(returned.iter().cloned());
+        drained.into_iter().filter(|id| !returned.contains(id)).collect()
     }
 
     /// Handles one owner; returns what to terminate.
@@ -536,6 +607,9 @@ impl ScaleDown {
                             // is unknown, and a runner still offline a boot time after first
                             // seen so is a ghost just the same.
                             None => self.unknown_ghost_confirmed(runner_id, now),
+                            // A warm pool instance claimed seconds ago is stopped until scale-up
+                            // starts it, its runner registered and offline meanwhile.
+                            Some(i) if i.state == "stopped" && claim_starting(i, now) => false,
                             Some(i) => {
                                 i.tag(tags::ENVIRONMENT) == Some(self.config.environment.as_str())
                                     && matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped")
@@ -853,6 +927,7 @@ pub fn summary_json(summary: &Summary) -> serde_json::Value {
         "skippedBusy": summary.skipped_busy.len(),
         "skippedUnknown": summary.skipped_unknown.len(),
         "deferred": summary.deferred.len(),
+        "returnedToPool": summary.returned_to_pool,
         "errors": summary.errors,
     })
 }

@@ -82,6 +82,7 @@ impl World {
             t.insert(k.to_string(), v.to_string());
         }
         self.ec2.add(RunnerInstance {
+            image_id: None,
             id: id.into(),
             launch_time: Some(at(launched)),
             state: "running".into(),
@@ -476,4 +477,97 @@ async fn a_failed_withdrawal_leaves_the_runner_registered() {
     assert_eq!(s.skipped_unknown.len(), 2, "unknown: no more removals for the owner: {s:?}");
     assert_eq!(w.github.count("delete_runner"), 0);
     assert_eq!(w.github.runners(&acme()).len(), 2);
+}
+
+#[tokio::test]
+async fn idle_runners_from_the_warm_pool_go_back_to_it_while_it_has_room() {
+    let w = world(&[("WARM_POOL_CONFIG", r#"{"size":2,"maxAgeHours":24}"#)], Options::default());
+    let claimed = [("ghr:warm", "claimed"), ("ghr:warm_claimed_at", "1"), (tags::LAUNCHED_FOR_JOB, "7")];
+    w.add("i-warm-a", &acme(), 10, Some((1, false)), &claimed);
+    w.add("i-warm-b", &acme(), 20, Some((2, false)), &claimed);
+    w.add("i-fresh", &acme(), 0, Some((3, false)), &[]);
+    // The pool holds one ready instance: room for one more.
+    w.ec2.add(RunnerInstance {
+        image_id: None,
+        id: "i-ready".into(),
+        launch_time: Some(at(30)),
+        state: "stopped".into(),
+        tags: [(tags::ENVIRONMENT, "ci"), (tags::APPLICATION, "github-action-runner"), ("ghr:warm", "ready")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    });
+    let first = w.run().await;
+    assert_eq!(first.deregistered.len(), 3, "{first:?}");
+    w.clock.set(at(61));
+    let s = w.run().await;
+    // The youngest of the two that came from the pool goes back; the others are terminated.
+    assert_eq!(s.returned_to_pool, vec!["i-warm-b"], "{s:?}");
+    let mut terminated = s.terminated.get("idle").cloned().unwrap_or_default();
+    terminated.sort();
+    assert_eq!(terminated, vec!["i-fresh", "i-warm-a"]);
+    let back = w.ec2.instances().into_iter().find(|i| i.id == "i-warm-b").unwrap();
+    assert_eq!(back.state, "stopped");
+    assert_eq!(back.tag("ghr:warm"), Some("ready"));
+    assert!(back.tag("ghr:warm_returned_at").is_some());
+    for gone in [
+        tags::OWNER,
+        tags::TYPE,
+        tags::GITHUB_RUNNER_ID,
+        tags::LAUNCHED_FOR_JOB,
+        tags::DEREGISTERED_AT,
+        "ghr:warm_claimed_at",
+    ] {
+        assert_eq!(back.tag(gone), None, "{gone}: {back:?}");
+    }
+    assert_eq!(w.metrics.sum("WarmPoolReturned"), 1.0);
+}
+
+#[tokio::test]
+async fn a_runner_that_cannot_be_stopped_is_terminated_instead() {
+    let w = world(&[("WARM_POOL_CONFIG", r#"{"size":2}"#)], Options::default());
+    w.add("i-warm", &acme(), 10, Some((1, false)), &[("ghr:warm", "claimed")]);
+    w.run().await;
+    w.ec2.fail_stopping(Some(AwsError::new("ec2:StopInstances", AwsErrorKind::Client, None, "denied")));
+    w.clock.set(at(61));
+    let s = w.run().await;
+    assert!(s.returned_to_pool.is_empty());
+    assert_eq!(s.terminated.get("idle").cloned().unwrap_or_default(), vec!["i-warm"]);
+}
+
+#[tokio::test]
+async fn the_runner_of_a_warm_instance_claimed_seconds_ago_is_not_a_ghost() {
+    let w = world(&[("WARM_POOL_CONFIG", r#"{"size":2}"#)], Options::default());
+    let claimed_at = at(60).timestamp().to_string();
+    // Claimed, registered (offline), not started yet.
+    w.add(
+        "i-00000000000000c1",
+        &acme(),
+        0,
+        None,
+        &[("ghr:warm", "claimed"), ("ghr:warm_claimed_at", claimed_at.as_str())],
+    );
+    w.ec2.stop(&["i-00000000000000c1".to_string()]).await.unwrap();
+    let runner = |id: u64, name: &str| GithubRunner {
+        id,
+        name: name.into(),
+        status: "offline".into(),
+        busy: false,
+        labels: vec![],
+        custom_labels: vec![],
+    };
+    w.github.add_runner(&acme(), runner(9, "ci-i-00000000000000c1"));
+    // A stopped instance that is no claim: its offline runner is a ghost.
+    w.add("i-00000000000000d2", &acme(), 0, None, &[]);
+    w.ec2.stop(&["i-00000000000000d2".to_string()]).await.unwrap();
+    w.github.add_runner(&acme(), runner(10, "ci-i-00000000000000d2"));
+    // A live runner of the owner, so that scale-down visits it.
+    w.add("i-live", &acme(), 59, Some((11, false)), &[]);
+    w.clock.set(at(61));
+    let s = w.run().await;
+    assert_eq!(s.ghosts_removed, vec![10], "{s:?}");
+    // Past the claim's start limit, it is abandoned: its runner goes.
+    w.clock.set(at(75));
+    let s = w.run().await;
+    assert_eq!(s.ghosts_removed, vec![9], "{s:?}");
 }

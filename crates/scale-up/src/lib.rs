@@ -136,6 +136,9 @@ pub struct ScaleUp {
 /// `capacityType` of a job message that must run on on-demand capacity (job rescue).
 const ON_DEMAND: &str = "on-demand";
 
+/// The failure of a claimed warm instance that did not start: its job launches fresh.
+const WARM_START_FAILED: &str = "warm_start_failed";
+
 /// The reason of jobs whose dynamic labels can never launch (malformed, or refused by EC2).
 const INVALID_DYNAMIC_LABELS: &str = "invalid_dynamic_labels";
 
@@ -223,6 +226,32 @@ impl ScaleUp {
         let launched =
             launch::launch(self, &pool, &deliveries, &DynamicLabels::default(), true, purpose, deadline).await;
         (launched.instance_ids, launched.failure)
+    }
+
+    /// The image new instances get: `AMI_ID_SSM_PARAMETER_NAME`'s value, else the launch
+    /// template's (a `resolve:ssm:` reference AWS did not resolve is read here). `None` when it
+    /// cannot be known.
+    pub async fn current_image(&self, deadline: Deadline) -> Result<Option<String>, String> {
+        let parameter = match &self.config.ami_parameter {
+            Some(name) => name.clone(),
+            None => {
+                let read = common::aws::within(
+                    deadline,
+                    "ec2:DescribeLaunchTemplateVersions",
+                    self.ec2.template_image(&self.config.launch_template),
+                );
+                match read.await.map_err(|e| e.to_string())? {
+                    Some(image) => match common::domain::ami_housekeeper::ssm_reference(&image) {
+                        Some(name) => name.to_string(),
+                        None => return Ok(Some(image)),
+                    },
+                    None => return Ok(None),
+                }
+            }
+        };
+        let read =
+            common::aws::within(deadline, "ssm:GetParameter", self.parameters.get_parameter_fresh(&parameter)).await;
+        Ok(read.map_err(|e| e.to_string())?.map(|v| v.expose().trim().to_string()))
     }
 
     /// The owner's instances that count toward the maximum: running and pending ones, and with
@@ -551,7 +580,8 @@ impl ScaleUp {
 
     /// Launches fresh instances for `jobs` (one fleet per dynamic label set), recounts the
     /// owner's instances against the maximum with `claimed` (warm instances this invocation
-    /// claimed) counted as its own, registers every runner, then starts the claimed ones.
+    /// claimed) counted as its own, and registers every runner, starting each claimed one once
+    /// its configuration is written.
     /// Returns the fates, and the jobs whose claimed instance did not start (terminated, for a
     /// fresh launch).
     #[allow(clippy::too_many_arguments)]
@@ -636,20 +666,12 @@ impl ScaleUp {
             pairs.iter().filter(|(_, id)| warm.contains(id)).map(|(j, _)| (j.message_id.clone(), j.clone())).collect();
         let registered = self.configure_runners(github, pairs, &warm, deadline).await;
 
-        // Start the claimed instances that are registered: their boot script reads the
-        // configuration on resume.
-        let to_start: Vec<String> = registered
-            .iter()
-            .filter_map(|(_, fate)| match fate {
-                Fate::Created { instance_id } if warm.contains(instance_id) => Some(instance_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let not_started = self.start_claimed(&to_start, deadline).await;
+        // A claimed instance started as soon as its configuration was written (in
+        // `configure_runners`); one that did not start was terminated, and its job launches fresh.
         let mut start_failed = Vec::new();
         for (message_id, fate) in registered {
             match &fate {
-                Fate::Created { instance_id } if not_started.contains(instance_id) => {
+                Fate::Retry { reason: WARM_START_FAILED, .. } => {
                     if let Some(job) = warm_jobs.get(&message_id) {
                         start_failed.push(job.clone());
                     }
@@ -763,33 +785,31 @@ impl ScaleUp {
         (rest, claimed)
     }
 
-    /// Starts claimed warm instances: one call for all, then (if it fails: one instance in the
-    /// wrong state or without capacity fails the whole call) one per instance. Returns the ones
-    /// that did not start, terminated: nothing else can use them now.
-    async fn start_claimed(&self, ids: &[String], deadline: Deadline) -> HashSet<String> {
-        if ids.is_empty() {
-            return HashSet::new();
-        }
-        let all = common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:StartInstances", self.ec2.start(ids));
-        if all.await.is_ok() {
-            return HashSet::new();
-        }
-        let mut failed = HashSet::new();
-        for id in ids {
-            let one = std::slice::from_ref(id);
-            if let Err(e) =
-                common::aws::within(deadline.less(CLEANUP_RESERVE), "ec2:StartInstances", self.ec2.start(one)).await
-            {
-                tracing::warn!(instance_id = %id, error = %e, "a claimed warm instance did not start; launching a fresh one");
-                failed.insert(id.clone());
+    /// Starts a claimed warm instance whose configuration is written. Throttling is retried;
+    /// anything else (no capacity for its type, the instance gone) is not: a fresh launch serves
+    /// the job sooner than a capacity that comes back in minutes.
+    async fn start_warm(&self, instance_id: &str, deadline: Deadline) -> Result<(), String> {
+        let ids = [instance_id.to_string()];
+        let deadline = deadline.less(CLEANUP_RESERVE);
+        let mut attempt = 0;
+        loop {
+            match common::aws::within(deadline, "ec2:StartInstances", self.ec2.start(&ids)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let wait = common::deadline::backoff(attempt, Duration::from_millis(200), Duration::from_secs(2));
+                    if e.kind == common::error::AwsErrorKind::Throttled
+                        && attempt < 3
+                        && deadline.allows(wait, Duration::ZERO)
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    tracing::warn!(instance_id, error = %e, "a claimed warm instance did not start; launching a fresh one");
+                    return Err(e.to_string());
+                }
             }
         }
-        if !failed.is_empty() {
-            let failed: Vec<String> = failed.iter().cloned().collect();
-            // Its registration stays offline: scale-down removes it as a ghost.
-            self.terminate(&failed, deadline).await;
-        }
-        failed
     }
 
     /// The owner's live instances after our launch. EC2's reads are eventually consistent: it
@@ -893,6 +913,14 @@ impl ScaleUp {
                         Shared::Token(token) => {
                             self.configure_with_token(github, token, web_url, &runner, deadline).await
                         }
+                    };
+                    // A claimed warm instance starts as soon as its own configuration is
+                    // written, not after the batch's: its boot reads it.
+                    let result = match result {
+                        Ok(()) if runner.warm => {
+                            self.start_warm(&instance_id, deadline).await.map_err(|e| (WARM_START_FAILED, e))
+                        }
+                        other => other,
                     };
                     (job, instance_id, result)
                 }

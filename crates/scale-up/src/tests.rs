@@ -239,6 +239,7 @@ async fn over_the_maximum_ephemeral_jobs_are_retried_and_reusable_ones_acknowled
 /// A running instance of this environment's organization runners for `acme`.
 fn acme_instance(id: &str, launch_time: Option<chrono::DateTime<chrono::Utc>>) -> RunnerInstance {
     RunnerInstance {
+        image_id: None,
         id: id.into(),
         launch_time,
         state: "running".into(),
@@ -663,6 +664,7 @@ const WARM: &[(&str, &str)] = &[
 /// A prepared warm pool instance, stopped, launched `minutes_ago`.
 fn warm_instance(id: &str, minutes_ago: i64) -> RunnerInstance {
     RunnerInstance {
+        image_id: None,
         id: id.into(),
         launch_time: Some(chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago)),
         state: "stopped".into(),
@@ -702,7 +704,9 @@ async fn warm_instances_are_claimed_registered_and_started_before_any_launch() {
         })
         .collect();
     assert_eq!(warm_ids.len(), 2);
-    assert_eq!(w.ec2.started(), vec![vec!["i-warm-old".to_string(), "i-warm-young".to_string()]], "one StartInstances");
+    let mut started = w.ec2.started();
+    started.sort();
+    assert_eq!(started, vec![vec!["i-warm-old".to_string()], vec!["i-warm-young".to_string()]], "each once configured");
     // The third plain job and the dynamic-label job launch fresh: one fleet each.
     let launches = w.ec2.launches();
     assert_eq!(launches.iter().map(|l| l.count).sum::<usize>(), 2, "{launches:?}");

@@ -43,7 +43,7 @@ fn telemetry() -> TelemetryConfig {
 }
 
 fn instance(id: &str, state: &str) -> RunnerInstance {
-    RunnerInstance { id: id.into(), launch_time: None, state: state.into(), tags: Default::default() }
+    RunnerInstance { image_id: None, id: id.into(), launch_time: None, state: state.into(), tags: Default::default() }
 }
 
 /// Old, new, orphaned and foreign parameters, and the App's parameter next door.

@@ -71,7 +71,13 @@ fn runner(w: &World, id: &str, env: &str, runner_id: Option<u64>, tag_the_id: bo
     if let (Some(rid), true) = (runner_id, tag_the_id) {
         tags.insert("ghr:github_runner_id".into(), rid.to_string());
     }
-    w.ec2.add(RunnerInstance { id: id.into(), launch_time: Some(chrono::Utc::now()), state: "running".into(), tags });
+    w.ec2.add(RunnerInstance {
+        image_id: None,
+        id: id.into(),
+        launch_time: Some(chrono::Utc::now()),
+        state: "running".into(),
+        tags,
+    });
     if let Some(rid) = runner_id {
         w.github.add_runner(
             &acme(),

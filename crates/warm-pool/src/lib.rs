@@ -6,10 +6,12 @@
 //! - **Per run**: lists the environment's warm pool (instances tagged `ghr:warm`, running or
 //!   stopped) and its running instances once, then (`warm_pool::plan`):
 //!   - terminates the instances to retire: prepared longer ago than `maxAgeHours` (the pool
-//!     rotates, so its images and packages stay fresh), not prepared a boot time after their
-//!     launch, or claimed and left stopped by a claimant that died;
-//!   - launches the missing instances in prepare mode (`ghr:warm=preparing`, no owner), through
-//!     scale-up's launch path (one fleet, on-demand failover, the AMI override); their boot
+//!     rotates, so its packages stay fresh), prepared from another image than the one the
+//!     configuration launches now (a new AMI: `AMI_ID_SSM_PARAMETER_NAME`, else the launch
+//!     template's), not prepared a boot time after their launch, or claimed and left stopped by
+//!     a claimant that died;
+//!   - launches the missing instances in prepare mode (`ghr:warm=preparing`, no owner), on
+//!     demand, through scale-up's launch path (one fleet, the AMI override); their boot
 //!     script installs the runner, tags them `ready` and stops (or hibernates) them;
 //!   - **never past `RUNNERS_MAXIMUM_COUNT`**: stopped instances cost no compute and do not
 //!     count, but instances preparing run, and so does the top-up only while the environment
@@ -32,7 +34,7 @@ use common::clock::{Clock, SystemClock};
 use common::config::FromEnv;
 use common::deadline::Deadline;
 use common::domain::runner::InstanceFilter;
-use common::domain::warm_pool::{WarmPlan, plan};
+use common::domain::warm_pool::{PoolContext, WarmPlan, plan};
 use common::error::AwsError;
 use common::telemetry::Metrics;
 use common::telemetry::metrics::{WARM_POOL_LAUNCHED, WARM_POOL_PREPARING, WARM_POOL_READY, WARM_POOL_RETIRED};
@@ -128,14 +130,23 @@ impl WarmPool {
         let running_filter = InstanceFilter::live(&config.environment);
         let pool = common::aws::with_retries(deadline, &[], || ec2.list(&pool_filter)).await?;
         let running = common::aws::with_retries(deadline, &[], || ec2.list(&running_filter)).await?;
-        let WarmPlan { ready, preparing, retire, launch } = plan(
-            &pool,
-            running.len(),
-            warm,
-            TimeDelta::minutes(self.config.boot_time_minutes),
-            config.maximum,
-            self.clock.now(),
-        );
+        // A new image rotates the pool; an unknown one rotates nothing (and launches anyway:
+        // the template decides the image of what is launched).
+        let current_image = match self.scale_up.current_image(deadline).await {
+            Ok(image) => image,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the configuration's image; no rotation by image this run");
+                None
+            }
+        };
+        let context = PoolContext {
+            running: running.len(),
+            maximum: config.maximum,
+            boot_time: TimeDelta::minutes(self.config.boot_time_minutes),
+            current_image: current_image.as_deref(),
+            now: self.clock.now(),
+        };
+        let WarmPlan { ready, preparing, retire, launch } = plan(&pool, warm, context);
         let mut summary = WarmPoolSummary {
             size: warm.size,
             ready: ready.len(),

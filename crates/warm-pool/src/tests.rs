@@ -83,6 +83,7 @@ fn instance(id: &str, state: &str, warm: Option<&str>, minutes_ago: i64) -> Runn
         t.insert(tags::OWNER.into(), "acme".into());
     }
     RunnerInstance {
+        image_id: None,
         id: id.into(),
         launch_time: Some(now() - TimeDelta::minutes(minutes_ago)),
         state: state.into(),
@@ -146,6 +147,23 @@ async fn the_top_up_never_passes_the_maximum() {
     let s = w.warm_pool.handle(deadline()).await.unwrap();
     assert_eq!((s.running, s.preparing, s.requested), (4, 1, 0), "{s:?}");
     assert_eq!(w.ec2.live().len(), 4);
+}
+
+#[tokio::test]
+async fn a_new_image_in_the_template_rotates_the_ready_instances() {
+    let w = world(&[]);
+    let mut old = instance("i-old-image", "stopped", Some("ready"), 30);
+    old.image_id = Some("ami-template".into());
+    w.ec2.add(old);
+    let s = w.warm_pool.handle(deadline()).await.unwrap();
+    assert!(s.retired.is_empty(), "{s:?}");
+    w.ec2.set_template_image(Some("ami-patched"));
+    let s = w.warm_pool.handle(deadline()).await.unwrap();
+    assert_eq!(s.retired, vec![("i-old-image".to_string(), "image_changed")], "{s:?}");
+    assert_eq!(w.metrics.sum_with("WarmPoolRetired", &[("Reason", "image_changed")]), 1.0);
+    assert_eq!(s.launched.len(), 1, "replaced: {s:?}");
+    let replacement = w.ec2.instances().into_iter().find(|i| i.id == s.launched[0]).unwrap();
+    assert_eq!(replacement.image_id.as_deref(), Some("ami-patched"));
 }
 
 #[tokio::test]

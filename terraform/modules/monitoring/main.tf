@@ -30,6 +30,8 @@ locals {
     PoolRunnersLaunched              = []
     WarmPoolClaims                   = []
     WarmPoolFallbacks                = ["Reason"]
+    WarmPoolReturned                 = []
+    WarmPoolClaimToRunnerStart       = []
     WarmPoolReady                    = []
     WarmPoolPreparing                = []
     WarmPoolLaunched                 = []
@@ -52,7 +54,9 @@ locals {
     JobsNotRescued                   = ["Reason"]
   }
   # Gauges are read by their lowest value (the pool at its emptiest); the other metrics are counts.
-  gauges    = ["GitHubAppRateLimitRemaining", "WarmPoolReady", "WarmPoolPreparing"]
+  gauges = ["GitHubAppRateLimitRemaining", "WarmPoolReady", "WarmPoolPreparing"]
+  # Timings are read by their median.
+  timings   = ["WarmPoolClaimToRunnerStart"]
   functions = { for k, v in var.functions : k => v if v != null }
 
   # Which `Environment` values emit each metric: the webhook and dispatcher run once for the
@@ -78,7 +82,7 @@ locals {
   # so an expression is an array holding one object; SEARCH's schema quotes the namespace (ours
   # has a space) and the dimension names, or the search matches nothing.
   emf_rows = { for name, dims in local.emf_metrics : name => [for i, env in local.metric_environments[name] : length(dims) == 0
-    ? jsonencode([var.namespace, name, "Environment", env, merge({ label = "${name}${local.label[env]}" }, contains(local.gauges, name) ? { stat = "Minimum" } : {})])
+    ? jsonencode([var.namespace, name, "Environment", env, merge({ label = "${name}${local.label[env]}" }, contains(local.gauges, name) ? { stat = "Minimum" } : {}, contains(local.timings, name) ? { stat = "p50" } : {})])
     : jsonencode([{
       expression = "SEARCH('{${join(",", [for d in concat([var.namespace, "Environment"], dims) : "\"${d}\""])}} MetricName=\"${name}\" Environment=\"${env}\"', '${contains(local.gauges, name) ? "Minimum" : "Sum"}', 300)"
       label      = "${name}${local.label[env]}"
@@ -94,7 +98,7 @@ locals {
     "Scale-down"                     = ["RunnersSeen", "RunnersIdleKept", "RunnersTerminated", "RunnersSkipped", "ScaleDownErrors"]
     "Runner binary sync"             = ["RunnerBinarySync"]
     "Pool and job retry"             = ["PoolRunnersAvailable", "PoolRunnersLaunched", "RetryJob"]
-    "Warm pool"                      = ["WarmPoolReady", "WarmPoolPreparing", "WarmPoolLaunched", "WarmPoolRetired", "WarmPoolClaims", "WarmPoolFallbacks"]
+    "Warm pool"                      = ["WarmPoolReady", "WarmPoolPreparing", "WarmPoolLaunched", "WarmPoolRetired", "WarmPoolClaims", "WarmPoolFallbacks", "WarmPoolReturned", "WarmPoolClaimToRunnerStart"]
     "SSM housekeeper"                = ["SsmParametersDeleted", "SsmParametersNotDeleted"]
     "Webhook redelivery"             = ["DeliveriesFailedSeen", "DeliveriesRedelivered", "DeliveriesGivenUp"]
     "AMI housekeeper"                = ["AmisDeregistered", "AmiSnapshotsDeleted", "AmisNotDeregistered"]

@@ -128,6 +128,15 @@ resource "aws_iam_role_policy" "runner" {
           }
         },
         {
+          # The time from its claim to its runner's start (the dashboard's warm pool row);
+          # PutMetricData has no resource-level permissions, the namespace is the condition.
+          Sid       = "WarmPoolStartMetric"
+          Effect    = "Allow"
+          Action    = ["cloudwatch:PutMetricData"]
+          Resource  = "*"
+          Condition = { StringEquals = { "cloudwatch:namespace" = try(var.lambda.metrics_namespace, "GitHub Runners") } }
+        },
+        {
           Sid       = "WarmPoolStopItself"
           Effect    = "Allow"
           Action    = ["ec2:StopInstances"]

@@ -79,6 +79,8 @@ resource "aws_ssm_parameter" "runner_config" {
     enable_jit_config      = tostring(local.jit)
     enable_cloudwatch      = tostring(var.enable_cloudwatch_agent)
     token_path             = local.token_path
+    # Where a warm pool instance reports the time from its claim to its runner's start.
+    metrics_namespace = try(var.lambda.metrics_namespace, "GitHub Runners")
   }
   name  = "${local.config_path}/${each.key}"
   type  = "String"

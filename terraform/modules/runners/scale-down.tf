@@ -24,6 +24,7 @@ module "scale_down" {
       RUNNER_OFFLINE_TIMEOUT_IN_MINUTES         = tostring(var.runner_offline_timeout_in_minutes)
       RUNNER_WITHDRAWAL_WAIT_SECONDS            = tostring(var.scale_down_withdrawal_wait_seconds)
       SCALE_DOWN_CONFIG                         = jsonencode(var.idle_config)
+      WARM_POOL_CONFIG                          = local.warm_pool_config
       USER_AGENT                                = var.user_agent
     }
   })
@@ -88,6 +89,29 @@ resource "aws_iam_role_policy" "scale_down" {
           Resource = var.app_parameters.arns
         },
       ],
+      # An idle runner that came from the warm pool goes back to it: tagged ready, stripped of
+      # its owner, runner and job tags, stopped.
+      [for statement in [
+        {
+          Sid      = "ReturnToWarmPool"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateTags", "ec2:DeleteTags"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals                = { "aws:ResourceTag/ghr:environment" = var.prefix }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = local.warm_return_tag_keys }
+          }
+        },
+        {
+          Sid      = "StopReturnedRunners"
+          Effect   = "Allow"
+          Action   = ["ec2:StopInstances"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            StringEquals = { "aws:ResourceTag/ghr:environment" = var.prefix, "aws:ResourceTag/ghr:warm" = "ready" }
+          }
+        },
+      ] : statement if local.warm_pool],
       var.kms_key_arn == null ? [] : [{
         Sid      = "Keys"
         Effect   = "Allow"

@@ -11,6 +11,13 @@ locals {
     hibernate   = var.warm_pool.hibernate
   }) : "{}"
 
+  # What a runner going back to the pool sheds and gets (common::domain::warm_pool::RETURN_UNTAG).
+  warm_return_tag_keys = [
+    "ghr:warm", "ghr:warm_returned_at", "ghr:Type", "ghr:Owner", "ghr:github_runner_id", "ghr:launched_for_job",
+    "ghr:deregistered_at", "ghr:withdrawn_at", "ghr:pool_hold_until", "ghr:orphan", "ghr:job_started",
+    "ghr:job_completed", "ghr:offline_since", "ghr:job_run", "ghr:warm_claimed_at",
+  ]
+
   # What claiming a warm instance takes (scale-up, and the pool, which launches through its
   # code): tagging it with its owner, and starting it once its configuration is written.
   # (A filtered `for`, not a conditional: the two statements differ in shape.)

@@ -94,6 +94,7 @@ impl World {
             ("enable_jit_config", if jit { "true" } else { "false" }),
             ("enable_cloudwatch", "false"),
             ("token_path", &self.stack.token_path()),
+            ("metrics_namespace", "GitHub Runners"),
         ] {
             self.aws
                 .ssm
@@ -654,6 +655,23 @@ async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
         )
         .await;
     assert!(status.success(), "resume failed:\n{log}");
+    assert!(log.contains("from the warm pool claim to the runner's start"), "{log}");
+    // The metric reached CloudWatch (moto), in the functions' namespace.
+    let listed = std::process::Command::new(python().parent().unwrap().join("aws"))
+        .args([
+            "cloudwatch",
+            "list-metrics",
+            "--namespace",
+            "GitHub Runners",
+            "--metric-name",
+            "WarmPoolClaimToRunnerStart",
+        ])
+        .args(["--region", REGION, "--output", "json"])
+        .envs(Moto::shared().lambda_env())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&w.stack.prefix), "the metric with its Environment: {listed}");
     assert_eq!(boot.lines("run.args"), vec!["--jitconfig".to_string(), jit], "run.sh --jitconfig <the stored config>");
     assert_eq!(boot.file("job.log").as_deref(), Some("job ran\n"));
     assert_eq!(w.token(&id).await, None, "the instance deleted its configuration after reading it");
@@ -661,4 +679,142 @@ async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
         matches!(w.state(&id).await.as_str(), "shutting-down" | "terminated"),
         "ephemeral: terminated after its job"
     );
+}
+
+/// A reusable runner scale-down put back into the warm pool (stopped, owner and runner tags
+/// gone, its registration deleted) is claimed again: on resume, start-runner.sh forgets the old
+/// registration and service (config.sh refuses to configure over them) and registers anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_back_from_the_warm_pool_forgets_its_old_registration_when_claimed_again() {
+    let w = World::new().await;
+    w.put_runner_config("persistent", false, false).await;
+    let reusable = [("ENABLE_EPHEMERAL_RUNNERS", "false"), ("ENABLE_JIT_CONFIG", "false")];
+    let id = w.scale_up_one(&reusable).await;
+    let boot = w.boot(&id, 30).await;
+    assert!(boot.status.success(), "start-runner.sh failed:\n{}", boot.log);
+    assert!(boot.file(".runner").is_some() && boot.file(".service").is_some());
+
+    // What scale-down does when the idle runner goes back to the pool.
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    w.aws.ec2.create_tags().resources(&id).tags(tag("ghr:warm", "ready")).send().await.unwrap();
+    let gone = [
+        "ghr:Owner",
+        "ghr:Type",
+        "ghr:github_runner_id",
+        "ghr:launched_for_job",
+        "ghr:job_started",
+        "ghr:job_completed",
+    ];
+    let untag: Vec<_> = gone.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(*k).build()).collect();
+    w.aws.ec2.delete_tags().resources(&id).set_tags(Some(untag)).send().await.unwrap();
+    w.aws.ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+
+    // A new job: scale-up claims the instance and writes new config.sh arguments.
+    let mut overrides = reusable.to_vec();
+    overrides.push(("WARM_POOL_CONFIG", r#"{"size":1}"#));
+    let mut env = w.stack.scale_up_env(&w.github.url, &overrides);
+    env.extend(Moto::shared().lambda_env());
+    let scale_up = LambdaFunction::spawn(
+        &binary("scale-up"),
+        &format!("{}-scale-up", w.stack.prefix),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let message = json!({"id": 8, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+        "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
+        "labels": ["self-hosted", "linux"]});
+    let event = json!({"Records": [{"messageId": "m2", "receiptHandle": "h", "body": message.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+    let response = scale_up.invoke(event).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert!(matches!(w.state(&id).await.as_str(), "pending" | "running"), "claimed and started");
+    let token = w.github.registration_tokens().pop().expect("a new registration token");
+
+    // The resume, in the runner folder the first runner left.
+    let imds = FakeImds::start(&id, REGION, w.tags(&id).await).await;
+    let hooks_dir = boot.dir.join("hooks").display().to_string();
+    let (status, log) = w
+        .bash("start-runner.sh", &boot.dir, &imds, &[("TOKEN_WAIT_SECONDS", "10"), ("HOOKS_DIR", hooks_dir.as_str())])
+        .await;
+    assert!(status.success(), "the resumed runner failed:\n{log}");
+    assert!(log.contains("forgetting the registration of an earlier runner"), "{log}");
+    let user = whoami();
+    assert_eq!(
+        boot.lines("svc.args"),
+        vec![
+            format!("install {user}"),
+            "start".into(),
+            "stop".into(),
+            "uninstall".into(),
+            format!("install {user}"),
+            "start".into()
+        ],
+        "the old service removed, the new one installed"
+    );
+    let args = boot.lines("config.args");
+    let at = args.iter().position(|a| a == "--token").expect("--token");
+    assert_eq!(args[at + 1], token, "registered with the new token");
+}
+
+/// Hibernation: the prepared instance hibernates instead of stopping, and the start-runner.sh
+/// that prepared it carries on after the resume (memory is kept: no second boot). Here the
+/// script runs on while moto stops the instance at once; scale-up claims and starts it, and the
+/// waiting script reads its configuration and runs the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hibernated_warm_instance_carries_on_in_the_same_boot_once_claimed() {
+    let w = World::new().await;
+    w.put_runner_config("ephemeral", true, false).await;
+    let warm_config = r#"{"size":1,"hibernate":true}"#;
+    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
+    env.extend(Moto::shared().lambda_env());
+    let warm_pool = LambdaFunction::spawn(
+        &binary("warm-pool"),
+        &format!("{}-warm-pool", w.stack.prefix),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let summary = warm_pool.invoke(json!({})).await.unwrap();
+    let id = summary["launched"][0].as_str().expect("one instance launched").to_string();
+    assert_eq!(w.tags(&id).await.get("ghr:warm_hibernate").map(String::as_str), Some("true"));
+    let scale_up = LambdaFunction::spawn(
+        &binary("scale-up"),
+        &format!("{}-scale-up", w.stack.prefix),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let systemd = scratch("systemd");
+    let systemd_dir = systemd.display().to_string();
+    let boot_env = [("SYSTEMD_DIR", systemd_dir.as_str()), ("SYSTEMCTL", "true")];
+    let boot = w.boot_with(&id, 90, &boot_env);
+    let claim = async {
+        // Once it is prepared and stopped (hibernated), a job claims it.
+        let ready_by = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = w.tags(&id).await.get("ghr:warm").map(String::as_str) == Some("ready");
+            if ready && w.state(&id).await == "stopped" {
+                break;
+            }
+            assert!(std::time::Instant::now() < ready_by, "the instance never hibernated");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let message = json!({"id": 9, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+            "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
+            "labels": ["self-hosted", "linux"]});
+        let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+        scale_up.invoke(event).await.unwrap()
+    };
+    let (boot, response) = tokio::join!(boot, claim);
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert!(boot.status.success(), "start-runner.sh failed:\n{}", boot.log);
+    assert!(boot.log.contains("prepared, hibernating until claimed"), "{}", boot.log);
+    assert_eq!(boot.file("job.log").as_deref(), Some("job ran\n"), "the same run registered and ran the job");
+    assert_eq!(boot.lines("run.args").first().map(String::as_str), Some("--jitconfig"));
+    let state = w.state(&id).await;
+    assert!(state == "terminated" || state == "shutting-down", "ephemeral: ended after its job: {state}");
 }

@@ -90,3 +90,18 @@ async fn demo_recovers_an_endpoint_outage_by_redelivery() {
     assert!(summary.runners_launched <= 3, "no duplicate runner: {report}");
     eprintln!("{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn demo_with_a_warm_pool_starts_jobs_on_prepared_instances_and_leaves_nothing() {
+    let summary =
+        run(DemoOptions { warm_pool: 2, max_runners: 4, start_seconds: 0.2, ..options(3, true) }).await.unwrap();
+    let report = summary.render();
+    assert!(summary.ok(), "{report}");
+    assert_eq!(summary.jobs_completed, 3, "{report}");
+    assert!(summary.warm_pool_runs >= 1 && summary.warm_prepared >= 2, "{report}");
+    assert!(summary.jobs_on_warm_instances >= 2, "the waiting instances took jobs: {report}");
+    assert_eq!(summary.start_to_online.len(), summary.jobs_on_warm_instances, "{report}");
+    assert!(summary.aws_calls.contains_key("ec2:StartInstances"), "{report}");
+    assert_eq!(summary.runners_removed, summary.runners_launched + summary.jobs_on_warm_instances, "{report}");
+    eprintln!("{report}");
+}

@@ -513,3 +513,18 @@ fn upstream_module_interfaces_are_kept() {
     }
     assert!(problems.is_empty(), "{} differences from upstream's interfaces:\n{}", problems.len(), problems.join("\n"));
 }
+
+#[test]
+fn the_tags_a_runner_sheds_going_back_to_the_warm_pool_are_the_ones_scale_down_may_delete() {
+    use common::domain::warm_pool::{RETURN_UNTAG, RETURNED_AT_TAG, WARM_TAG};
+    let text = std::fs::read_to_string(terraform_dir().join("modules/runners/warm-pool.tf")).unwrap();
+    let start = text.find("warm_return_tag_keys = [").expect("local.warm_return_tag_keys");
+    let list = &text[start..start + text[start..].find(']').unwrap()];
+    let allowed: BTreeSet<&str> = list.split('"').skip(1).step_by(2).collect();
+    let mut needed: BTreeSet<&str> = RETURN_UNTAG.iter().copied().collect();
+    needed.extend([WARM_TAG, RETURNED_AT_TAG]);
+    assert_eq!(
+        allowed, needed,
+        "modules/runners local.warm_return_tag_keys vs common::domain::warm_pool::RETURN_UNTAG"
+    );
+}

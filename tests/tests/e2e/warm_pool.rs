@@ -1,6 +1,7 @@
-//! The warm pool through the built warm-pool and scale-up binaries against moto and the fake
-//! GitHub: the top-up within the maximum, two scale-ups racing for one ready instance, a claim
-//! that fails to start, age rotation, and scale-down leaving the pool alone. (Prepare mode and
+//! The warm pool through the built warm-pool, scale-up and scale-down binaries against moto and
+//! the fake GitHub: the top-up within the maximum, two scale-ups racing for one ready instance,
+//! a claim that fails to start, age and image rotation, scale-down leaving the pool alone and
+//! putting an idle reusable runner back into it. (Prepare mode and
 //! the resume through the boot script: `boot_scripts::a_warm_pool_instance_*`.)
 
 use std::collections::BTreeMap;
@@ -242,7 +243,7 @@ async fn a_claim_that_fails_to_start_gets_a_fresh_instance_in_the_same_invocatio
     .await;
     let response = scale_up.invoke(w.job_event(5, "m1")).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-    assert_eq!(proxy.count("ec2:StartInstances"), 2, "the batch call, then the instance alone");
+    assert_eq!(proxy.count("ec2:StartInstances"), 1, "no retry: capacity does not come back in seconds");
     assert_eq!(proxy.count("ec2:CreateFleet"), 1, "a fresh launch");
     let fallback = scale_up.metric("WarmPoolFallbacks");
     assert_eq!(fallback.len(), 1);
@@ -285,4 +286,133 @@ async fn scale_down_leaves_the_warm_pool_alone() {
     assert_eq!(World::with_warm_state(&all, "preparing").len(), 1, "{all:?}");
     assert!(all.values().all(|(_, t)| !t.contains_key("ghr:orphan")), "never marked an orphan: {all:?}");
     assert!(!scale_down.logs().iter().any(|l| l.contains("without ghr:Type/ghr:Owner")), "no warning either");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_reusable_runner_from_the_pool_goes_back_to_it_and_is_claimed_again() {
+    let w = World::new().await;
+    let size = r#"{"size":1,"maxAgeHours":24}"#;
+    let reusable = [("ENABLE_EPHEMERAL_RUNNERS", "false"), ("ENABLE_JIT_CONFIG", "false"), ("WARM_POOL_CONFIG", size)];
+    let warm_pool = w.warm_pool(&[("WARM_POOL_CONFIG", size)]).await;
+    let ready = launched(&warm_pool.invoke(json!({})).await.unwrap());
+    w.prepare(&ready).await;
+    let id = ready[0].clone();
+
+    // A job claims it; its runner registers (config.sh with the token) and runs the job.
+    let scale_up = w.scale_up(&reusable).await;
+    let answer = scale_up.invoke(w.job_event(1, "m1")).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let token = w.github.registration_tokens().pop().expect("a registration token");
+    let labels: Vec<String> = ["linux", "self-hosted", "x64"].iter().map(|l| l.to_string()).collect();
+    let runner = w.github.register_with_token(&token, &id, &labels, false).unwrap();
+    // start-runner.sh read its configuration and deleted it.
+    w.aws.ssm.delete_parameter().name(format!("{}/{id}", w.stack.token_path())).send().await.unwrap();
+    let tag = |k: &str, v: String| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    w.aws.ec2.create_tags().resources(&id).tags(tag("ghr:github_runner_id", runner.to_string())).send().await.unwrap();
+
+    // Idle past its minimum running time: scale-down deregisters it, and after the hold puts it
+    // back into the pool instead of terminating it.
+    let mut env = w.stack.scale_down_env(
+        &w.github.url,
+        &w.clock_file.to_string_lossy(),
+        &[("MINIMUM_RUNNING_TIME_IN_MINUTES", "5"), ("WARM_POOL_CONFIG", size)],
+    );
+    env.extend(Moto::shared().lambda_env());
+    let scale_down = LambdaFunction::spawn(
+        &binary("scale-down"),
+        &format!("{}-scale-down", w.stack.prefix),
+        &env,
+        Duration::from_secs(60),
+    )
+    .await;
+    w.set_clock(Utc::now() + chrono::TimeDelta::minutes(10));
+    scale_down.invoke(json!({})).await.unwrap();
+    assert!(w.github.runners().is_empty(), "deregistered: {:?}", w.github.runners());
+    w.set_clock(Utc::now() + chrono::TimeDelta::minutes(20));
+    let summary = scale_down.invoke(json!({})).await.unwrap();
+    assert_eq!(summary["returnedToPool"], json!([id]), "{summary}");
+    assert_eq!(scale_down.metric("WarmPoolReturned").iter().map(|(v, _)| v).sum::<f64>(), 1.0);
+    let all = w.instances().await;
+    let (state, tags) = &all[&id];
+    assert!(matches!(state.as_str(), "stopping" | "stopped"), "stopped, not terminated: {state}");
+    assert_eq!(tags.get("ghr:warm").map(String::as_str), Some("ready"), "{tags:?}");
+    for gone in [
+        "ghr:Owner",
+        "ghr:Type",
+        "ghr:github_runner_id",
+        "ghr:launched_for_job",
+        "ghr:deregistered_at",
+        "ghr:warm_claimed_at",
+    ] {
+        assert!(!tags.contains_key(gone), "{gone} removed: {tags:?}");
+    }
+
+    // The warm pool counts it ready again, and the next job claims it.
+    let counted = warm_pool.invoke(json!({})).await.unwrap();
+    assert_eq!((counted["ready"].as_u64(), counted["requested"].as_u64()), (Some(1), Some(0)), "{counted}");
+    let answer = scale_up.invoke(w.job_event(2, "m2")).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let (state, tags) = &w.instances().await[&id];
+    assert!(matches!(state.as_str(), "pending" | "running"), "{state}");
+    assert_eq!(tags.get("ghr:launched_for_job").map(String::as_str), Some("2"), "{tags:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_in_the_launch_template_rotates_the_pool() {
+    let w = World::new().await;
+    let warm_pool = w.warm_pool(&[("WARM_POOL_CONFIG", r#"{"size":1}"#)]).await;
+    let first = launched(&warm_pool.invoke(json!({})).await.unwrap());
+    w.prepare(&first).await;
+    let old_image = w.aws.ec2.describe_instances().instance_ids(&first[0]).send().await.unwrap().reservations()[0]
+        .instances()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let unchanged = warm_pool.invoke(json!({})).await.unwrap();
+    assert!(unchanged["retired"].as_array().unwrap().is_empty(), "{unchanged}");
+
+    // A new AMI: a new default version of the template.
+    let images = w.aws.ec2.describe_images().owners("amazon").send().await.unwrap();
+    let new_image = images
+        .images()
+        .iter()
+        .filter_map(|i| i.image_id())
+        .find(|i| *i != old_image)
+        .expect("another image in moto")
+        .to_string();
+    let data = aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(&new_image).build();
+    let version = w
+        .aws
+        .ec2
+        .create_launch_template_version()
+        .launch_template_name(&w.stack.launch_template)
+        .source_version("$Default")
+        .launch_template_data(data)
+        .send()
+        .await
+        .unwrap();
+    let number = version.launch_template_version().and_then(|v| v.version_number()).unwrap();
+    w.aws
+        .ec2
+        .modify_launch_template()
+        .launch_template_name(&w.stack.launch_template)
+        .default_version(number.to_string())
+        .send()
+        .await
+        .unwrap();
+    let rotated = warm_pool.invoke(json!({})).await.unwrap();
+    let retired: Vec<(&str, &str)> = rotated["retired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["instanceId"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(retired, vec![(first[0].as_str(), "image_changed")], "{rotated}");
+    let replacement = launched(&rotated);
+    assert_eq!(replacement.len(), 1, "{rotated}");
+    let image = w.aws.ec2.describe_instances().instance_ids(&replacement[0]).send().await.unwrap().reservations()[0]
+        .instances()[0]
+        .image_id()
+        .map(str::to_string);
+    assert_eq!(image.as_deref(), Some(new_image.as_str()), "the replacement has the new image");
 }

@@ -283,6 +283,7 @@ fn filter(name: &str, values: &[&str]) -> Filter {
 
 fn to_domain(instance: &aws_sdk_ec2::types::Instance) -> Option<RunnerInstance> {
     Some(RunnerInstance {
+        image_id: instance.image_id().map(str::to_string),
         id: instance.instance_id()?.to_string(),
         launch_time: instance.launch_time().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
         state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
@@ -412,6 +413,36 @@ impl RunnerInstances for Ec2RunnerInstances {
             .or(mappings.iter().find(|m| m.device_name().is_some()))
             .and_then(|m| m.device_name())
             .map(str::to_string))
+    }
+
+    async fn template_image(&self, launch_template: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .describe_launch_template_versions()
+            .launch_template_name(launch_template)
+            .versions("$Default")
+            .resolve_alias(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2:DescribeLaunchTemplateVersions", e))?;
+        Ok(out
+            .launch_template_versions()
+            .iter()
+            .find_map(|v| v.launch_template_data().and_then(|d| d.image_id()))
+            .map(str::to_string))
+    }
+
+    async fn stop(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .stop_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2:StopInstances", e))?;
+        Ok(())
     }
 
     async fn start(&self, instance_ids: &[String]) -> Result<(), AwsError> {

@@ -91,6 +91,7 @@ mod tests {
 
     fn instance(id: &str, launched: Option<i64>, extra: &[(&str, &str)]) -> RunnerInstance {
         RunnerInstance {
+            image_id: None,
             id: id.into(),
             launch_time: launched.map(at),
             state: "running".into(),

@@ -54,6 +54,8 @@ pub struct RunnerInstance {
     /// `pending`, `running`...
     pub state: String,
     pub tags: BTreeMap<String, String>,
+    /// The image it was launched from, when EC2 said.
+    pub image_id: Option<String>,
 }
 
 impl RunnerInstance {
@@ -257,6 +259,7 @@ mod tests {
 
     fn instance(tags: &[(&str, &str)]) -> RunnerInstance {
         RunnerInstance {
+            image_id: None,
             id: "i-1".into(),
             launch_time: None,
             state: "running".into(),

@@ -367,7 +367,7 @@ mod tests {
         for (k, v) in extra {
             tags.insert(k.to_string(), v.to_string());
         }
-        RunnerInstance { id: id.into(), launch_time: Some(at(launched)), state: "running".into(), tags }
+        RunnerInstance { image_id: None, id: id.into(), launch_time: Some(at(launched)), state: "running".into(), tags }
     }
 
     fn runner(id: u64, name: &str, busy: bool) -> GithubRunner {

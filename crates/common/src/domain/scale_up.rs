@@ -338,6 +338,7 @@ mod tests {
     fn others_rank_ahead_of_ours() {
         let at = |s: i64| Some(chrono::DateTime::from_timestamp(s, 0).unwrap());
         let i = |id: &str, t| RunnerInstance {
+            image_id: None,
             id: id.into(),
             launch_time: t,
             state: "running".into(),
@@ -373,6 +374,7 @@ mod tests {
             let invocations = rng.usize(2..5);
             let mut alive: Vec<RunnerInstance> = (0..rng.usize(0..3))
                 .map(|k| RunnerInstance {
+                    image_id: None,
                     id: format!("i-pre{k}"),
                     launch_time: at(1),
                     state: "running".into(),
@@ -410,6 +412,7 @@ mod tests {
                         let id = format!("i-{inv}-{k}-{:x}", rng.u32(..));
                         launched[inv].push(id.clone());
                         alive.push(RunnerInstance {
+                            image_id: None,
                             id,
                             launch_time: at(clock),
                             state: "running".into(),

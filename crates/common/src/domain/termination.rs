@@ -284,6 +284,7 @@ mod tests {
     #[test]
     fn the_job_run_tag_and_the_rescue_config() {
         let mut instance = RunnerInstance {
+            image_id: None,
             id: "i-1".into(),
             launch_time: None,
             state: "running".into(),

@@ -26,6 +26,28 @@ pub const HIBERNATE_TAG: &str = "ghr:warm_hibernate";
 /// `ghr:warm_claimed_at`: when scale-up claimed the instance (unix seconds).
 pub const CLAIMED_AT_TAG: &str = "ghr:warm_claimed_at";
 
+/// `ghr:warm_returned_at`: when scale-down put a runner that came from the pool back into it
+/// (unix seconds).
+pub const RETURNED_AT_TAG: &str = "ghr:warm_returned_at";
+
+/// The tags an instance sheds when it goes back to the pool: its owner, its runner, its jobs
+/// and scale-down's marks. What stays is the launch's (environment, labels, config path).
+pub const RETURN_UNTAG: &[&str] = &[
+    crate::domain::runner::tags::TYPE,
+    crate::domain::runner::tags::OWNER,
+    crate::domain::runner::tags::GITHUB_RUNNER_ID,
+    crate::domain::runner::tags::LAUNCHED_FOR_JOB,
+    crate::domain::runner::tags::DEREGISTERED_AT,
+    crate::domain::runner::tags::WITHDRAWN_AT,
+    crate::domain::runner::tags::POOL_HOLD_UNTIL,
+    crate::domain::runner::tags::ORPHAN,
+    crate::domain::scale_down::JOB_STARTED_TAG,
+    crate::domain::scale_down::JOB_COMPLETED_TAG,
+    crate::domain::scale_down::OFFLINE_SINCE_TAG,
+    crate::domain::termination::JOB_RUN_TAG,
+    CLAIMED_AT_TAG,
+];
+
 /// How long a claimed instance may stay stopped before the warm-pool function decides its
 /// claimant died between the claim and the start, and retires it.
 pub const CLAIM_START_LIMIT: TimeDelta = TimeDelta::minutes(10);
@@ -112,6 +134,18 @@ pub fn is_unclaimed(instance: &RunnerInstance) -> bool {
     matches!(WarmState::of(instance), Some(WarmState::Preparing | WarmState::Ready))
 }
 
+/// Whether a stopped instance is a claim about to start (its runner registered, its start
+/// seconds away): its offline runner is not a ghost. Past `CLAIM_START_LIMIT` the claim is
+/// abandoned and the warm-pool function retires the instance.
+pub fn claim_starting(instance: &RunnerInstance, now: DateTime<Utc>) -> bool {
+    WarmState::of(instance) == Some(WarmState::Claimed)
+        && instance
+            .tag(CLAIMED_AT_TAG)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .is_some_and(|t| now - t < CLAIM_START_LIMIT)
+}
+
 fn age(instance: &RunnerInstance, now: DateTime<Utc>) -> Option<TimeDelta> {
     instance.launch_time.map(|t| now - t)
 }
@@ -128,6 +162,36 @@ pub fn claim_order(instances: &[RunnerInstance], now: DateTime<Utc>, max_age: Ti
     ready.into_iter().map(|i| i.id.clone()).collect()
 }
 
+/// Prepared instances the pool holds or is about to hold (ready, or preparing), whatever
+/// their state: against the size.
+pub fn pool_count(pool: &[RunnerInstance]) -> usize {
+    pool.iter()
+        .filter(|i| !matches!(i.state.as_str(), "terminated" | "shutting-down"))
+        .filter(|i| matches!(WarmState::of(i), Some(WarmState::Ready | WarmState::Preparing)))
+        .count()
+}
+
+/// Of the idle runners scale-down is about to terminate (drained: deregistered, no job started
+/// since), the ones that go back to the pool instead: those that came from it (claimed: the
+/// instance has the unit that resumes it), younger than `maxAgeHours`, oldest last, as long as
+/// the pool has room.
+pub fn returns_to_pool(
+    drained: &[&RunnerInstance],
+    pool: &[RunnerInstance],
+    config: &WarmPoolConfig,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let room = config.size.saturating_sub(pool_count(pool));
+    let mut candidates: Vec<&&RunnerInstance> = drained
+        .iter()
+        .filter(|i| WarmState::of(i) == Some(WarmState::Claimed) && !i.bypass_removal())
+        .filter(|i| age(i, now).is_some_and(|a| a < config.max_age()))
+        .collect();
+    // The youngest first: they stay in the pool the longest.
+    candidates.sort_by(|a, b| b.launch_time.cmp(&a.launch_time).then_with(|| a.id.cmp(&b.id)));
+    candidates.into_iter().take(room).map(|i| i.id.clone()).collect()
+}
+
 /// Why the warm-pool function terminates a pool instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {
@@ -137,6 +201,8 @@ pub enum Retirement {
     PreparationFailed,
     /// Claimed, but still stopped long after: its claimant died before starting it.
     ClaimAbandoned,
+    /// Prepared from another image than the one the configuration launches now (a new AMI).
+    ImageChanged,
 }
 
 impl Retirement {
@@ -146,6 +212,7 @@ impl Retirement {
             Retirement::Expired => "expired",
             Retirement::PreparationFailed => "preparation_failed",
             Retirement::ClaimAbandoned => "claim_abandoned",
+            Retirement::ImageChanged => "image_changed",
         }
     }
 }
@@ -162,19 +229,29 @@ pub struct WarmPlan {
     pub launch: usize,
 }
 
+/// What a warm-pool run knows of its environment.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolContext<'a> {
+    /// The environment's running and pending instances (runners and instances preparing
+    /// alike): the top-up never takes them past `maximum` (`-1`: no maximum).
+    pub running: usize,
+    pub maximum: i64,
+    pub boot_time: TimeDelta,
+    /// The image the configuration launches now, when it could be read: a ready instance of
+    /// another image is replaced. Unknown rotates nothing.
+    pub current_image: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
 /// Plans one run of the warm-pool function. `pool` is every instance of the environment with a
-/// `ghr:warm` tag, in any state but terminated; `running` is the environment's running and
-/// pending instances (runners and instances preparing alike): the top-up never takes them past
-/// `maximum` (`-1`: no maximum).
-pub fn plan(
-    pool: &[RunnerInstance],
-    running: usize,
-    config: &WarmPoolConfig,
-    boot_time: TimeDelta,
-    maximum: i64,
-    now: DateTime<Utc>,
-) -> WarmPlan {
+/// `ghr:warm` tag, in any state but terminated.
+pub fn plan(pool: &[RunnerInstance], config: &WarmPoolConfig, context: PoolContext<'_>) -> WarmPlan {
+    let PoolContext { running, maximum, boot_time, current_image, now } = context;
     let mut plan = WarmPlan::default();
+    let stale = |i: &RunnerInstance| match (current_image, i.image_id.as_deref()) {
+        (Some(current), Some(image)) => current != image,
+        _ => false,
+    };
     let claimable = claim_order(pool, now, config.max_age());
     for instance in pool {
         if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
@@ -183,9 +260,30 @@ pub fn plan(
         let id = instance.id.clone();
         // Unknown age is young: never retire what cannot be judged.
         let older_than = |limit: TimeDelta| age(instance, now).is_some_and(|a| a >= limit);
+        // Since its launch, or its return to the pool by scale-down.
+        let since_transition = |i: &RunnerInstance| {
+            let returned = i
+                .tag(RETURNED_AT_TAG)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .and_then(|s| DateTime::from_timestamp(s, 0));
+            match (i.launch_time, returned) {
+                (Some(l), Some(r)) => now - l.max(r),
+                (l, r) => l.or(r).map_or(TimeDelta::zero(), |t| now - t),
+            }
+        };
         match WarmState::of(instance) {
+            Some(WarmState::Ready) if instance.state == "stopped" && stale(instance) => {
+                plan.retire.push((id, Retirement::ImageChanged))
+            }
             Some(WarmState::Ready) if claimable.contains(&id) => plan.ready.push(id),
             Some(WarmState::Ready) if older_than(config.max_age()) => plan.retire.push((id, Retirement::Expired)),
+            // Tagged ready but never stopped (its stop failed): it runs for nothing.
+            Some(WarmState::Ready)
+                if matches!(instance.state.as_str(), "pending" | "running")
+                    && since_transition(instance) >= boot_time =>
+            {
+                plan.retire.push((id, Retirement::PreparationFailed))
+            }
             // Prepared and still stopping.
             Some(WarmState::Ready) => plan.preparing.push(id),
             Some(WarmState::Preparing) if instance.state == "stopped" || older_than(boot_time) => {
@@ -230,11 +328,15 @@ mod tests {
         if let Some(w) = warm {
             tags.insert(WARM_TAG.to_string(), w.to_string());
         }
-        RunnerInstance { id: id.into(), launch_time: launched.map(at), state: state.into(), tags }
+        RunnerInstance { image_id: None, id: id.into(), launch_time: launched.map(at), state: state.into(), tags }
     }
 
     fn config(size: usize) -> WarmPoolConfig {
         WarmPoolConfig { size, max_age_hours: 24, hibernate: false }
+    }
+
+    fn context(running: usize, maximum: i64, now: DateTime<Utc>) -> PoolContext<'static> {
+        PoolContext { running, maximum, boot_time: TimeDelta::minutes(5), current_image: None, now }
     }
 
     #[test]
@@ -287,7 +389,7 @@ mod tests {
             instance("i-runner", "running", Some("claimed"), Some(60 * 29)),
             instance("i-gone", "terminated", Some("preparing"), Some(0)),
         ];
-        let plan = plan(&pool, 4, &config(6), TimeDelta::minutes(5), -1, now);
+        let plan = plan(&pool, &config(6), context(4, -1, now));
         assert_eq!(plan.ready, vec!["i-ready"]);
         assert_eq!(plan.preparing, vec!["i-stopping", "i-preparing", "i-unknown-age"]);
         assert_eq!(
@@ -306,14 +408,40 @@ mod tests {
     fn the_top_up_never_passes_the_maximum() {
         let now = at(60);
         let pool = vec![instance("i-ready", "stopped", Some("ready"), Some(59))];
-        assert_eq!(plan(&pool, 0, &config(5), TimeDelta::minutes(5), -1, now).launch, 4);
-        assert_eq!(plan(&pool, 7, &config(5), TimeDelta::minutes(5), 10, now).launch, 3);
-        assert_eq!(plan(&pool, 10, &config(5), TimeDelta::minutes(5), 10, now).launch, 0);
-        assert_eq!(plan(&pool, 12, &config(5), TimeDelta::minutes(5), 10, now).launch, 0);
-        assert_eq!(plan(&pool, 0, &config(1), TimeDelta::minutes(5), 10, now).launch, 0, "full");
+        assert_eq!(plan(&pool, &config(5), context(0, -1, now)).launch, 4);
+        assert_eq!(plan(&pool, &config(5), context(7, 10, now)).launch, 3);
+        assert_eq!(plan(&pool, &config(5), context(10, 10, now)).launch, 0);
+        assert_eq!(plan(&pool, &config(5), context(12, 10, now)).launch, 0);
+        assert_eq!(plan(&pool, &config(1), context(0, 10, now)).launch, 0, "full");
         // An instance retired now frees its place.
         let stuck = vec![instance("i-stuck", "running", Some("preparing"), Some(0))];
-        assert_eq!(plan(&stuck, 10, &config(5), TimeDelta::minutes(5), 10, now).launch, 1);
+        assert_eq!(plan(&stuck, &config(5), context(10, 10, now)).launch, 1);
+    }
+
+    #[test]
+    fn a_new_image_rotates_the_ready_instances() {
+        let now = at(60);
+        let mut old = instance("i-old-image", "stopped", Some("ready"), Some(50));
+        old.image_id = Some("ami-old".into());
+        let mut new = instance("i-new-image", "stopped", Some("ready"), Some(50));
+        new.image_id = Some("ami-new".into());
+        let mut unknown = instance("i-unknown-image", "stopped", Some("ready"), Some(50));
+        unknown.image_id = None;
+        let mut preparing = instance("i-preparing-old", "running", Some("preparing"), Some(59));
+        preparing.image_id = Some("ami-old".into());
+        let pool = vec![old, new, unknown, preparing];
+        let context = PoolContext { current_image: Some("ami-new"), ..context(0, -1, now) };
+        let plan = plan(&pool, &config(4), context);
+        assert_eq!(plan.retire, vec![("i-old-image".to_string(), Retirement::ImageChanged)]);
+        assert_eq!(plan.ready, vec!["i-new-image", "i-unknown-image"]);
+        assert_eq!(plan.launch, 1, "4 wanted: 2 ready, 1 preparing (retired once ready, if still old)");
+        // The image unknown: nothing is rotated.
+        let unknown = plan_with_unknown_image(&pool, now);
+        assert!(unknown.retire.is_empty());
+    }
+
+    fn plan_with_unknown_image(pool: &[RunnerInstance], now: DateTime<Utc>) -> WarmPlan {
+        plan(pool, &config(4), context(0, -1, now))
     }
 
     #[test]
@@ -323,6 +451,50 @@ mod tests {
         assert!(!is_unclaimed(&instance("c", "running", Some("claimed"), None)));
         assert!(!is_unclaimed(&instance("d", "running", None, None)));
         assert!(!is_unclaimed(&instance("e", "running", Some("bogus"), None)));
+    }
+
+    #[test]
+    fn claimed_runners_go_back_while_the_pool_has_room_and_they_are_young() {
+        let now = at(60 * 30);
+        let pool = vec![
+            instance("i-ready", "stopped", Some("ready"), Some(60 * 29)),
+            instance("i-preparing", "running", Some("preparing"), Some(60 * 30 - 1)),
+            instance("i-gone", "terminated", Some("ready"), Some(0)),
+        ];
+        let young = instance("i-young", "running", Some("claimed"), Some(60 * 29));
+        let younger = instance("i-younger", "running", Some("claimed"), Some(60 * 29 + 30));
+        let old = instance("i-old", "running", Some("claimed"), Some(0));
+        let fresh = instance("i-fresh-runner", "running", None, Some(60 * 29));
+        let mut bypass = instance("i-bypass", "running", Some("claimed"), Some(60 * 29));
+        bypass.tags.insert("ghr:bypass-removal".into(), "true".into());
+        let drained = [&young, &younger, &old, &fresh, &bypass];
+        assert_eq!(pool_count(&pool), 2);
+        assert_eq!(returns_to_pool(&drained, &pool, &config(3), now), vec!["i-younger"], "room for one");
+        assert_eq!(returns_to_pool(&drained, &pool, &config(9), now), vec!["i-younger", "i-young"]);
+        assert!(returns_to_pool(&drained, &pool, &config(2), now).is_empty(), "full");
+    }
+
+    #[test]
+    fn a_ready_instance_that_never_stopped_is_retired() {
+        let now = at(60 * 30);
+        let mut returned = instance("i-returned", "running", Some("ready"), Some(60 * 29));
+        returned.tags.insert(RETURNED_AT_TAG.into(), at(60 * 30 - 1).timestamp().to_string());
+        let mut stuck = instance("i-stuck", "running", Some("ready"), Some(60 * 29));
+        stuck.tags.insert(RETURNED_AT_TAG.into(), at(60 * 30 - 6).timestamp().to_string());
+        let plan = plan(&[returned, stuck], &config(3), context(0, -1, now));
+        assert_eq!(plan.preparing, vec!["i-returned"], "still stopping");
+        assert_eq!(plan.retire, vec![("i-stuck".to_string(), Retirement::PreparationFailed)]);
+    }
+
+    #[test]
+    fn a_fresh_claim_is_starting_an_old_one_is_not() {
+        let now = at(60);
+        let mut claim = instance("i-claimed", "stopped", Some("claimed"), Some(0));
+        claim.tags.insert(CLAIMED_AT_TAG.into(), at(59).timestamp().to_string());
+        assert!(claim_starting(&claim, now));
+        claim.tags.insert(CLAIMED_AT_TAG.into(), at(45).timestamp().to_string());
+        assert!(!claim_starting(&claim, now), "abandoned");
+        assert!(!claim_starting(&instance("i-ready", "stopped", Some("ready"), Some(0)), now));
     }
 
     #[test]

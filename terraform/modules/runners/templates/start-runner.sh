@@ -110,6 +110,7 @@ enable_jit_config=$(setting enable_jit_config)
 token_path=$(setting token_path)
 disable_default_labels=$(setting disable_default_labels)
 enable_cloudwatch=$(setting enable_cloudwatch)
+metrics_namespace=$(setting metrics_namespace)
 run_as=${run_as:-ec2-user}
 
 if [ "$enable_cloudwatch" = "true" ] && command -v amazon-cloudwatch-agent-ctl >/dev/null 2>&1; then
@@ -142,9 +143,35 @@ as_runner() {
 }
 chown -R "$run_as" "$RUNNER_DIR" 2>/dev/null || true
 cd "$RUNNER_DIR"
+if [ -f .runner ]; then
+  # A runner that went back to the warm pool: its registration was deleted by scale-down.
+  # Forget it (config.sh refuses to configure over it) and its service.
+  echo "start-runner: forgetting the registration of an earlier runner on this instance"
+  if [ -f .service ]; then
+    ./svc.sh stop || true
+    ./svc.sh uninstall || true
+  fi
+  rm -f .runner .credentials .credentials_rsaparams .service
+fi
 cat >.setup_info <<SETUP
 [{"group": "Runner Image", "detail": "AMI id: $(meta ami-id || true)\nInstance type: $(meta instance-type || true)\nRegion: $region"}]
 SETUP
+
+# A warm pool instance started for a job: the time from scale-up's claim to the runner's start,
+# as the metric WarmPoolClaimToRunnerStart (seconds) of the functions' namespace.
+report_warm_start() {
+  local claimed_at environment seconds
+  claimed_at=$(tag ghr:warm_claimed_at 2>/dev/null || true)
+  case "$claimed_at" in '' | None | *[!0-9]*) return 0 ;; esac
+  if [ -z "$metrics_namespace" ] || [ "$metrics_namespace" = "None" ]; then return 0; fi
+  seconds=$(($(date +%s) - claimed_at))
+  environment=$(tag ghr:environment 2>/dev/null || true)
+  aws cloudwatch put-metric-data --region "$region" --namespace "$metrics_namespace" \
+    --metric-name WarmPoolClaimToRunnerStart --unit Seconds --value "$seconds" \
+    --dimensions "Environment=$environment" || true
+  echo "start-runner: ${seconds}s from the warm pool claim to the runner's start"
+}
+report_warm_start
 
 if [ "$enable_jit_config" = "true" ] && [ "$agent_mode" = "ephemeral" ]; then
   echo "start-runner: starting the just-in-time runner"

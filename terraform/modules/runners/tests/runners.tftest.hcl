@@ -330,6 +330,12 @@ run "warm_pool_that_hibernates" {
     condition     = one([for s in jsondecode(aws_iam_role_policy.runner.policy).Statement : s.Condition.StringEquals["aws:ARN"] if s.Sid == "WarmPoolStopItself"]) == "$${ec2:SourceInstanceARN}"
     error_message = "An instance may stop itself only."
   }
+  assert {
+    condition = (module.scale_down.function.environment.WARM_POOL_CONFIG == module.scale_up.function.environment.WARM_POOL_CONFIG
+      && one([for s in jsondecode(aws_iam_role_policy.scale_down.policy).Statement : s.Condition.StringEquals["aws:ResourceTag/ghr:warm"] if s.Sid == "StopReturnedRunners"]) == "ready"
+    && contains(one([for s in jsondecode(aws_iam_role_policy.scale_down.policy).Statement : s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"] if s.Sid == "ReturnToWarmPool"]), "ghr:Owner"))
+    error_message = "Scale-down puts idle runners from the pool back: it stops only instances tagged ready and may remove their owner."
+  }
 }
 
 run "explicit_jit_off_for_ephemeral" {
