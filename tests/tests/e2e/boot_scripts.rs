@@ -121,17 +121,23 @@ impl World {
             Duration::from_secs(30),
         )
         .await;
-        let message = json!({"id": 1, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
-            "installationId": self.installation, "queueId": self.stack.queue_url, "repoOwnerType": "Organization",
-            "labels": ["self-hosted", "linux"]});
-        let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+        let event = self.job_event(1, "m1");
         let response = f.invoke(event).await.unwrap();
         assert_eq!(response["batchItemFailures"], json!([]), "{response}");
         let new: Vec<String> = self.instance_ids().await.into_iter().filter(|id| !before.contains(id)).collect();
         assert_eq!(new.len(), 1, "{new:?}");
         new[0].clone()
+    }
+
+    /// One SQS record of a `workflow_job` message for `job_id` (acme/web, this stack's queue),
+    /// as Lambda hands a batch to scale-up.
+    fn job_event(&self, job_id: u64, message_id: &str) -> serde_json::Value {
+        let message = json!({"id": job_id, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
+            "installationId": self.installation, "queueId": self.stack.queue_url, "repoOwnerType": "Organization",
+            "labels": ["self-hosted", "linux"]});
+        json!({"Records": [{"messageId": message_id, "receiptHandle": "h", "body": message.to_string(),
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]})
     }
 
     async fn instance_ids(&self) -> Vec<String> {
@@ -618,12 +624,7 @@ async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
         Duration::from_secs(30),
     )
     .await;
-    let message = json!({"id": 7, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
-        "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
-        "labels": ["self-hosted", "linux"]});
-    let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+    let event = w.job_event(7, "m1");
     let before = w.instance_ids().await;
     let response = scale_up.invoke(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
@@ -721,12 +722,7 @@ async fn a_runner_back_from_the_warm_pool_forgets_its_old_registration_when_clai
         Duration::from_secs(30),
     )
     .await;
-    let message = json!({"id": 8, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
-        "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
-        "labels": ["self-hosted", "linux"]});
-    let event = json!({"Records": [{"messageId": "m2", "receiptHandle": "h", "body": message.to_string(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+    let event = w.job_event(8, "m2");
     let response = scale_up.invoke(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     assert!(matches!(w.state(&id).await.as_str(), "pending" | "running"), "claimed and started");
@@ -801,12 +797,7 @@ async fn a_hibernated_warm_instance_carries_on_in_the_same_boot_once_claimed() {
             assert!(std::time::Instant::now() < ready_by, "the instance never hibernated");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let message = json!({"id": 9, "repositoryName": "web", "repositoryOwner": "acme", "eventType": "workflow_job",
-            "installationId": w.installation, "queueId": w.stack.queue_url, "repoOwnerType": "Organization",
-            "labels": ["self-hosted", "linux"]});
-        let event = json!({"Records": [{"messageId": "m1", "receiptHandle": "h", "body": message.to_string(),
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q", "awsRegion": REGION}]});
+        let event = w.job_event(9, "m1");
         scale_up.invoke(event).await.unwrap()
     };
     let (boot, response) = tokio::join!(boot, claim);
