@@ -109,18 +109,19 @@ impl World {
         }
     }
 
+    /// A built function (scale-up, or the warm-pool function, which reads scale-up's
+    /// variables) with Terraform's environment for this stack plus `overrides`.
+    async fn function(&self, name: &str, overrides: &[(&str, &str)]) -> LambdaFunction {
+        let mut env = self.stack.scale_up_env(&self.github.url, overrides);
+        env.extend(Moto::shared().lambda_env());
+        let function_name = format!("{}-{name}", self.stack.prefix);
+        LambdaFunction::spawn(&binary(name), &function_name, &env, Duration::from_secs(30)).await
+    }
+
     /// Runs scale-up for one job and returns the instance it launched.
     async fn scale_up_one(&self, overrides: &[(&str, &str)]) -> String {
         let before = self.instance_ids().await;
-        let mut env = self.stack.scale_up_env(&self.github.url, overrides);
-        env.extend(Moto::shared().lambda_env());
-        let f = LambdaFunction::spawn(
-            &binary("scale-up"),
-            &format!("{}-scale-up", self.stack.prefix),
-            &env,
-            Duration::from_secs(30),
-        )
-        .await;
+        let f = self.function("scale-up", overrides).await;
         let event = self.job_event(1, "m1");
         let response = f.invoke(event).await.unwrap();
         assert_eq!(response["batchItemFailures"], json!([]), "{response}");
@@ -581,15 +582,7 @@ async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
     let w = World::new().await;
     w.put_runner_config("ephemeral", true, false).await;
     let warm_config = r#"{"size":1,"maxAgeHours":24,"hibernate":false}"#;
-    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
-    env.extend(Moto::shared().lambda_env());
-    let warm_pool = LambdaFunction::spawn(
-        &binary("warm-pool"),
-        &format!("{}-warm-pool", w.stack.prefix),
-        &env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let warm_pool = w.function("warm-pool", &[("WARM_POOL_CONFIG", warm_config)]).await;
     let summary = warm_pool.invoke(json!({})).await.unwrap();
     assert_eq!(summary["launched"].as_array().map(Vec::len), Some(1), "{summary}");
     let id = summary["launched"][0].as_str().unwrap().to_string();
@@ -615,15 +608,7 @@ async fn a_warm_pool_instance_prepares_stops_and_runs_a_job_once_claimed() {
     assert_eq!((summary["ready"].as_u64(), summary["requested"].as_u64()), (Some(1), Some(0)), "{summary}");
 
     // Scale-up claims it for a job.
-    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
-    env.extend(Moto::shared().lambda_env());
-    let scale_up = LambdaFunction::spawn(
-        &binary("scale-up"),
-        &format!("{}-scale-up", w.stack.prefix),
-        &env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let scale_up = w.function("scale-up", &[("WARM_POOL_CONFIG", warm_config)]).await;
     let event = w.job_event(7, "m1");
     let before = w.instance_ids().await;
     let response = scale_up.invoke(event).await.unwrap();
@@ -713,15 +698,7 @@ async fn a_runner_back_from_the_warm_pool_forgets_its_old_registration_when_clai
     // A new job: scale-up claims the instance and writes new config.sh arguments.
     let mut overrides = reusable.to_vec();
     overrides.push(("WARM_POOL_CONFIG", r#"{"size":1}"#));
-    let mut env = w.stack.scale_up_env(&w.github.url, &overrides);
-    env.extend(Moto::shared().lambda_env());
-    let scale_up = LambdaFunction::spawn(
-        &binary("scale-up"),
-        &format!("{}-scale-up", w.stack.prefix),
-        &env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let scale_up = w.function("scale-up", &overrides).await;
     let event = w.job_event(8, "m2");
     let response = scale_up.invoke(event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
@@ -763,25 +740,11 @@ async fn a_hibernated_warm_instance_carries_on_in_the_same_boot_once_claimed() {
     let w = World::new().await;
     w.put_runner_config("ephemeral", true, false).await;
     let warm_config = r#"{"size":1,"hibernate":true}"#;
-    let mut env = w.stack.scale_up_env(&w.github.url, &[("WARM_POOL_CONFIG", warm_config)]);
-    env.extend(Moto::shared().lambda_env());
-    let warm_pool = LambdaFunction::spawn(
-        &binary("warm-pool"),
-        &format!("{}-warm-pool", w.stack.prefix),
-        &env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let warm_pool = w.function("warm-pool", &[("WARM_POOL_CONFIG", warm_config)]).await;
     let summary = warm_pool.invoke(json!({})).await.unwrap();
     let id = summary["launched"][0].as_str().expect("one instance launched").to_string();
     assert_eq!(w.tags(&id).await.get("ghr:warm_hibernate").map(String::as_str), Some("true"));
-    let scale_up = LambdaFunction::spawn(
-        &binary("scale-up"),
-        &format!("{}-scale-up", w.stack.prefix),
-        &env,
-        Duration::from_secs(30),
-    )
-    .await;
+    let scale_up = w.function("scale-up", &[("WARM_POOL_CONFIG", warm_config)]).await;
     let systemd = scratch("systemd");
     let systemd_dir = systemd.display().to_string();
     let boot_env = [("SYSTEMD_DIR", systemd_dir.as_str()), ("SYSTEMCTL", "true")];
